@@ -1,0 +1,193 @@
+//! The job file format: these types *are* the format and the JSON Schema.
+//!
+//! Every field carries a doc comment, which schemars turns into the schema's
+//! `description`; `deny_unknown_fields` turns into `additionalProperties:
+//! false`. `strata schema` prints what [`job_schema`] returns.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One job file, as written by the user (paths not yet resolved).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "strata job")]
+pub struct JobFile {
+    /// The JSON Schema this file follows; lets editors complete and check it.
+    /// Ignored by strata.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+
+    /// Job name; default: the file stem. Letters, digits, `.`, `_`, `-`;
+    /// unique across the jobs directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub name: Option<String>,
+
+    /// The tree to back up. A relative path is resolved against the directory
+    /// that holds the job file.
+    pub source: PathBuf,
+
+    /// Where `mirror/`, the increments `backup_YYYYMMDD_HHMMSS/` and the job's
+    /// state `.strata/` live. Relative paths as for `source`. Must not overlap
+    /// `source`.
+    pub destination: PathBuf,
+
+    /// When the daemon runs the job, in local time: a crontab(5) line
+    /// (`min hour dom mon dow`, day of week 0-7 with 0 and 7 Sunday), 6 or 7
+    /// fields with seconds first and year last, or `@hourly`, `@daily`,
+    /// `@weekly`, `@monthly`, `@yearly`. Absent: the job runs only when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+
+    /// A disabled job is validated, but `run-all` and the daemon skip it;
+    /// `strata run NAME` still runs it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Directories whose files are mirrored (no history). A glob on the path
+    /// relative to source (`Documents`, `Projects/*`, `.` for all), or with
+    /// the suffix `:rec` a glob on directory names at any depth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_dirs: Vec<String>,
+
+    /// Directories whose files are mirrored and versioned in the increments.
+    /// Same syntax as `include_dirs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_dirs: Vec<String>,
+
+    /// Directories never entered: nothing below them is selected, whatever
+    /// other rule matches. Same syntax as `include_dirs` (`node_modules:rec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_dirs: Vec<String>,
+
+    /// Files that are mirrored (no history). A name glob for files directly
+    /// in source (`.*`), with `:rec` at any depth (`*.pdf:rec`), or
+    /// `folder/glob` for files directly in that folder (`docs/*.md`, with
+    /// `:rec` at any depth below it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_files: Vec<String>,
+
+    /// Files that are mirrored and versioned. Same syntax as `include_files`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_files: Vec<String>,
+
+    /// Files taken out of what directory rules selected. A file that an
+    /// `include_files` or `track_files` rule matches is kept. Same syntax as
+    /// `include_files` (`*.log:rec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_files: Vec<String>,
+
+    /// Which increments `strata prune` keeps. Buckets are in local time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Retention")]
+    pub retention: Option<Retention>,
+
+    /// How a changed file is recognised: `metadata` (size, mtime, permission
+    /// bits, kind) or `checksum` (also the content hash; reads every file).
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How the diff decides that a file changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    /// Size, mtime, permission bits and kind (file or symlink).
+    #[default]
+    Metadata,
+    /// The metadata, and the content hash of every file (slow: reads all).
+    Checksum,
+}
+
+/// A retention policy, with the meaning restic and borg give these keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Keep the newest N increments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest increment of each of the last N hours that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest increment of each of the last N days that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest increment of each of the last N ISO weeks that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest increment of each of the last N months that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest increment of each of the last N years that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every increment younger than this duration: a number and a unit,
+    /// `h` hours, `d` days, `w` weeks, `m` months, `y` years (`30d`, `2w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub keep_within: Option<String>,
+}
+
+/// The JSON Schema of a job file, generated from [`JobFile`].
+pub fn job_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(JobFile);
+    serde_json::to_value(&schema).expect("a generated schema is valid JSON")
+}
+
+/// The schema as `strata schema` prints it and `schemas/job.schema.json`
+/// stores it: pretty JSON with a final newline.
+pub fn job_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&job_schema()).expect("schema serializes");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_job_gets_defaults() {
+        let job: JobFile =
+            serde_json::from_str(r#"{"source": "src", "destination": "dst", "track_dirs": ["."]}"#)
+                .unwrap();
+        assert!(job.enabled);
+        assert_eq!(job.compare, Compare::Metadata);
+        assert_eq!(job.track_dirs, vec!["."]);
+        assert!(job.include_files.is_empty());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_serde_too() {
+        let err =
+            serde_json::from_str::<JobFile>(r#"{"source": "a", "destination": "b", "trak": 1}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown field `trak`"), "{err}");
+    }
+
+    #[test]
+    fn schema_describes_every_field() {
+        let schema = job_schema();
+        let props = schema["properties"].as_object().unwrap();
+        for (name, prop) in props {
+            assert!(
+                prop.get("description").is_some(),
+                "field {name} has no description in the schema"
+            );
+        }
+        assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["source", "destination"]);
+    }
+}
