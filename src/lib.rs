@@ -1,12 +1,19 @@
 //! strata: a declarative backup job runner.
 //!
 //! The modules are the stages of the pipeline, in the order data flows:
-//! job files ([`job`]) -> selection rules ([`select`]) -> scan -> diff (the
-//! plan) -> apply -> store -> report. [`cli`] is the only place that prints
-//! or decides exit codes.
+//! job files ([`job`]) -> selection rules ([`select`]) -> [`scan`] ->
+//! [`diff`] (the plan) -> [`apply`] -> [`store`] (layout, index, commit,
+//! recovery) -> [`report`]. [`run`] chains them for one job; [`cli`] is the
+//! only place that prints or decides exit codes.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod cli;
+pub mod diff;
 pub mod job;
+pub mod report;
+pub mod run;
+pub mod scan;
 pub mod schedule;
 pub mod select;
+pub mod store;

@@ -1,0 +1,502 @@
+//! Plan -> mirror + increment, on the shared pool.
+//!
+//! Takes a [`Plan`] and the paths it acts on ([`Target`]); returns one
+//! [`Outcome`] per change, in plan order. Two phases: removals first (so a
+//! file replaced by a directory, or the reverse, has its path free), then
+//! copies in parallel.
+//!
+//! The one rule that matters: a mirror file is never written, `chmod`ed or
+//! `utime`d in place, because an increment may share its inode. A new
+//! version is written to `.strata/tmp/`, given its mode and mtime there, and
+//! renamed over the mirror path.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::diff::{Change, Op, Plan};
+use crate::report::PathError;
+use crate::scan::{Entry, Hash, Kind, Meta, RelPath};
+use crate::store::meta::FileRecord;
+
+/// Where a plan is applied.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// The source tree.
+    pub source: &'a Path,
+    /// `mirror/`.
+    pub mirror: PathBuf,
+    /// The folder for temp files, on the mirror's filesystem.
+    pub tmp: PathBuf,
+    /// The increment being written (holds `track/` and `deleted/`).
+    pub increment: PathBuf,
+    /// Paths that already have an entry in the increment (carried over from
+    /// an interrupted run): replace it rather than fail on it.
+    pub carried: &'a HashSet<RelPath>,
+    /// Test seam: source paths whose reading fails as if unreadable.
+    pub fail_reading: &'a HashSet<RelPath>,
+}
+
+/// What happened to one change.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Done. `entry` is the mirror's new state (`None`: removed); `record`
+    /// what the increment holds for it.
+    Applied {
+        /// The mirror's new state for the path.
+        entry: Option<Entry>,
+        /// The increment's record, for tracked changes.
+        record: Option<FileRecord>,
+        /// Bytes copied from the source.
+        bytes: u64,
+        /// The increment got a copy because the filesystem refused a link.
+        copied_not_linked: bool,
+    },
+    /// Not done; the mirror keeps its previous version of the path.
+    Failed(PathError),
+}
+
+/// Why a copy failed.
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error("cannot read: {0}")]
+    Read(io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("changed while being copied; kept the previous version")]
+    Changed,
+    #[error("vanished before it could be copied")]
+    Vanished,
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
+    move |source| CopyError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Execute the plan. Returns one outcome per `plan.changes`, in order.
+pub fn apply(plan: &Plan, target: &Target<'_>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    let removals: Vec<usize> = (0..plan.changes.len())
+        .filter(|&i| plan.changes[i].op == Op::Deleted)
+        .collect();
+    let copies: Vec<usize> = (0..plan.changes.len())
+        .filter(|&i| plan.changes[i].op != Op::Deleted)
+        .collect();
+
+    // Phase 1: removals, then the directories they leave empty.
+    make_parents(
+        removals
+            .iter()
+            .filter(|&&i| plan.changes[i].history_op().is_some())
+            .map(|&i| plan.changes[i].path()),
+        &target.increment.join("deleted"),
+    );
+    let removed: Vec<(usize, Outcome)> = removals
+        .par_iter()
+        .map(|&i| (i, remove(&plan.changes[i], target)))
+        .collect();
+    for (i, o) in removed {
+        outcomes[i] = Some(o);
+    }
+    remove_empty_dirs(
+        &target.mirror,
+        removals.iter().map(|&i| plan.changes[i].path()),
+    );
+
+    // Phase 2: new and changed files.
+    make_parents(copies.iter().map(|&i| plan.changes[i].path()), &target.mirror);
+    make_parents(
+        copies
+            .iter()
+            .filter(|&&i| matches!(plan.changes[i].history_op(), Some(Op::New | Op::Changed)))
+            .map(|&i| plan.changes[i].path()),
+        &target.increment.join("track"),
+    );
+    make_parents(
+        copies
+            .iter()
+            .filter(|&&i| plan.changes[i].history_op() == Some(Op::Deleted))
+            .map(|&i| plan.changes[i].path()),
+        &target.increment.join("deleted"),
+    );
+    let copied: Vec<(usize, Outcome)> = copies
+        .par_iter()
+        .map(|&i| (i, update(&plan.changes[i], target)))
+        .collect();
+    for (i, o) in copied {
+        outcomes[i] = Some(o);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every change has an outcome"))
+        .collect()
+}
+
+/// Create the parent directories of `paths` under `base`, each once.
+fn make_parents<'a>(paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
+    let parents: BTreeSet<RelPath> = paths.filter_map(RelPath::parent).collect();
+    let mut made: HashSet<RelPath> = HashSet::new();
+    for dir in parents {
+        if made.contains(&dir) {
+            continue;
+        }
+        // Failures surface as errors of the files that need the directory.
+        let _ = fs::create_dir_all(base.join(dir.as_path()));
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            d = p.parent();
+            if !made.insert(p) {
+                break;
+            }
+        }
+    }
+}
+
+/// Remove directories below `base` that the removal of `paths` left empty,
+/// deepest first. A directory that is not empty stays.
+fn remove_empty_dirs<'a>(base: &Path, paths: impl Iterator<Item = &'a RelPath>) {
+    let mut dirs = BTreeSet::new();
+    for path in paths {
+        let mut d = path.parent();
+        while let Some(p) = d {
+            d = p.parent();
+            if !dirs.insert(p) {
+                break;
+            }
+        }
+    }
+    let mut dirs: Vec<RelPath> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.as_bytes().iter().filter(|&&b| b == b'/').count()));
+    for dir in dirs {
+        let _ = fs::remove_dir(base.join(dir.as_path()));
+    }
+}
+
+fn failed(path: &RelPath, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(PathError {
+        path: path.to_string(),
+        message: message.into(),
+    })
+}
+
+/// Remove a path from the mirror: a tracked file moves into `deleted/`
+/// (its last version), an included-only one is unlinked.
+fn remove(change: &Change, target: &Target<'_>) -> Outcome {
+    let old = change.old.as_ref().expect("a deletion has an old state");
+    let mirror = target.mirror.join(old.path.as_path());
+    let mut record = None;
+    if old.tracked {
+        let dest = target.increment.join("deleted").join(old.path.as_path());
+        if target.carried.contains(&old.path) {
+            clear_increment_entry(target, &old.path);
+        }
+        match fs::rename(&mirror, &dest) {
+            Ok(()) => record = Some(FileRecord::new(old, Op::Deleted)),
+            // Already gone from the mirror: nothing to keep, nothing lost
+            // (its version is in the increment that brought it).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return failed(
+                    &old.path,
+                    format!("cannot move {} to {}: {e}", mirror.display(), dest.display()),
+                );
+            }
+        }
+    } else if let Err(e) = fs::remove_file(&mirror)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        return failed(&old.path, format!("cannot remove {}: {e}", mirror.display()));
+    }
+    Outcome::Applied {
+        entry: None,
+        record,
+        bytes: 0,
+        copied_not_linked: false,
+    }
+}
+
+/// Bring a new or changed path into the mirror, and into the increment when
+/// it is tracked.
+fn update(change: &Change, target: &Target<'_>) -> Outcome {
+    let new = change.new.as_ref().expect("an update has a new state");
+    let path = &new.path;
+    let mirror = target.mirror.join(path.as_path());
+    let history = change.history_op();
+    if target.carried.contains(path) {
+        clear_increment_entry(target, path);
+    }
+    let mut copied_not_linked = false;
+    // Leaving the tracked set: the current mirror version is the last one;
+    // keep it in deleted/ before anything replaces it.
+    if history == Some(Op::Deleted) {
+        let old = change.old.as_ref().expect("leaving the tracked set needs an old state");
+        let dest = target.increment.join("deleted").join(path.as_path());
+        match link_or_copy(&mirror, &dest, old.meta.kind) {
+            Ok(copied) => copied_not_linked |= copied,
+            Err(e) => return failed(path, format!("cannot keep last version: {e}")),
+        }
+    }
+    let mut entry = new.clone();
+    let mut bytes = 0;
+    if change.needs_copy() {
+        let source = target.source.join(path.as_path());
+        let result = if target.fail_reading.contains(path) {
+            Err(CopyError::Read(io::Error::from_raw_os_error(libc::EACCES)))
+        } else {
+            copy_in(&source, new.meta.kind, &target.tmp, &mirror)
+        };
+        match result {
+            Ok((meta, hash)) => {
+                entry.meta = meta;
+                entry.hash = Some(hash);
+                bytes = if meta.kind == Kind::File { meta.size } else { 0 };
+            }
+            Err(e) => {
+                if history == Some(Op::Deleted) {
+                    let _ = fs::remove_file(target.increment.join("deleted").join(path.as_path()));
+                }
+                return failed(path, e.to_string());
+            }
+        }
+    } else {
+        entry.hash = change.old.as_ref().and_then(|o| o.hash);
+    }
+    let record = match history {
+        Some(op @ (Op::New | Op::Changed)) => {
+            let dest = target.increment.join("track").join(path.as_path());
+            match link_or_copy(&mirror, &dest, entry.meta.kind) {
+                Ok(copied) => copied_not_linked |= copied,
+                Err(e) => {
+                    return failed(path, format!("cannot record in increment: {e}"));
+                }
+            }
+            Some(FileRecord::new(&entry, op))
+        }
+        Some(Op::Deleted) => Some(FileRecord::new(
+            change.old.as_ref().expect("checked above"),
+            Op::Deleted,
+        )),
+        None => None,
+    };
+    Outcome::Applied {
+        entry: Some(entry),
+        record,
+        bytes,
+        copied_not_linked,
+    }
+}
+
+/// Remove what an interrupted run left in the increment for `path`.
+fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
+    for part in ["track", "deleted"] {
+        let _ = fs::remove_file(target.increment.join(part).join(path.as_path()));
+    }
+}
+
+/// Hardlink `from` at `to`; when the filesystem refuses (EMLINK, EXDEV,
+/// EPERM on filesystems without links), copy instead. Returns whether it
+/// copied.
+fn link_or_copy(from: &Path, to: &Path, kind: Kind) -> io::Result<bool> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(false),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMLINK | libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP)
+            ) =>
+        {
+            let tmp = to.with_extension("strata-tmp");
+            copy_in(from, kind, to.parent().unwrap_or(Path::new(".")), &tmp)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            fs::rename(&tmp, to)?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn tmp_path(dir: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{}-{n}.tmp", std::process::id()))
+}
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 256 * 1024]);
+}
+
+/// Copy `source` (a file or a symlink, never followed) to a temp file in
+/// `tmp_dir`, give it the source's mode, owner (as root) and mtime, check
+/// that the source did not change meanwhile, and rename it to `dest`.
+/// Returns the metadata and hash of what was copied.
+fn copy_in(source: &Path, kind: Kind, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
+    let tmp = tmp_path(tmp_dir);
+    let result = match kind {
+        Kind::File => copy_file(source, &tmp),
+        Kind::Symlink => copy_symlink(source, &tmp),
+    };
+    match result {
+        Ok(done) => {
+            fs::rename(&tmp, dest).map_err(write_err(dest))?;
+            Ok(done)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn read_error(e: io::Error) -> CopyError {
+    match e.kind() {
+        io::ErrorKind::NotFound => CopyError::Vanished,
+        _ if e.raw_os_error() == Some(libc::ELOOP) => CopyError::Changed,
+        _ => CopyError::Read(e),
+    }
+}
+
+fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
+    let mut src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(source)
+        .map_err(read_error)?;
+    let before = src.metadata().map_err(CopyError::Read)?;
+    let meta = Meta::from_metadata(&before).ok_or(CopyError::Changed)?;
+    if meta.kind != Kind::File {
+        return Err(CopyError::Changed);
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(write_err(tmp))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut total = 0u64;
+    BUFFER.with(|buf| -> Result<(), CopyError> {
+        let buf = &mut buf.borrow_mut()[..];
+        loop {
+            let n = match src.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(write_err(tmp))?;
+            total += n as u64;
+        }
+    })?;
+    let after = src.metadata().map_err(CopyError::Read)?;
+    if Meta::from_metadata(&after) != Some(meta) || total != meta.size {
+        return Err(CopyError::Changed);
+    }
+    finish_file(&out, &before, tmp)?;
+    Ok((meta, Hash(hasher.digest128().to_be_bytes())))
+}
+
+/// Mode, owner and mtime on the new (unshared) temp file, through its fd.
+fn finish_file(out: &File, source: &fs::Metadata, tmp: &Path) -> Result<(), CopyError> {
+    let fd = out.as_raw_fd();
+    let mode = source.mode() & 0o7777;
+    // SAFETY: fd is an open file we own; the calls take plain integers and a
+    // pointer to a two-element timespec array that lives for the call.
+    unsafe {
+        if is_root() && libc::fchown(fd, source.uid(), source.gid()) != 0 {
+            return Err(write_err(tmp)(io::Error::last_os_error()));
+        }
+        if libc::fchmod(fd, mode) != 0 {
+            return Err(write_err(tmp)(io::Error::last_os_error()));
+        }
+        let times = [
+            libc::timespec {
+                tv_sec: source.atime(),
+                tv_nsec: source.atime_nsec(),
+            },
+            libc::timespec {
+                tv_sec: source.mtime(),
+                tv_nsec: source.mtime_nsec(),
+            },
+        ];
+        if libc::futimens(fd, times.as_ptr()) != 0 {
+            return Err(write_err(tmp)(io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn copy_symlink(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
+    let before = fs::symlink_metadata(source).map_err(read_error)?;
+    let meta = Meta::from_metadata(&before).ok_or(CopyError::Changed)?;
+    if meta.kind != Kind::Symlink {
+        return Err(CopyError::Changed);
+    }
+    let link = fs::read_link(source).map_err(read_error)?;
+    std::os::unix::fs::symlink(&link, tmp).map_err(write_err(tmp))?;
+    let after = fs::symlink_metadata(source).map_err(read_error)?;
+    if Meta::from_metadata(&after) != Some(meta) {
+        return Err(CopyError::Changed);
+    }
+    set_symlink_times(tmp, &before).map_err(write_err(tmp))?;
+    if is_root() {
+        std::os::unix::fs::lchown(tmp, Some(before.uid()), Some(before.gid()))
+            .map_err(write_err(tmp))?;
+    }
+    Ok((meta, Hash::of(link.as_os_str().as_bytes())))
+}
+
+/// Set a symlink's own times (not its target's).
+pub fn set_symlink_times(path: &Path, source: &fs::Metadata) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let times = [
+        libc::timespec {
+            tv_sec: source.atime(),
+            tv_nsec: source.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: source.mtime(),
+            tv_nsec: source.mtime_nsec(),
+        },
+    ];
+    // SAFETY: a valid C string and a two-element timespec array that outlive
+    // the call.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Copy a file or symlink from `from` to a new path `to` (which must not
+/// exist), preserving mode and mtime, without linking. Used by restore.
+pub fn copy_out(from: &Path, kind: Kind, to: &Path) -> io::Result<(Meta, Hash)> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    copy_in(from, kind, dir, to).map_err(|e| io::Error::other(e.to_string()))
+}

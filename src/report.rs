@@ -1,0 +1,284 @@
+//! Statistics and the consolidated report: one row per job and a totals row,
+//! rendered as a table or serialized as JSON. Stats add up (`AddAssign`), so
+//! the totals row is the sum of the job rows.
+
+use std::fmt::Write as _;
+use std::ops::AddAssign;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Counters of one run (or of all runs, summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// Files the rules selected in the source.
+    pub selected: u64,
+    /// Of them, tracked (versioned).
+    pub tracked: u64,
+    /// Files in the mirror after the run.
+    pub mirror: u64,
+    /// Files new to the mirror.
+    pub new: u64,
+    /// Files whose mirror copy was replaced (or whose tracking changed).
+    pub changed: u64,
+    /// Tracked files that left the selection (moved to `deleted/`).
+    pub deleted: u64,
+    /// Files removed from the mirror (deleted tracked and included-only).
+    pub removed: u64,
+    /// Bytes copied from source to mirror.
+    pub bytes_copied: u64,
+    /// Files that could not be backed up (the job is `partial`).
+    pub errors: u64,
+    /// Sockets, FIFOs and devices that were skipped.
+    pub skipped_special: u64,
+    /// Hardlinks that the filesystem refused and that were copied instead.
+    pub copied_not_linked: u64,
+}
+
+impl AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.selected += o.selected;
+        self.tracked += o.tracked;
+        self.mirror += o.mirror;
+        self.new += o.new;
+        self.changed += o.changed;
+        self.deleted += o.deleted;
+        self.removed += o.removed;
+        self.bytes_copied += o.bytes_copied;
+        self.errors += o.errors;
+        self.skipped_special += o.skipped_special;
+        self.copied_not_linked += o.copied_not_linked;
+    }
+}
+
+/// How a job's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Everything was backed up.
+    Success,
+    /// The run committed, but some files could not be backed up.
+    Partial,
+    /// The run changed nothing (source missing, empty scan, …) or broke off.
+    Failed,
+    /// Another process holds the job's lock; nothing was done.
+    SkippedLocked,
+    /// A dry run: the plan was computed, nothing was written.
+    DryRun,
+}
+
+impl Status {
+    /// The label used in the table and the run log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Partial => "partial",
+            Status::Failed => "failed",
+            Status::SkippedLocked => "skipped (locked)",
+            Status::DryRun => "dry run",
+        }
+    }
+
+    /// Whether this status makes the process exit 1.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Partial | Status::Failed)
+    }
+}
+
+/// A problem with one path during a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathError {
+    /// The path, relative to source (or absolute for destination paths).
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One job's row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobReport {
+    /// The job's name (or the job file, for a file that did not load).
+    pub job: String,
+    /// How it ended.
+    pub status: Status,
+    /// Its counters.
+    pub stats: Stats,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// The increment written, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub increment: Option<String>,
+    /// Why the job failed, for a failed job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Per-path errors (the job is partial).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<PathError>,
+    /// Things worth knowing that did not fail the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl JobReport {
+    /// A row for a job that did not get to run.
+    pub fn failed(job: impl Into<String>, message: impl Into<String>) -> JobReport {
+        JobReport {
+            job: job.into(),
+            status: Status::Failed,
+            stats: Stats::default(),
+            seconds: 0.0,
+            increment: None,
+            message: Some(message.into()),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Set the duration.
+    pub fn took(mut self, d: Duration) -> JobReport {
+        self.seconds = d.as_secs_f64();
+        self
+    }
+}
+
+/// The report of a `run` or `run-all`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// One row per job, in job file order.
+    pub jobs: Vec<JobReport>,
+    /// The sum of the rows.
+    pub totals: Stats,
+    /// Wall time of the whole command, seconds.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// A report over rows; totals are summed here.
+    pub fn new(jobs: Vec<JobReport>, took: Duration) -> Report {
+        let mut totals = Stats::default();
+        for job in &jobs {
+            totals += job.stats;
+        }
+        Report {
+            jobs,
+            totals,
+            seconds: took.as_secs_f64(),
+        }
+    }
+
+    /// Whether any job failed or ended partial.
+    pub fn has_failures(&self) -> bool {
+        self.jobs.iter().any(|j| j.status.is_failure())
+    }
+
+    /// The report as a table, then each job's errors and warnings.
+    pub fn to_table(&self) -> String {
+        let header = [
+            "job", "status", "selected", "tracked", "mirror", "new", "changed", "deleted",
+            "removed", "copied", "time", "errors",
+        ];
+        let row = |name: &str, status: &str, s: &Stats, secs: f64| -> Vec<String> {
+            vec![
+                name.to_string(),
+                status.to_string(),
+                s.selected.to_string(),
+                s.tracked.to_string(),
+                s.mirror.to_string(),
+                s.new.to_string(),
+                s.changed.to_string(),
+                s.deleted.to_string(),
+                s.removed.to_string(),
+                human_bytes(s.bytes_copied),
+                format!("{secs:.2}s"),
+                s.errors.to_string(),
+            ]
+        };
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+        for j in &self.jobs {
+            rows.push(row(&j.job, j.status.as_str(), &j.stats, j.seconds));
+        }
+        let failed = self.jobs.iter().filter(|j| j.status.is_failure()).count();
+        let total_status = format!("{} jobs, {failed} failed", self.jobs.len());
+        rows.push(row("TOTAL", &total_status, &self.totals, self.seconds));
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for (i, r) in rows.iter().enumerate() {
+            if i == rows.len() - 1 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                let _ = writeln!(out, "{}", rule.join("  "));
+            }
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, w))| {
+                    if c < 2 {
+                        format!("{cell:<w$}")
+                    } else {
+                        format!("{cell:>w$}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        }
+        for j in &self.jobs {
+            if let Some(m) = &j.message {
+                let _ = writeln!(out, "{}: {m}", j.job);
+            }
+            for e in &j.errors {
+                let _ = writeln!(out, "{}: error: {}: {}", j.job, e.path, e.message);
+            }
+            for w in &j.warnings {
+                let _ = writeln!(out, "{}: warning: {w}", j.job);
+            }
+        }
+        out
+    }
+}
+
+/// Bytes in B, KiB, MiB, GiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_are_the_sum_of_rows() {
+        let mut a = JobReport::failed("a", "x");
+        a.stats.new = 2;
+        a.stats.bytes_copied = 10;
+        let mut b = JobReport::failed("b", "y");
+        b.stats.new = 3;
+        b.status = Status::Success;
+        let report = Report::new(vec![a, b], Duration::from_secs(1));
+        assert_eq!(report.totals.new, 5);
+        assert_eq!(report.totals.bytes_copied, 10);
+        assert!(report.has_failures());
+        let table = report.to_table();
+        assert!(table.contains("TOTAL"), "{table}");
+        assert!(table.contains("a: x"), "{table}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(5), "5 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
