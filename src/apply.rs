@@ -115,7 +115,10 @@ pub fn apply(plan: &Plan, target: &Target<'_>) -> Vec<Outcome> {
     );
 
     // Phase 2: new and changed files.
-    make_parents(copies.iter().map(|&i| plan.changes[i].path()), &target.mirror);
+    make_parents(
+        copies.iter().map(|&i| plan.changes[i].path()),
+        &target.mirror,
+    );
     make_parents(
         copies
             .iter()
@@ -144,8 +147,15 @@ pub fn apply(plan: &Plan, target: &Target<'_>) -> Vec<Outcome> {
 }
 
 /// Create the parent directories of `paths` under `base`, each once.
-fn make_parents<'a>(paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
-    let parents: BTreeSet<RelPath> = paths.filter_map(RelPath::parent).collect();
+fn make_parents<'a>(mut paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
+    let Some(first) = paths.next() else {
+        return;
+    };
+    let _ = fs::create_dir_all(base);
+    let parents: BTreeSet<RelPath> = std::iter::once(first)
+        .chain(paths)
+        .filter_map(RelPath::parent)
+        .collect();
     let mut made: HashSet<RelPath> = HashSet::new();
     for dir in parents {
         if made.contains(&dir) {
@@ -209,14 +219,21 @@ fn remove(change: &Change, target: &Target<'_>) -> Outcome {
             Err(e) => {
                 return failed(
                     &old.path,
-                    format!("cannot move {} to {}: {e}", mirror.display(), dest.display()),
+                    format!(
+                        "cannot move {} to {}: {e}",
+                        mirror.display(),
+                        dest.display()
+                    ),
                 );
             }
         }
     } else if let Err(e) = fs::remove_file(&mirror)
         && e.kind() != io::ErrorKind::NotFound
     {
-        return failed(&old.path, format!("cannot remove {}: {e}", mirror.display()));
+        return failed(
+            &old.path,
+            format!("cannot remove {}: {e}", mirror.display()),
+        );
     }
     Outcome::Applied {
         entry: None,
@@ -240,7 +257,10 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
     // Leaving the tracked set: the current mirror version is the last one;
     // keep it in deleted/ before anything replaces it.
     if history == Some(Op::Deleted) {
-        let old = change.old.as_ref().expect("leaving the tracked set needs an old state");
+        let old = change
+            .old
+            .as_ref()
+            .expect("leaving the tracked set needs an old state");
         let dest = target.increment.join("deleted").join(path.as_path());
         match link_or_copy(&mirror, &dest, old.meta.kind) {
             Ok(copied) => copied_not_linked |= copied,
@@ -260,7 +280,11 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
             Ok((meta, hash)) => {
                 entry.meta = meta;
                 entry.hash = Some(hash);
-                bytes = if meta.kind == Kind::File { meta.size } else { 0 };
+                bytes = if meta.kind == Kind::File {
+                    meta.size
+                } else {
+                    0
+                };
             }
             Err(e) => {
                 if history == Some(Op::Deleted) {
@@ -341,7 +365,12 @@ thread_local! {
 /// `tmp_dir`, give it the source's mode, owner (as root) and mtime, check
 /// that the source did not change meanwhile, and rename it to `dest`.
 /// Returns the metadata and hash of what was copied.
-fn copy_in(source: &Path, kind: Kind, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
+fn copy_in(
+    source: &Path,
+    kind: Kind,
+    tmp_dir: &Path,
+    dest: &Path,
+) -> Result<(Meta, Hash), CopyError> {
     let tmp = tmp_path(tmp_dir);
     let result = match kind {
         Kind::File => copy_file(source, &tmp),

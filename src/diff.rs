@@ -7,13 +7,13 @@
 
 use std::cmp::Ordering;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::Compare;
 use crate::scan::{Entry, RelPath};
 
 /// What a run does to one mirror path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     /// Not in the mirror yet.
@@ -60,7 +60,9 @@ impl Change {
         match (&self.old, &self.new) {
             (_, None) => false,
             (None, Some(_)) => true,
-            (Some(old), Some(new)) => old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash),
+            (Some(old), Some(new)) => {
+                old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
+            }
         }
     }
 
@@ -190,8 +192,18 @@ mod tests {
 
     #[test]
     fn set_operations() {
-        let index = [e("a", 1, true), e("b", 1, true), e("c", 1, false), e("d", 1, true)];
-        let scan = [e("a", 1, true), e("b", 2, true), e("c", 2, false), e("e", 1, true)];
+        let index = [
+            e("a", 1, true),
+            e("b", 1, true),
+            e("c", 1, false),
+            e("d", 1, true),
+        ];
+        let scan = [
+            e("a", 1, true),
+            e("b", 2, true),
+            e("c", 2, false),
+            e("e", 1, true),
+        ];
         let plan = diff(&scan, &index, &[], Compare::Metadata);
         assert_eq!(
             ops(&plan),
@@ -235,7 +247,10 @@ mod tests {
         let index = [e("locked/a", 1, true), e("locked2", 1, true)];
         let unreadable = [RelPath::from_bytes(b"locked")];
         let plan = diff(&[], &index, &unreadable, Compare::Metadata);
-        assert_eq!(ops(&plan), [("locked2".into(), Op::Deleted, Some(Op::Deleted))]);
+        assert_eq!(
+            ops(&plan),
+            [("locked2".into(), Op::Deleted, Some(Op::Deleted))]
+        );
         assert_eq!(plan.kept_unreadable, 1);
     }
 

@@ -87,7 +87,8 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     let lock = match JobLock::try_acquire(&layout.lock(), !options.dry_run) {
         Ok(lock) => lock,
         Err(LockError::Held { .. }) => {
-            let mut report = JobReport::failed(&job.name, "another strata process is running this job");
+            let mut report =
+                JobReport::failed(&job.name, "another strata process is running this job");
             report.status = Status::SkippedLocked;
             return JobRun { report, plan: None };
         }
@@ -134,7 +135,12 @@ fn plan_only(job: &Job, layout: &Layout) -> Result<(JobReport, Plan), RunError> 
         Err(StoreError::Corrupt { .. }) => Index::default(),
         Err(e) => return Err(e.into()),
     };
-    let plan = diff(&scanned.entries, &index.entries, &scanned.unreadable_dirs, job.compare);
+    let plan = diff(
+        &scanned.entries,
+        &index.entries,
+        &scanned.unreadable_dirs,
+        job.compare,
+    );
     let mut report = JobReport::failed(&job.name, "");
     report.message = None;
     report.status = Status::DryRun;
@@ -187,7 +193,12 @@ fn execute(
     if scanned.entries.is_empty() && !old.entries.is_empty() && !options.force {
         return Err(RunError::EmptySource(old.entries.len()));
     }
-    let plan = diff(&scanned.entries, &old.entries, &scanned.unreadable_dirs, job.compare);
+    let plan = diff(
+        &scanned.entries,
+        &old.entries,
+        &scanned.unreadable_dirs,
+        job.compare,
+    );
 
     let mut report = JobReport::failed(&job.name, "");
     report.message = None;
@@ -434,7 +445,12 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("a".into(), 1), ("b".into(), 2), ("e".into(), 3), ("f".into(), 4)]
+            [
+                ("a".into(), 1),
+                ("b".into(), 2),
+                ("e".into(), 3),
+                ("f".into(), 4)
+            ]
         );
     }
 }

@@ -458,7 +458,10 @@ mod tests {
                 "src/out"
             ]
         );
-        let link = scan.entries.iter().find(|e| e.path.to_string() == "src/out");
+        let link = scan
+            .entries
+            .iter()
+            .find(|e| e.path.to_string() == "src/out");
         assert_eq!(link.unwrap().meta.kind, Kind::Symlink);
         assert!(scan.entries.iter().all(|e| e.tracked));
     }
@@ -472,8 +475,14 @@ mod tests {
             ..RuleLists::default()
         })
         .unwrap();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let four = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
         let a = one.install(|| scan(dir.path(), &matcher, ScanOptions::default()).unwrap());
         let b = four.install(|| scan(dir.path(), &matcher, ScanOptions::default()).unwrap());
         assert_eq!(a.entries, b.entries);
@@ -487,7 +496,11 @@ mod tests {
             ..RuleLists::default()
         })
         .unwrap();
-        let err = scan(Path::new("/nonexistent/strata"), &matcher, ScanOptions::default());
+        let err = scan(
+            Path::new("/nonexistent/strata"),
+            &matcher,
+            ScanOptions::default(),
+        );
         assert!(matches!(err, Err(ScanError::Source { .. })));
     }
 

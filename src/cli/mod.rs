@@ -1,6 +1,7 @@
 //! The command line: clap arguments -> one [`Config`] -> a command -> an
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
+mod run;
 mod validate;
 
 use std::io::Write;
@@ -66,6 +67,31 @@ pub enum Command {
     },
     /// Print the JSON Schema of a job file.
     Schema,
+    /// Run every enabled job once, concurrently, and print one report.
+    ///
+    /// Example: strata run-all --dry-run
+    RunAll {
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept a scan that selects no file although the mirror has some.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the named jobs (disabled ones too).
+    ///
+    /// Example: strata run home photos
+    Run {
+        /// Job names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept a scan that selects no file although the mirror has some.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Settings resolved once from arguments and environment.
@@ -77,6 +103,10 @@ pub struct Config {
     pub json: bool,
     /// -1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
+    /// Test seam (`STRATA_FAULT_UNREADABLE`, `:`-separated relative paths):
+    /// these source files fail to read, as an unreadable file would when
+    /// the tests run as root.
+    pub fail_reading: Vec<String>,
 }
 
 /// Parse arguments, run the command, return the exit code.
@@ -106,6 +136,14 @@ pub fn main() -> ExitCode {
         jobs_dir: args.jobs_dir,
         json: args.json,
         verbosity,
+        fail_reading: std::env::var("STRATA_FAULT_UNREADABLE")
+            .map(|v| {
+                v.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     match args.command {
         Command::Validate { paths } => validate::run(&config, paths),
@@ -114,6 +152,14 @@ pub fn main() -> ExitCode {
             let _ = out.write_all(job_schema_text().as_bytes());
             ExitCode::Success
         }
+        Command::RunAll { dry_run, force } => {
+            run::run(&config, run::Selection::All, dry_run, force)
+        }
+        Command::Run {
+            names,
+            dry_run,
+            force,
+        } => run::run(&config, run::Selection::Named(names), dry_run, force),
     }
 }
 

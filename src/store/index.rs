@@ -84,7 +84,10 @@ pub fn decode(bytes: &[u8]) -> Option<Index> {
     if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
         return None;
     }
-    let mut r = Reader { bytes: body, pos: 0 };
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
     if r.take(MAGIC.len())? != MAGIC {
         return None;
     }
@@ -155,31 +158,31 @@ mod tests {
         Index {
             last_increment: Some("backup_20260101_000000".into()),
             entries: vec![
-            Entry {
-                path: RelPath::from_bytes(b"a/b\xff c"),
-                meta: Meta {
-                    kind: Kind::File,
-                    size: 12,
-                    mtime: -5,
-                    mtime_nsec: 999_999_999,
-                    mode: 0o4755,
+                Entry {
+                    path: RelPath::from_bytes(b"a/b\xff c"),
+                    meta: Meta {
+                        kind: Kind::File,
+                        size: 12,
+                        mtime: -5,
+                        mtime_nsec: 999_999_999,
+                        mode: 0o4755,
+                    },
+                    tracked: true,
+                    hash: Some(Hash::of(b"x")),
                 },
-                tracked: true,
-                hash: Some(Hash::of(b"x")),
-            },
-            Entry {
-                path: RelPath::from_bytes(b"z"),
-                meta: Meta {
-                    kind: Kind::Symlink,
-                    size: 3,
-                    mtime: 1_700_000_000,
-                    mtime_nsec: 0,
-                    mode: 0o777,
+                Entry {
+                    path: RelPath::from_bytes(b"z"),
+                    meta: Meta {
+                        kind: Kind::Symlink,
+                        size: 3,
+                        mtime: 1_700_000_000,
+                        mtime_nsec: 0,
+                        mode: 0o777,
+                    },
+                    tracked: false,
+                    hash: None,
                 },
-                tracked: false,
-                hash: None,
-            },
-        ],
+            ],
         }
     }
 

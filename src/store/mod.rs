@@ -144,9 +144,8 @@ impl Layout {
     /// progress).
     pub fn new_increment_name(&self, start: DateTime<Utc>) -> String {
         let base = format!("{INCREMENT_PREFIX}{}", start.format("%Y%m%d_%H%M%S"));
-        let taken = |name: &str| {
-            self.increment(name).exists() || self.inprogress().join(name).exists()
-        };
+        let taken =
+            |name: &str| self.increment(name).exists() || self.inprogress().join(name).exists();
         if !taken(&base) {
             return base;
         }
@@ -240,7 +239,12 @@ mod tests {
                 "backup_20260101_000000_10",
             ]
         );
-        for bad in ["backup_2026", "backup_20260101-000000", "backup_20260101_000000_x", "mirror"] {
+        for bad in [
+            "backup_2026",
+            "backup_20260101-000000",
+            "backup_20260101_000000_x",
+            "mirror",
+        ] {
             assert_eq!(parse_increment_name(bad), None, "{bad}");
         }
     }

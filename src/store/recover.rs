@@ -105,7 +105,10 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
         Ok(Some(index)) => (index, layout.dirty().exists()),
         Ok(None) => (Index::default(), layout.mirror().exists()),
         Err(StoreError::Corrupt { path, message }) => {
-            repairs.push(format!("{}: {message}; rebuilt from the mirror", path.display()));
+            repairs.push(format!(
+                "{}: {message}; rebuilt from the mirror",
+                path.display()
+            ));
             (Index::default(), true)
         }
         Err(e) => return Err(e),
@@ -146,7 +149,10 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
         prune_empty_dirs(&deleted);
         let _ = fs::remove_file(IncrementMeta::path_in(&dir, name));
         if Some(&dir) != newest.as_ref() {
-            let target = newest.as_ref().expect("there is a newest folder").join("track");
+            let target = newest
+                .as_ref()
+                .expect("there is a newest folder")
+                .join("track");
             for (rel, _) in walk_files(&dir.join("track"))? {
                 let to = target.join(rel.as_path());
                 if fs::symlink_metadata(&to).is_err() {

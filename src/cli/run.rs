@@ -1,0 +1,129 @@
+//! `strata run-all` and `strata run NAME...`: run jobs on the shared pool,
+//! print one consolidated report (or the plans of a dry run).
+
+use std::collections::HashSet;
+
+use super::{Config, ExitCode};
+use crate::diff::Plan;
+use crate::job::{Job, load_paths};
+use crate::report::{JobReport, Report};
+use crate::run::{RunOptions, run_jobs};
+use crate::scan::RelPath;
+
+/// Which jobs to run.
+pub enum Selection {
+    /// Every enabled job.
+    All,
+    /// These, by name (enabled or not).
+    Named(Vec<String>),
+}
+
+/// Run jobs and report.
+pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> ExitCode {
+    let loaded = match load_paths(std::slice::from_ref(&config.jobs_dir)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    // A broken job file is a failed row; the other jobs still run.
+    let mut broken: Vec<JobReport> = Vec::new();
+    let mut seen = HashSet::new();
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        if seen.insert(d.file.clone()) {
+            broken.push(JobReport::failed(
+                d.file.display().to_string(),
+                format!("invalid job file: {d}"),
+            ));
+        }
+    }
+    let jobs: Vec<&Job> = match &which {
+        Selection::All => loaded.jobs.iter().filter(|j| j.enabled).collect(),
+        Selection::Named(names) => {
+            let mut picked = Vec::new();
+            for name in names {
+                match loaded.jobs.iter().find(|j| &j.name == name) {
+                    Some(job) => picked.push(job),
+                    None => {
+                        eprintln!(
+                            "strata: no valid job named {name:?} in {}",
+                            config.jobs_dir.display()
+                        );
+                        return ExitCode::Usage;
+                    }
+                }
+            }
+            // Only the named jobs matter: other broken files are not rows.
+            broken.clear();
+            picked
+        }
+    };
+    let options = RunOptions {
+        dry_run,
+        force,
+        fail_reading: config
+            .fail_reading
+            .iter()
+            .map(|p| RelPath::from_bytes(p.as_bytes()))
+            .collect(),
+    };
+    let (report, plans) = run_jobs(&jobs, &options);
+    let mut rows = broken;
+    rows.extend(report.jobs);
+    let report = Report::new(rows, std::time::Duration::from_secs_f64(report.seconds));
+    print(config, &report, &plans);
+    if report.has_failures() {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    }
+}
+
+fn print(config: &Config, report: &Report, plans: &[(String, Plan)]) {
+    if config.json {
+        let plans: Vec<serde_json::Value> = plans
+            .iter()
+            .map(|(job, plan)| {
+                let changes: Vec<serde_json::Value> = plan
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "path": c.path().to_string(),
+                            "op": c.op,
+                            "tracked": c.new.as_ref().or(c.old.as_ref()).is_some_and(|e| e.tracked),
+                            "history": c.history_op(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"job": job, "changes": changes})
+            })
+            .collect();
+        let mut value = serde_json::to_value(report).expect("report serializes");
+        if !plans.is_empty() {
+            value["plans"] = serde_json::Value::Array(plans);
+        }
+        println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+        return;
+    }
+    for (job, plan) in plans {
+        println!("plan for {job}:");
+        for c in &plan.changes {
+            let history = match c.history_op() {
+                Some(op) => format!("  [history: {}]", op.as_str()),
+                None => String::new(),
+            };
+            println!("  {:<8} {}{history}", c.op.as_str(), c.path());
+        }
+        if plan.changes.is_empty() {
+            println!("  (nothing to do)");
+        }
+    }
+    if config.verbosity >= 0 || report.has_failures() {
+        print!("{}", report.to_table());
+    }
+}
