@@ -211,6 +211,7 @@ fn remove(change: &Change, target: &Target<'_>) -> Outcome {
         if target.carried.contains(&old.path) {
             clear_increment_entry(target, &old.path);
         }
+        crate::fault::point();
         match fs::rename(&mirror, &dest) {
             Ok(()) => record = Some(FileRecord::new(old, Op::Deleted)),
             // Already gone from the mirror: nothing to keep, nothing lost
@@ -227,8 +228,10 @@ fn remove(change: &Change, target: &Target<'_>) -> Outcome {
                 );
             }
         }
-    } else if let Err(e) = fs::remove_file(&mirror)
-        && e.kind() != io::ErrorKind::NotFound
+    } else if let Err(e) = {
+        crate::fault::point();
+        fs::remove_file(&mirror)
+    } && e.kind() != io::ErrorKind::NotFound
     {
         return failed(
             &old.path,
@@ -250,7 +253,9 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
     let path = &new.path;
     let mirror = target.mirror.join(path.as_path());
     let history = change.history_op();
-    if target.carried.contains(path) {
+    // Replace what an interrupted run recorded for this path only when this
+    // run records something else for it.
+    if history.is_some() && target.carried.contains(path) {
         clear_increment_entry(target, path);
     }
     let mut copied_not_linked = false;
@@ -332,6 +337,7 @@ fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
 /// EPERM on filesystems without links), copy instead. Returns whether it
 /// copied.
 fn link_or_copy(from: &Path, to: &Path, kind: Kind) -> io::Result<bool> {
+    crate::fault::point();
     match fs::hard_link(from, to) {
         Ok(()) => Ok(false),
         Err(e)
@@ -378,6 +384,7 @@ fn copy_in(
     };
     match result {
         Ok(done) => {
+            crate::fault::point();
             fs::rename(&tmp, dest).map_err(write_err(dest))?;
             Ok(done)
         }
@@ -431,6 +438,10 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
             };
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).map_err(write_err(tmp))?;
+            if total == 0 {
+                // Mid-copy: the temp file exists, half written.
+                crate::fault::point();
+            }
             total += n as u64;
         }
     })?;

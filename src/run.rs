@@ -221,6 +221,7 @@ fn execute(
         finish(&mut report);
         if layout.dirty().exists() {
             // Recovery rebuilt the index: make it the committed one.
+            crate::fault::point();
             index::save(&layout.index(), &old)?;
             remove_dirty(layout)?;
         }
@@ -233,6 +234,7 @@ fn execute(
     let tmp = layout.tmp();
     fs::create_dir_all(&mirror).at(&mirror)?;
     fs::create_dir_all(&tmp).at(&tmp)?;
+    crate::fault::point();
     mark_dirty(layout)?;
     let increment_dir = match carried_dir {
         Some(dir) => dir,
@@ -278,19 +280,13 @@ fn execute(
                         change.path()
                     ));
                 }
-                match record {
-                    Some(r) => {
-                        if r.op == crate::diff::Op::Deleted {
-                            stats.deleted += 1;
-                        }
-                        records.insert(change.path().clone(), r);
+                // No record: nothing for the history, and an interrupted
+                // run's record of this path, if any, stands.
+                if let Some(r) = record {
+                    if r.op == crate::diff::Op::Deleted {
+                        stats.deleted += 1;
                     }
-                    // An interrupted run recorded a version this run
-                    // undid before it was ever committed (apply cleared
-                    // its link): drop the record with it.
-                    None => {
-                        records.remove(change.path());
-                    }
+                    records.insert(change.path().clone(), r);
                 }
                 updates.push((change.path().clone(), entry));
             }
@@ -320,13 +316,17 @@ fn execute(
             files: records.into_values().collect::<Vec<FileRecord>>(),
             stats: report.stats,
         };
+        crate::fault::point();
         meta.save(&increment_dir)?;
+        crate::fault::point();
         let final_dir = layout.increment(&increment_name);
         fs::rename(&increment_dir, &final_dir).at(&final_dir)?;
+        crate::fault::point();
         sync_dir(layout.root())?;
         report.increment = Some(increment_name.clone());
         last_increment = Some(increment_name);
     }
+    crate::fault::point();
     index::save(
         &layout.index(),
         &Index {
@@ -334,7 +334,9 @@ fn execute(
             last_increment,
         },
     )?;
+    crate::fault::point();
     remove_dirty(layout)?;
+    crate::fault::point();
     log_run(layout, start, &report)?;
     Ok(report)
 }

@@ -10,6 +10,8 @@
 //!    mirror);
 //! 2. moves the files an interrupted run had moved into `deleted/` back into
 //!    the mirror (the next run deletes them again if they are still gone);
+//!    a deletion whose mirror path already holds something newer (a
+//!    directory that replaced the file) stands, and is carried;
 //! 3. when `dirty` is present (or the index is missing or corrupt), rebuilds
 //!    the index from a walk of the mirror, so that index and mirror agree;
 //! 4. keeps the interrupted increment's `track/` entries as *carried*: the
@@ -90,6 +92,16 @@ fn prune_empty_dirs(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
+/// The metadata given to a mirror file that no record accounts for: it
+/// matches no real file, so the next diff replaces the file.
+const STALE: Meta = Meta {
+    kind: crate::scan::Kind::File,
+    size: u64::MAX,
+    mtime: i64::MIN,
+    mtime_nsec: 0,
+    mode: 0,
+};
+
 /// Repair the destination after an interrupted run. Call with the job's
 /// lock held.
 pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
@@ -131,19 +143,42 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
         dirty = true;
         let dir = layout.inprogress().join(name);
         let deleted = dir.join("deleted");
-        for (rel, _) in walk_files(&deleted)? {
+        let newest_deleted = newest
+            .as_ref()
+            .expect("there is a newest folder")
+            .join("deleted");
+        for (rel, kept) in walk_files(&deleted)? {
             let from = deleted.join(rel.as_path());
             let to = mirror.join(rel.as_path());
-            if fs::symlink_metadata(&to).is_err() {
-                if let Some(parent) = to.parent() {
-                    fs::create_dir_all(parent).at(parent)?;
+            match fs::symlink_metadata(&to) {
+                Err(_) => {
+                    // The path is free: put the file back; the next run
+                    // deletes it again if it is still gone.
+                    if let Some(parent) = to.parent() {
+                        fs::create_dir_all(parent).at(parent)?;
+                    }
+                    crate::fault::point();
+                    fs::rename(&from, &to).at(&to)?;
+                    repairs.push(format!("{rel}: deletion rolled back into the mirror"));
                 }
-                fs::rename(&from, &to).at(&to)?;
-                repairs.push(format!("{rel}: deletion rolled back into the mirror"));
-            } else {
-                // Still in the mirror (it left the tracked set, or was put
-                // back): this was a second link.
-                fs::remove_file(&from).at(&from)?;
+                Ok(m) if (m.dev(), m.ino()) == (kept.dev(), kept.ino()) => {
+                    // A second link of a file still in the mirror (it was
+                    // leaving the tracked set): the next run redoes it.
+                    crate::fault::point();
+                    fs::remove_file(&from).at(&from)?;
+                }
+                Ok(_) if deleted != newest_deleted => {
+                    // The path holds something newer (a directory, a new
+                    // version): this deletion stands; carry it.
+                    let dest = newest_deleted.join(rel.as_path());
+                    if fs::symlink_metadata(&dest).is_err() {
+                        if let Some(parent) = dest.parent() {
+                            fs::create_dir_all(parent).at(parent)?;
+                        }
+                        fs::rename(&from, &dest).at(&dest)?;
+                    }
+                }
+                Ok(_) => {}
             }
         }
         prune_empty_dirs(&deleted);
@@ -165,6 +200,10 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
             fs::remove_dir_all(&dir).at(&dir)?;
         }
     }
+    let deletions_in_progress = match &newest {
+        Some(dir) => walk_files(&dir.join("deleted"))?,
+        None => Vec::new(),
+    };
     let tracked_in_progress = match &newest {
         Some(dir) => walk_files(&dir.join("track"))?,
         None => Vec::new(),
@@ -201,6 +240,18 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
             };
             carried.insert(rel.clone(), FileRecord::new(&entry, op));
         }
+        for (rel, metadata) in &deletions_in_progress {
+            let Some(m) = Meta::from_metadata(metadata) else {
+                continue;
+            };
+            let entry = Entry {
+                path: rel.clone(),
+                meta: m,
+                tracked: true,
+                hash: None,
+            };
+            carried.insert(rel.clone(), FileRecord::new(&entry, Op::Deleted));
+        }
         if carried.is_empty() {
             prune_empty_dirs(dir);
         }
@@ -214,9 +265,10 @@ pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
     })
 }
 
-/// The index as the mirror actually is. Entries that match the old index
-/// keep its tracked flag and hash; others learn them from increments
-/// committed after the old index, or from the interrupted increment.
+/// The index as the mirror actually is. Paths of the old index keep its
+/// tracked flag (and its hash when the metadata still matches); others learn
+/// them from increments committed after the old index, or from the
+/// interrupted increment.
 fn rebuild(
     layout: &Layout,
     old: &Index,
@@ -256,9 +308,16 @@ fn rebuild(
             tracked: false,
             hash: None,
         };
-        if let Some(old) = old_by_path.get(&rel).filter(|o| o.meta == meta) {
+        // The committed tracked flag stands whatever the content: it says
+        // whether the history already holds the path.
+        let old = old_by_path.get(&rel);
+        let mut accounted = false;
+        if let Some(old) = old {
             entry.tracked = old.tracked;
-            entry.hash = old.hash;
+            if old.meta == meta {
+                entry.hash = old.hash;
+                accounted = true;
+            }
         }
         if let Some(record) = committed.get(&rel) {
             match record.op {
@@ -266,12 +325,20 @@ fn rebuild(
                 _ if record.meta() == Some(meta) => {
                     entry.tracked = true;
                     entry.hash = record.hash.as_deref().and_then(Hash::from_hex);
+                    accounted = true;
                 }
                 _ => {}
             }
         }
         if in_progress.get(&rel) == Some(&(metadata.dev(), metadata.ino())) {
             entry.tracked = true;
+            accounted = true;
+        }
+        if !accounted {
+            // The interrupted run put this version in the mirror but
+            // recorded it nowhere: make the next diff see it as changed, so
+            // that it is copied afresh (and recorded, when tracked).
+            entry.meta = STALE;
         }
         entries.push(entry);
     }

@@ -70,7 +70,21 @@ impl Env {
         cmd.current_dir(self.root())
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
+            .env_remove("STRATA_FAULT_AFTER")
             .env_remove("RUST_LOG")
+            .arg("--jobs-dir")
+            .arg(self.jobs());
+        cmd
+    }
+
+    /// A plain `std::process::Command` for the binary, for tests that
+    /// spawn and kill it.
+    pub fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.current_dir(self.root())
+            .env_remove("STRATA_JOBS_DIR")
+            .env_remove("STRATA_FAULT_UNREADABLE")
+            .env_remove("STRATA_FAULT_AFTER")
             .arg("--jobs-dir")
             .arg(self.jobs());
         cmd
