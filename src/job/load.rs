@@ -282,10 +282,18 @@ fn schema_diagnostics(file: &Path, text: &str, value: &Value) -> Vec<Diagnostic>
             }
             _ => {
                 let field = field_name(&pointer);
+                // The validator's message quotes the value: keep a long one
+                // short.
+                let mut shown = error.to_string();
+                let instance = error.instance().to_string();
+                if instance.chars().count() > 60 {
+                    let short: String = instance.chars().take(40).collect();
+                    shown = shown.replacen(&instance, &format!("{short}…"), 1);
+                }
                 let message = if field.is_empty() {
-                    format!("{error}")
+                    shown
                 } else {
-                    format!("{field}: {error}")
+                    format!("{field}: {shown}")
                 };
                 out.push(diagnostic(file, text, &pointer, Severity::Error, message));
             }

@@ -50,16 +50,19 @@ pub struct JobFile {
     /// relative to source (`Documents`, `Projects/*`, `.` for all), or with
     /// the suffix `:rec` a glob on directory names at any depth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub include_dirs: Vec<String>,
 
     /// Directories whose files are mirrored and versioned in the increments.
     /// Same syntax as `include_dirs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub track_dirs: Vec<String>,
 
     /// Directories never entered: nothing below them is selected, whatever
     /// other rule matches. Same syntax as `include_dirs` (`node_modules:rec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub exclude_dirs: Vec<String>,
 
     /// Files that are mirrored (no history). A name glob for files directly
@@ -67,16 +70,19 @@ pub struct JobFile {
     /// `folder/glob` for files directly in that folder (`docs/*.md`, with
     /// `:rec` at any depth below it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub include_files: Vec<String>,
 
     /// Files that are mirrored and versioned. Same syntax as `include_files`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub track_files: Vec<String>,
 
     /// Files taken out of what directory rules selected. A file that an
     /// `include_files` or `track_files` rule matches is kept. Same syntax as
     /// `include_files` (`*.log:rec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000))]
     pub exclude_files: Vec<String>,
 
     /// Which increments `strata prune` keeps. Buckets are in local time.
@@ -87,11 +93,24 @@ pub struct JobFile {
     /// How a changed file is recognised: `metadata` (size, mtime, permission
     /// bits, kind) or `checksum` (also the content hash; reads every file).
     #[serde(default)]
+    #[schemars(schema_with = "compare_schema")]
     pub compare: Compare,
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// `compare` as a plain `enum`, so that a wrong value gets the message
+/// "is not one of" the allowed values rather than a `oneOf` failure.
+fn compare_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["metadata", "checksum"],
+        "default": "metadata",
+        "description": "How a changed file is recognised: `metadata` (size, mtime, permission \
+            bits, kind) or `checksum` (also the content hash; reads every file)."
+    })
 }
 
 /// How the diff decides that a file changed.
