@@ -111,6 +111,16 @@ pub fn catch_up_due<Tz: TimeZone>(
     }
 }
 
+/// How far the wall clock jumped over an interval that took `monotonic`
+/// (which stops during a suspend and is never set) and `wall` by the wall
+/// clock, if that is more than drift: `Some(positive)` after a suspend or
+/// the time set forward, `Some(negative)` after the time was set back.
+pub fn clock_jump(monotonic: Duration, wall: TimeDelta) -> Option<TimeDelta> {
+    let monotonic = TimeDelta::from_std(monotonic).unwrap_or(TimeDelta::MAX);
+    let jump = wall - monotonic;
+    (jump.abs() > JUMP_TOLERANCE).then_some(jump)
+}
+
 /// What the scheduler decided about a job that came due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tick<K, Tz: TimeZone> {
@@ -406,9 +416,7 @@ impl Daemon {
             let (mono, wall) = (Instant::now(), Utc::now());
             let now = wall.with_timezone(&Local);
             if !stopping {
-                let elapsed = TimeDelta::from_std(mono - last.0).unwrap_or(TimeDelta::MAX);
-                let jump = (wall - last.1) - elapsed;
-                if jump.abs() > JUMP_TOLERANCE {
+                if let Some(jump) = clock_jump(mono - last.0, wall - last.1) {
                     self.clock_jumped(jump, &now);
                 }
                 if mono >= next_poll {
@@ -795,6 +803,22 @@ mod tests {
         let after = at("2024-05-03T06:30:00Z").with_timezone(&tz);
         assert!(!catch_up_due(&daily, Some(&last), &before));
         assert!(catch_up_due(&daily, Some(&last), &after));
+    }
+
+    #[test]
+    fn a_suspend_or_a_set_clock_is_a_jump_drift_is_not() {
+        let second = Duration::from_secs(1);
+        assert_eq!(clock_jump(second, TimeDelta::milliseconds(1003)), None);
+        // Suspended for an hour during a one-second wait.
+        assert_eq!(
+            clock_jump(second, TimeDelta::seconds(3601)),
+            Some(TimeDelta::seconds(3600))
+        );
+        // The time was set back ten minutes.
+        assert_eq!(
+            clock_jump(second, TimeDelta::seconds(-599)),
+            Some(TimeDelta::seconds(-600))
+        );
     }
 
     #[test]
