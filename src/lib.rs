@@ -3,12 +3,14 @@
 //! The modules are the stages of the pipeline, in the order data flows:
 //! job files ([`job`]) -> selection rules ([`select`]) -> [`scan`] ->
 //! [`diff`] (the plan) -> [`apply`] -> [`store`] (layout, index, commit,
-//! recovery) -> [`report`]. [`run`] chains them for one job; [`cli`] is the
-//! only place that prints or decides exit codes.
+//! recovery) -> [`report`]. [`run`] chains them for one job; [`daemon`]
+//! runs jobs on their schedules; [`cli`] is the only place that prints or
+//! decides exit codes.
 #![deny(missing_docs)]
 
 pub mod apply;
 pub mod cli;
+pub mod daemon;
 pub mod diff;
 pub mod fault;
 pub mod job;

@@ -1,10 +1,12 @@
 //! The command line: clap arguments -> one [`Config`] -> a command -> an
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
+mod daemon;
+mod list;
 mod run;
 mod validate;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -92,6 +94,19 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run enabled jobs on their schedules until SIGTERM or SIGINT.
+    ///
+    /// Job files added, changed or removed are picked up within seconds (an
+    /// invalid file is logged and its job keeps its last valid definition).
+    /// At start-up, a job that missed a scheduled time since its last run
+    /// runs once right away. Logs one line per run on stderr.
+    /// Example: strata --jobs-dir /etc/strata/jobs.d daemon
+    Daemon,
+    /// List the jobs: schedule, next run, last run and its status, destination.
+    ///
+    /// Times are local; --json prints RFC 3339 times and the last run's record.
+    /// Example: strata list --json
+    List,
 }
 
 /// Settings resolved once from arguments and environment.
@@ -123,7 +138,12 @@ pub fn main() -> ExitCode {
         }
     };
     let verbosity = args.verbose as i8 - args.quiet as i8;
-    init_logging(verbosity);
+    // The daemon's log is its output: one line per run at the default level.
+    let log_level = match args.command {
+        Command::Daemon => verbosity.saturating_add(1),
+        _ => verbosity,
+    };
+    init_logging(log_level);
     let mut pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("strata-{i}"));
     if let Some(n) = args.threads {
         pool = pool.num_threads(n);
@@ -160,6 +180,8 @@ pub fn main() -> ExitCode {
             dry_run,
             force,
         } => run::run(&config, run::Selection::Named(names), dry_run, force),
+        Command::Daemon => daemon::run(&config),
+        Command::List => list::run(&config),
     }
 }
 
@@ -176,5 +198,7 @@ fn init_logging(verbosity: i8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in a journal or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -5,7 +5,7 @@
 //! run's start and finish, and every file the run recorded with its op,
 //! kind, size, mode, mtime and content hash.
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -193,6 +193,42 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunRecord>, StoreError> {
         .collect())
 }
 
+/// The latest record of the run log, or `None` if there is none.
+///
+/// The log grows by a line per run and is never trimmed, while the daemon
+/// and `strata list` only want its last line: this reads the file from the
+/// end, a window at a time, instead of parsing all of it as [`read_runs`]
+/// does. Like [`read_runs`], it skips lines that do not parse.
+pub fn last_run(path: &Path) -> Result<Option<RunRecord>, StoreError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+    };
+    let len = file.metadata().at(path)?.len();
+    let mut window: u64 = 16 * 1024;
+    loop {
+        let from = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(from)).at(path)?;
+        let mut tail = Vec::new();
+        (&mut file)
+            .take(len - from)
+            .read_to_end(&mut tail)
+            .at(path)?;
+        // Unless the window starts the file, its first line may be cut.
+        let lines: Vec<&[u8]> = tail.split(|b| *b == b'\n').collect();
+        let whole = &lines[usize::from(from > 0)..];
+        let latest = whole
+            .iter()
+            .rev()
+            .find_map(|line| serde_json::from_slice::<RunRecord>(line).ok());
+        if latest.is_some() || from == 0 {
+            return Ok(latest);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +265,43 @@ mod tests {
         assert_eq!(record.rel_path(), entry.path);
         assert_eq!(record.meta(), Some(entry.meta));
         assert_eq!(record.hash, Some(Hash::of(b"abc").to_hex()));
+    }
+
+    #[test]
+    fn last_run_reads_the_latest_whole_record_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        assert_eq!(last_run(&path).unwrap(), None);
+        let record = |i: usize| RunRecord {
+            start: format!("2024-01-01T00:00:{:02}Z", i % 60),
+            finish: "2024-01-01T00:01:00Z".into(),
+            status: if i.is_multiple_of(2) {
+                "success"
+            } else {
+                "failed"
+            }
+            .into(),
+            increment: None,
+            stats: Stats {
+                new: i as u64,
+                ..Stats::default()
+            },
+        };
+        // Far more than one read window, then a line torn by a crash.
+        for i in 0..2000 {
+            append_run(&path, &record(i)).unwrap();
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"start\": \"2024-")
+            .unwrap();
+        assert_eq!(last_run(&path).unwrap(), Some(record(1999)));
+        assert_eq!(read_runs(&path).unwrap().last(), Some(&record(1999)));
+
+        // A log with nothing readable in it.
+        std::fs::write(&path, b"garbage\n").unwrap();
+        assert_eq!(last_run(&path).unwrap(), None);
     }
 }

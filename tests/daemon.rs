@@ -1,0 +1,271 @@
+//! `strata daemon` as a real process on temp trees: runs on schedule, hot
+//! reload of added, changed, broken and removed job files, catch-up at
+//! start-up, and a clean exit on SIGTERM.
+//!
+//! Jobs fire every second (`* * * * * *`). Every wait polls for the effect
+//! with a generous deadline instead of sleeping a fixed time, and a guard
+//! kills the daemon if a test fails.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, set_mtime};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const STEP: Duration = Duration::from_millis(100);
+const EVERY_SECOND: &str = r#""schedule": "* * * * * *""#;
+
+/// A running daemon; killed when dropped, so a failing test leaves no
+/// process behind.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `strata daemon` on the env's jobs dir; its stderr (the log)
+    /// goes to a file, so a chatty daemon never blocks on a full pipe.
+    fn start(env: &Env) -> Daemon {
+        let log = env.path("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .current_dir(env.root())
+            .env_remove("STRATA_JOBS_DIR")
+            .env_remove("STRATA_FAULT_UNREADABLE")
+            .env_remove("RUST_LOG")
+            .arg("--jobs-dir")
+            .arg(env.jobs())
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start strata daemon");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("daemon running")
+    }
+
+    fn is_alive(&mut self) -> bool {
+        self.child().try_wait().unwrap().is_none()
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        let pid = self.child().id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+    }
+
+    /// Wait for the daemon to exit.
+    fn exit_status(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the daemon did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(STEP);
+        }
+    }
+
+    /// Poll until `done` holds; fail with the daemon's log after the deadline.
+    fn wait_for(&mut self, what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}) while waiting for {what}; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(STEP);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How many runs a destination's run log records.
+fn runs(dest: &Path) -> usize {
+    fs::read_to_string(dest.join(".strata/runs.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn read(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+#[test]
+fn runs_a_due_job_and_exits_0_on_sigterm() {
+    let env = Env::new();
+    env.write("src-a/notes.txt", "first");
+    env.simple_job("a", &format!(r#""track_dirs": ["."], {EVERY_SECOND}"#));
+    let mut daemon = Daemon::start(&env);
+    let mirrored = env.path("dest-a/mirror/notes.txt");
+    daemon.wait_for("the first run", || {
+        read(&mirrored).as_deref() == Some("first")
+    });
+    let log = daemon.log();
+    assert!(log.contains("a: success: 1 new"), "log:\n{log}");
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.exit_status();
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+    // Nothing was left half done.
+    assert!(!env.path("dest-a/.strata/dirty").exists());
+}
+
+#[test]
+fn source_changes_reach_the_mirror_on_a_later_tick() {
+    let env = Env::new();
+    let source = env.write("src-a/notes.txt", "first");
+    env.simple_job("a", &format!(r#""track_dirs": ["."], {EVERY_SECOND}"#));
+    let mut daemon = Daemon::start(&env);
+    let mirrored = env.path("dest-a/mirror/notes.txt");
+    daemon.wait_for("the first run", || read(&mirrored).is_some());
+
+    fs::write(&source, "second version").unwrap();
+    set_mtime(&source, 1_600_000_100);
+    daemon.wait_for("the change in the mirror", || {
+        read(&mirrored).as_deref() == Some("second version")
+    });
+    // The tracked change went into an increment of its own.
+    daemon.wait_for("a second increment", || env.increments("dest-a").len() == 2);
+}
+
+#[test]
+fn picks_up_added_jobs_and_survives_broken_ones() {
+    let env = Env::new();
+    env.write("src-a/a.txt", "a");
+    env.write("src-b/b.txt", "b");
+    env.simple_job("a", &format!(r#""include_dirs": ["."], {EVERY_SECOND}"#));
+    let mut daemon = Daemon::start(&env);
+    let dest_a = env.path("dest-a");
+    daemon.wait_for("job a's first run", || runs(&dest_a) >= 1);
+
+    // A broken job file: reported with its position, and the daemon and
+    // job a carry on.
+    env.job("broken", r#"{"source": "../src-a", "#);
+    daemon.wait_for("the diagnostic in the log", || {
+        daemon_log_has(&env, "broken.json:1:")
+    });
+    let before = runs(&dest_a);
+    daemon.wait_for("job a to keep running", || runs(&dest_a) >= before + 2);
+
+    // A job file dropped in later runs without a restart.
+    env.simple_job("b", &format!(r#""include_dirs": ["."], {EVERY_SECOND}"#));
+    let mirrored = env.path("dest-b/mirror/b.txt");
+    daemon.wait_for("job b's first run", || read(&mirrored).is_some());
+    assert!(daemon.is_alive());
+}
+
+fn daemon_log_has(env: &Env, text: &str) -> bool {
+    read(&env.path("daemon.log")).is_some_and(|log| log.contains(text))
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_last_definition_and_a_removed_file_stops_its_job() {
+    let env = Env::new();
+    env.write("src-a/a.txt", "a");
+    env.write("src-b/b.txt", "b");
+    env.simple_job("a", &format!(r#""include_dirs": ["."], {EVERY_SECOND}"#));
+    let job_b = env.simple_job("b", &format!(r#""include_dirs": ["."], {EVERY_SECOND}"#));
+    let mut daemon = Daemon::start(&env);
+    let (dest_a, dest_b) = (env.path("dest-a"), env.path("dest-b"));
+    daemon.wait_for("both jobs' first runs", || {
+        runs(&dest_a) >= 1 && runs(&dest_b) >= 1
+    });
+
+    // b's file breaks: b keeps running on its last valid definition.
+    fs::write(&job_b, r#"{"source": "../src-b", "destination": 7}"#).unwrap();
+    daemon.wait_for("the diagnostic", || {
+        daemon_log_has(&env, "keeps its last valid")
+    });
+    let before = runs(&dest_b);
+    daemon.wait_for("job b to keep running", || runs(&dest_b) >= before + 2);
+
+    // b's file goes: b stops (a run already under way may still finish),
+    // while a carries on.
+    fs::remove_file(&job_b).unwrap();
+    daemon.wait_for("the removal", || daemon_log_has(&env, "job b removed"));
+    let b_at_removal = runs(&dest_b);
+    let a_at_removal = runs(&dest_a);
+    daemon.wait_for("job a's next runs", || runs(&dest_a) >= a_at_removal + 2);
+    assert!(
+        runs(&dest_b) <= b_at_removal + 1,
+        "b ran after its file was removed; log:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn catches_up_at_start_up_only_jobs_that_missed_a_scheduled_time() {
+    let env = Env::new();
+    let record = |start: &str| {
+        format!(r#"{{"start":"{start}","finish":"{start}","status":"success","stats":{{}}}}"#)
+            + "\n"
+    };
+    for (name, last_run) in [
+        ("missed", Some("2000-01-01T00:00:00Z".to_string())),
+        ("recent", Some(chrono::Utc::now().to_rfc3339())),
+        ("never", None),
+    ] {
+        env.write(&format!("src-{name}/f.txt"), name);
+        env.simple_job(name, r#""include_dirs": ["."], "schedule": "@yearly""#);
+        if let Some(start) = last_run {
+            env.write(&format!("dest-{name}/.strata/runs.jsonl"), &record(&start));
+        }
+    }
+    let mut daemon = Daemon::start(&env);
+    let mirrored = env.path("dest-missed/mirror/f.txt");
+    daemon.wait_for("the catch-up run", || read(&mirrored).is_some());
+    // Catch-up is decided at start-up, before the daemon reports that it
+    // is watching: by then, only "missed" was started.
+    daemon.wait_for("start-up", || daemon_log_has(&env, "watching"));
+    let log = daemon.log();
+    let caught_up: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("running it now"))
+        .collect();
+    assert_eq!(caught_up.len(), 1, "log:\n{log}");
+    assert!(caught_up[0].contains("missed: "), "log:\n{log}");
+}
+
+#[test]
+fn an_unreadable_jobs_dir_at_start_up_is_exit_2() {
+    let env = Env::new();
+    fs::remove_dir(env.jobs()).unwrap();
+    let mut daemon = Daemon::start(&env);
+    let status = daemon.exit_status();
+    assert_eq!(status.code(), Some(2), "log:\n{}", daemon.log());
+    assert!(daemon.log().contains("jobs.d"), "log:\n{}", daemon.log());
+}
