@@ -134,8 +134,13 @@ fn runs_a_due_job_and_exits_0_on_sigterm() {
     daemon.wait_for("the first run", || {
         read(&mirrored).as_deref() == Some("first")
     });
-    let log = daemon.log();
-    assert!(log.contains("a: success: 1 new"), "log:\n{log}");
+    // The summary line follows the commit: wait for it too.
+    let log_path = daemon.log.clone();
+    daemon.wait_for("the run's summary line", || {
+        fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("a: success: 1 new")
+    });
 
     daemon.signal(libc::SIGTERM);
     let status = daemon.exit_status();
