@@ -177,7 +177,7 @@ fn a_second_process_on_a_running_job_is_skipped() {
         env.write(&format!("src-f/d{}/f{i}", i % 50), "content");
     }
     env.simple_job("f", r#""track_dirs": ["."]"#);
-    let mut first = env
+    let first = env
         .std_command()
         .args(["--json", "run", "f"])
         .stdout(std::process::Stdio::piped())
