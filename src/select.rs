@@ -938,4 +938,78 @@ mod tests {
             [(RuleList::IncludeDirs, 0), (RuleList::TrackDirs, 0)]
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pattern() -> impl Strategy<Value = String> {
+            let part = prop_oneof![
+                "[a-c]{1,2}",
+                Just("*".to_string()),
+                Just("?".to_string()),
+                Just("**".to_string()),
+                Just("[ab]".to_string()),
+                Just("{a,b}".to_string()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                Just("[".to_string()),
+                Just("\\".to_string()),
+            ];
+            (
+                prop::collection::vec(part, 1..4),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(parts, rec, abs)| {
+                    let mut p = parts.join("/");
+                    if abs {
+                        p.insert(0, '/');
+                    }
+                    if rec {
+                        p.push_str(":rec");
+                    }
+                    p
+                })
+        }
+
+        fn rel_path() -> impl Strategy<Value = String> {
+            prop::collection::vec("[abc.]{1,3}", 1..5).prop_map(|parts| parts.join("/"))
+        }
+
+        proptest! {
+            /// Any rules either compile or are reported; any path gets an
+            /// answer; nothing below an excluded directory is selected.
+            #[test]
+            fn never_panics_and_exclusion_wins(
+                include in prop::collection::vec(pattern(), 0..3),
+                track in prop::collection::vec(pattern(), 0..3),
+                exclude in prop::collection::vec(pattern(), 0..3),
+                files in prop::collection::vec(pattern(), 0..3),
+                paths in prop::collection::vec(rel_path(), 1..8),
+            ) {
+                let rules = RuleLists {
+                    include_dirs: &include,
+                    track_dirs: &track,
+                    exclude_dirs: &exclude,
+                    track_files: &files,
+                    ..RuleLists::default()
+                };
+                let Ok(m) = Matcher::new(rules) else { return Ok(()) };
+                let excl = Matcher::new(RuleLists { exclude_dirs: &exclude, ..RuleLists::default() })
+                    .expect("a subset of valid rules is valid");
+                for path in &paths {
+                    let got = m.decide_path(path);
+                    let parts: Vec<&str> = path.split('/').collect();
+                    let excluded = excl.root().is_none() || (1..parts.len()).any(|i| {
+                        excl.enter_dir(DirState::default(), Path::new(&parts[..i].join("/")))
+                            == DirDecision::Excluded
+                    });
+                    if excluded {
+                        prop_assert_eq!(got, Selection::NotSelected, "{}", path);
+                    }
+                }
+            }
+        }
+    }
 }

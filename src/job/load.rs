@@ -570,4 +570,79 @@ mod tests {
         assert_eq!(did_you_mean("sourc", &known).as_deref(), Some("source"));
         assert_eq!(did_you_mean("zzzzzz", &known), None);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| Value::from(n)),
+                "[ -~]{0,12}".prop_map(Value::String),
+                prop_oneof![
+                    Just("0 3 * * *"),
+                    Just("*/5 * * * 8"),
+                    Just("."),
+                    Just("..:rec"),
+                    Just("[x"),
+                    Just("/abs"),
+                    Just("a/b:rec"),
+                    Just("30d"),
+                    Just("metadata"),
+                ]
+                .prop_map(|s| Value::String(s.to_string())),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (
+                            prop_oneof![
+                                Just("source"),
+                                Just("destination"),
+                                Just("track_dirs"),
+                                Just("include_files"),
+                                Just("exclude_dirs"),
+                                Just("schedule"),
+                                Just("retention"),
+                                Just("keep_within"),
+                                Just("compare"),
+                                Just("name"),
+                                Just("enabled"),
+                                Just("trak_dirs"),
+                            ],
+                            inner,
+                        ),
+                        0..6,
+                    )
+                    .prop_map(|kv| {
+                        Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            /// Any JSON, and any text, gets diagnostics, never a panic; a
+            /// file without errors yields a job.
+            #[test]
+            fn check_file_never_panics(value in json_value(), noise in "[ -~\n]{0,40}") {
+                let dir = tempfile::tempdir().unwrap();
+                for (name, text) in [("a.json", value.to_string()), ("b.json", noise)] {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, &text).unwrap();
+                    let (job, diagnostics) = check_file(&path);
+                    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+                    prop_assert_eq!(job.is_some(), !has_errors, "{}", text);
+                    for d in &diagnostics {
+                        prop_assert!(d.line >= 1 && d.column >= 1);
+                        prop_assert!(d.line <= text.lines().count().max(1) + 1, "{} for {}", d, text);
+                    }
+                }
+            }
+        }
+    }
 }
