@@ -313,7 +313,14 @@ pub fn check_file(file: &Path) -> (Option<Job>, Vec<Diagnostic>) {
             return (None, vec![at(file, start, "", Severity::Error, message)]);
         }
     };
-    let value: Value = match serde_json::from_str(&text) {
+    check_text(file, &text)
+}
+
+/// Check the text of a job file that lives at `file` (its directory
+/// resolves relative paths). The fuzz target calls this directly.
+pub fn check_text(file: &Path, text: &str) -> (Option<Job>, Vec<Diagnostic>) {
+    let start = Position { line: 1, column: 1 };
+    let value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(e) => {
             let message = e.to_string();
@@ -335,7 +342,7 @@ pub fn check_file(file: &Path) -> (Option<Job>, Vec<Diagnostic>) {
             return (None, vec![d]);
         }
     };
-    let mut out = schema_diagnostics(file, &text, &value);
+    let mut out = schema_diagnostics(file, text, &value);
     if !out.is_empty() {
         return (None, out);
     }
@@ -348,7 +355,7 @@ pub fn check_file(file: &Path) -> (Option<Job>, Vec<Diagnostic>) {
             return (None, out);
         }
     };
-    let job = check_spec(file, &text, spec, &mut out);
+    let job = check_spec(file, text, spec, &mut out);
     let job = if out.iter().any(Diagnostic::is_error) {
         None
     } else {
