@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod cli;
 pub mod diff;
+pub mod history;
 pub mod job;
 pub mod report;
 pub mod run;

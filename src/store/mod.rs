@@ -10,6 +10,7 @@
 //! .strata/inprogress/<name>/       the increment being written (track/, deleted/)
 //! .strata/tmp/                     new mirror files before their rename
 //! .strata/runs.jsonl               one line per finished run
+//! .strata/pruning/<name>/          an increment `strata prune` is merging away
 //! ```
 
 pub mod index;
@@ -112,6 +113,11 @@ impl Layout {
     /// `.strata/runs.jsonl`.
     pub fn runs(&self) -> PathBuf {
         self.state().join("runs.jsonl")
+    }
+    /// `.strata/pruning/`: increments that a prune took out of the visible
+    /// sequence and is merging into the next one (see `history::prune`).
+    pub fn pruning(&self) -> PathBuf {
+        self.state().join("pruning")
     }
     /// A committed increment folder.
     pub fn increment(&self, name: &str) -> PathBuf {
