@@ -3,8 +3,9 @@
 //! The modules are the stages of the pipeline, in the order data flows:
 //! job files ([`job`]) -> selection rules ([`select`]) -> [`scan`] ->
 //! [`diff`] (the plan) -> [`apply`] -> [`store`] (layout, index, commit,
-//! recovery) -> [`report`]. [`run`] chains them for one job; [`cli`] is the
-//! only place that prints or decides exit codes.
+//! recovery) -> [`report`]. [`run`] chains them for one job; [`history`]
+//! reads the increments back (history, restore, prune, verify); [`cli`] is
+//! the only place that prints or decides exit codes.
 #![deny(missing_docs)]
 
 pub mod apply;

@@ -77,6 +77,13 @@ struct HashCheck {
 pub fn verify(layout: &Layout, deep: bool) -> Result<Verified, StoreError> {
     let mut out = Verified::default();
     let mut hash_checks = Vec::new();
+    if !layout.root().exists() {
+        out.problem(
+            layout.root(),
+            "the destination does not exist (has the job ever run?)",
+        );
+        return Ok(out);
+    }
     let has_entries = |dir: &Path| fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
     if layout.dirty().exists() || has_entries(&layout.inprogress()) || has_entries(&layout.tmp()) {
         out.problem(
