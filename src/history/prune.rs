@@ -25,7 +25,8 @@
 //!
 //! Crash safety, per removed increment: (1) rename `backup_X/` to
 //! `.strata/pruning/backup_X/`, so it is no longer a visible increment;
-//! (2) move its live files into the next increment; (3) `syncfs`, then
+//! (2) move the next increment's evicted files into it, and its live files
+//! into the next increment; (3) `syncfs`, then
 //! rewrite the next increment's metadata atomically; (4) delete the pruning
 //! folder. A crash leaves at most one folder in `.strata/pruning/`; the next
 //! prune (or the next run) finishes it first. The merge is idempotent: after
@@ -335,7 +336,28 @@ fn apply_merge(
         sync_dir(layout.root())?;
         to
     };
-    // 2. Live versions into the next increment; evicted files out of it.
+    // 2. Evicted files out of the next increment first, with the folders
+    //    they leave empty: a deletion of `x/y` evicted there can leave a
+    //    folder `deleted/x/` where the deletion of the file `x` moves in.
+    for rel in &merge.evict {
+        let (from, to) = (next.dir.join(rel), from_dir.join("evicted").join(rel));
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&from),
+        }
+        let mut dir = from.parent();
+        while let Some(d) = dir.filter(|d| *d != next.dir) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    //    Then the live versions into it.
     for (from, to) in &merge.moves {
         let (from, to) = (from_dir.join(from), next.dir.join(to));
         if let Some(parent) = to.parent() {
@@ -345,17 +367,6 @@ fn apply_merge(
             Ok(()) => {}
             // Moved by an earlier, interrupted prune.
             Err(e) if e.kind() == io::ErrorKind::NotFound && to.symlink_metadata().is_ok() => {}
-            Err(e) => return Err(e).at(&from),
-        }
-    }
-    for rel in &merge.evict {
-        let (from, to) = (next.dir.join(rel), from_dir.join("evicted").join(rel));
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).at(parent)?;
-        }
-        match fs::rename(&from, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).at(&from),
         }
     }
@@ -493,6 +504,164 @@ mod tests {
         let p = plan(&h, Some(&last), &chrono::Utc).unwrap();
         assert_eq!(p.remove, ["backup_20260101_000000"]);
         assert_eq!(p.kept[0].reasons, [Reason::Newest, Reason::Last]);
+    }
+
+    /// Write increments to disk at `root`: each record's file holds
+    /// `content`, its size is the content's length.
+    /// An increment's stamp and its (path, op, content) records.
+    type OnDisk<'a> = (&'a str, &'a [(&'a str, Op, &'a str)]);
+
+    fn on_disk(root: &std::path::Path, incs: &[OnDisk<'_>]) -> Layout {
+        let layout = Layout::new(root);
+        for (stamp, files) in incs {
+            let mut records = Vec::new();
+            for (path, op, content) in files.iter() {
+                let r = record(path, *op, content.len() as u64);
+                let inc = increment(stamp, vec![]);
+                let file = layout
+                    .increment(&inc.name)
+                    .join(inc.file_of(&r).strip_prefix(&inc.dir).unwrap());
+                fs::create_dir_all(file.parent().unwrap()).unwrap();
+                fs::write(&file, content).unwrap();
+                records.push(r);
+            }
+            let mut inc = increment(stamp, records);
+            inc.dir = layout.increment(&inc.name);
+            inc.meta.save(&inc.dir).unwrap();
+        }
+        layout
+    }
+
+    /// The state at each increment as path -> content, read from disk.
+    fn trees(layout: &Layout) -> BTreeMap<String, BTreeMap<String, String>> {
+        let h = History::load(layout).unwrap();
+        (0..h.increments.len())
+            .map(|k| {
+                let tree = h
+                    .state_at(Some(k))
+                    .into_iter()
+                    .map(|(p, v)| (p.to_string(), fs::read_to_string(h.file_of(v)).unwrap()))
+                    .collect();
+                (h.increments[k].name.clone(), tree)
+            })
+            .collect()
+    }
+
+    /// Every file below `dir`, relative, with its content.
+    fn files_below(dir: &std::path::Path) -> BTreeMap<String, String> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (
+                    e.path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn remove_on_disk(layout: &Layout, names: &[&str]) -> PruneReport {
+        let history = History::load_all(layout).unwrap().history;
+        let mut p = plan(&history, None, &chrono::Utc).unwrap();
+        p.kept.retain(|k| !names.contains(&k.increment.as_str()));
+        p.remove = names.iter().map(|n| n.to_string()).collect();
+        execute(layout, history, p, false).unwrap()
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_directory_merges_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = on_disk(
+            dir.path(),
+            &[
+                ("20260101_000000", &[("x", Op::New, "x1")]),
+                (
+                    "20260102_000000",
+                    &[("x", Op::Deleted, "x1"), ("x/y", Op::New, "y")],
+                ),
+                (
+                    "20260103_000000",
+                    &[("x/y", Op::Deleted, "y"), ("z", Op::New, "z")],
+                ),
+            ],
+        );
+        let before = trees(&layout);
+        let report = remove_on_disk(&layout, &["backup_20260102_000000"]);
+        assert_eq!(report.removed[0].moved, 1);
+        let after = trees(&layout);
+        assert_eq!(after.len(), 2);
+        for (name, tree) in &after {
+            assert_eq!(&before[name], tree, "{name}");
+        }
+        // The deletion of x moved in where the evicted deletion of x/y was.
+        let kept = layout.increment("backup_20260103_000000");
+        assert_eq!(
+            files_below(&kept)
+                .into_iter()
+                .filter(|(p, _)| !p.ends_with(".json"))
+                .collect::<Vec<_>>(),
+            [(s("deleted/x"), s("x1")), (s("track/z"), s("z"))]
+        );
+        assert!(fs::read_dir(layout.pruning()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_crash_before_the_pruning_folder_is_deleted_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = on_disk(
+            dir.path(),
+            &[
+                (
+                    "20260101_000000",
+                    &[("a", Op::New, "a1"), ("b", Op::New, "b1")],
+                ),
+                (
+                    "20260102_000000",
+                    &[
+                        ("a", Op::Changed, "a2"),
+                        ("b", Op::Deleted, "b1"),
+                        ("c", Op::New, "c2"),
+                    ],
+                ),
+                ("20260103_000000", &[("c", Op::Changed, "c3")]),
+            ],
+        );
+        let before = trees(&layout);
+        let removed = layout.increment("backup_20260102_000000");
+        let copy = dir.path().join("copy");
+        fs::create_dir(&copy).unwrap();
+        for (rel, content) in files_below(&removed) {
+            fs::create_dir_all(copy.join(&rel).parent().unwrap()).unwrap();
+            fs::write(copy.join(&rel), content).unwrap();
+        }
+        remove_on_disk(&layout, &["backup_20260102_000000"]);
+        let done = files_below(&layout.increment("backup_20260103_000000"));
+        // Put back what step 4 deletes: the folder without the moved files.
+        let pending = layout.pruning().join("backup_20260102_000000");
+        fs::rename(&copy, &pending).unwrap();
+        fs::remove_file(pending.join("track/a")).unwrap();
+        fs::remove_file(pending.join("deleted/b")).unwrap();
+        assert!(matches!(
+            History::load(&layout),
+            Err(HistoryError::PendingPrune { .. })
+        ));
+        let report = prune(&layout, None, &chrono::Utc, false).unwrap();
+        assert_eq!(report.plan.finish, ["backup_20260102_000000"]);
+        assert_eq!(
+            files_below(&layout.increment("backup_20260103_000000")),
+            done
+        );
+        assert!(!pending.exists());
+        let after = trees(&layout);
+        for (name, tree) in &after {
+            assert_eq!(&before[name], tree, "{name}");
+        }
     }
 
     /// A random history: each increment changes, adds or deletes a few of
