@@ -16,8 +16,8 @@ use rayon::prelude::*;
 
 use crate::apply::{Outcome, Target, apply};
 use crate::diff::{Plan, diff};
-use crate::history::pending_prunes;
 use crate::history::prune::prune;
+use crate::history::prune_interrupted;
 use crate::job::{Compare, Job};
 use crate::report::{JobReport, PathError, Report, Stats, Status};
 use crate::scan::{Entry, RelPath, ScanOptions, scan};
@@ -130,8 +130,7 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
 /// the job's retention policy does not keep (and finish a prune that a
 /// crash interrupted). A failure is a warning: the backup is committed.
 fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
-    let interrupted = pending_prunes(layout).is_ok_and(|p| !p.is_empty());
-    if job.retention.is_none() && !interrupted {
+    if job.retention.is_none() && !prune_interrupted(layout) {
         return;
     }
     match prune(layout, job.retention.as_ref(), &chrono::Local, false) {

@@ -411,13 +411,26 @@ fn a_run_applies_the_retention_policy() {
 
 #[test]
 fn an_interrupted_prune_is_finished_by_the_next_one() {
+    use strata::history::History;
+    use strata::history::prune::{journal_path, plan_merges};
+    use strata::store::Layout;
     let env = setup();
     let runs = three_runs(&env);
-    // A crash in step 2: the first increment is in .strata/pruning/ and one
-    // of its files already moved into the next increment.
     let (first, second) = (&runs[0].0, &runs[1].0);
-    let pruning = env.path("dest-home/.strata/pruning");
+    // A prune of the first increment dies in step 3: journal written, the
+    // increment out of sight, one of its files moved into the next.
+    let layout = Layout::new(&env.path("dest-home"));
+    let merges = plan_merges(
+        &History::load(&layout).unwrap(),
+        std::slice::from_ref(first),
+    );
+    let pruning = layout.pruning();
     fs::create_dir_all(&pruning).unwrap();
+    fs::write(
+        journal_path(&layout),
+        serde_json::to_vec(&merges[0]).unwrap(),
+    )
+    .unwrap();
     fs::rename(env.path(&format!("dest-home/{first}")), pruning.join(first)).unwrap();
     fs::rename(
         pruning.join(format!("{first}/track/docs/a.txt")),
@@ -430,12 +443,12 @@ fn an_interrupted_prune_is_finished_by_the_next_one() {
     assert!(err.contains("interrupted prune"), "{err}");
     let (code, out, _) = env.run(&["verify", "home"]);
     assert_eq!(code, 1);
-    assert!(out.contains(".strata/pruning"), "{out}");
+    assert!(out.contains("merge.json"), "{out}");
 
     // No retention block: prune still finishes what was started.
     let (code, json) = env.run_json(&["prune", "home"]);
     assert_eq!(code, 0, "{json:#}");
-    assert_eq!(json["finish"], serde_json::json!([first]));
+    assert_eq!(json["finished"], serde_json::json!([first]));
     assert!(fs::read_dir(&pruning).unwrap().next().is_none());
     for (increment, want) in &runs[1..] {
         assert_same_tree(want, &restore(&env, increment, &["--at", increment]));

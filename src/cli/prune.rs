@@ -63,6 +63,17 @@ fn text(job: &str, report: &PruneReport) -> String {
         format!("prune {job}\n")
     };
     out.push_str(&title);
+    if !report.finished.is_empty() {
+        let verb = if report.dry_run {
+            "will be finished first"
+        } else {
+            "finished"
+        };
+        out.push_str(&format!(
+            "  an interrupted prune {verb}: {} removed\n",
+            report.finished.join(", ")
+        ));
+    }
     if let Some(note) = &plan.note {
         out.push_str(&format!("  {note}\n"));
     }
@@ -83,15 +94,10 @@ fn text(job: &str, report: &PruneReport) -> String {
         let time = increment_time(&r.increment)
             .map(format_time)
             .unwrap_or_default();
-        let verb = if plan.finish.contains(&r.increment) {
-            "finish"
-        } else {
-            "remove"
-        };
         lines.push((
             r.increment.clone(),
             format!(
-                "  {verb:<6}  {}  {time}  (no rule keeps it; merged into {}: {} moved, {} dropped)\n",
+                "  remove  {}  {time}  (no rule keeps it; merged into {}: {} moved, {} dropped)\n",
                 r.increment, r.into, r.moved, r.dropped
             ),
         ));

@@ -13,7 +13,7 @@ pub mod restore;
 pub mod retention;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -52,12 +52,12 @@ pub enum HistoryError {
     },
     /// An interrupted prune must be finished before the history reads true.
     #[error(
-        "{}: an interrupted prune is merging this increment away; \
-         run `strata prune JOB` to finish it",
+        "{}: an interrupted prune left this; run `strata prune JOB` (or the \
+         next run) to finish it",
         path.display()
     )]
     PendingPrune {
-        /// The increment folder inside `.strata/pruning/`.
+        /// The journal, or an increment folder inside `.strata/pruning/`.
         path: PathBuf,
     },
 }
@@ -180,6 +180,10 @@ impl History {
         if let Some(error) = broken.into_iter().next() {
             return Err(error.into());
         }
+        let journal = prune::journal_path(layout);
+        if journal.exists() {
+            return Err(HistoryError::PendingPrune { path: journal });
+        }
         if let Some(pending) = history.increments.iter().find(|i| i.pending_prune) {
             return Err(HistoryError::PendingPrune {
                 path: pending.dir.clone(),
@@ -268,6 +272,21 @@ impl History {
         }
     }
 
+    /// The same replay indexed by path, to ask "did this path exist at
+    /// increment K" for many K without replaying 1..=K each time.
+    pub fn presence(&self) -> Presence {
+        let mut by_path: HashMap<RelPath, Vec<(usize, bool)>> = HashMap::new();
+        for (i, inc) in self.increments.iter().enumerate() {
+            for record in &inc.meta.files {
+                by_path
+                    .entry(record.rel_path())
+                    .or_default()
+                    .push((i, record.op != Op::Deleted));
+            }
+        }
+        Presence { by_path }
+    }
+
     /// Where the bytes of a version are.
     pub fn file_of(&self, version: Version<'_>) -> PathBuf {
         self.increments[version.increment].file_of(version.record)
@@ -301,6 +320,31 @@ impl History {
             })
             .collect()
     }
+}
+
+/// For each path, the increments that record it (ascending) and whether
+/// it exists after each: [`History::state_at`]'s replay, indexed by path.
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    by_path: HashMap<RelPath, Vec<(usize, bool)>>,
+}
+
+impl Presence {
+    /// Whether `path` is in the tracked state at increment `k` (`None`:
+    /// before the first), as of the history the index was built from.
+    pub fn exists_at(&self, path: &RelPath, k: Option<usize>) -> bool {
+        let (Some(k), Some(ops)) = (k, self.by_path.get(path)) else {
+            return false;
+        };
+        let after = ops.partition_point(|(i, _)| *i <= k);
+        after > 0 && ops[after - 1].1
+    }
+}
+
+/// Whether a prune was interrupted and must be finished (by `strata
+/// prune` or the next run) before the history reads true.
+pub fn prune_interrupted(layout: &Layout) -> bool {
+    prune::journal_path(layout).exists() || pending_prunes(layout).is_ok_and(|p| !p.is_empty())
 }
 
 /// Names of the increments an interrupted prune left in `.strata/pruning/`.

@@ -220,6 +220,13 @@ fn check_increments(
             return Ok(());
         }
     };
+    let journal = super::prune::journal_path(layout);
+    if journal.exists() {
+        out.problem(
+            journal,
+            "an interrupted prune left its journal; run `strata prune JOB` to finish it",
+        );
+    }
     for error in loaded.broken {
         let path = match &error {
             StoreError::Io { path, .. } | StoreError::Corrupt { path, .. } => path.clone(),
