@@ -95,6 +95,10 @@ fn restore_a_subset_a_file_or_a_directory_prefix() {
     run(&env);
     let file = restore(&env, "one", &["docs/a.txt"]);
     assert_eq!(file.keys().collect::<Vec<_>>(), ["docs/a.txt"]);
+    // The path as it is in the source names the same file.
+    let source_path = env.path("src-home/docs/a.txt");
+    let same = restore(&env, "same", &[source_path.to_str().unwrap()]);
+    assert_eq!(same, file);
     let dir = restore(&env, "dir", &["./docs/sub/"]);
     assert_eq!(
         dir.keys().collect::<Vec<_>>(),

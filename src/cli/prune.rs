@@ -16,7 +16,9 @@ pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
         Err(code) => return code,
     };
     let layout = Layout::new(&job.destination);
-    let _lock = match JobLock::try_acquire(&layout.lock(), !dry_run) {
+    // No `.strata/` (the job never ran): nothing to prune, and nothing to
+    // create.
+    let _lock = match JobLock::try_acquire(&layout.lock(), false) {
         Ok(lock) => lock,
         Err(LockError::Held { .. }) => {
             if config.json {

@@ -44,6 +44,9 @@ pub fn run(
     if config.json {
         print_json(&json!({"job": job.name, "restore": done}));
     } else {
+        for w in &done.warnings {
+            eprintln!("strata: warning: {w}");
+        }
         for e in &done.errors {
             eprintln!("strata: error: {}: {}", e.path, e.message);
         }

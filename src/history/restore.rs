@@ -97,6 +97,9 @@ pub struct Restored {
     /// Files that could not be restored, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PathError>,
+    /// Things worth knowing that did not stop the restore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One file to copy: where it goes (relative), where its bytes are, what
@@ -158,6 +161,13 @@ pub fn restore(
         to: to.to_path_buf(),
         ..Restored::default()
     };
+    if options.at.is_none() && layout.dirty().exists() {
+        done.warnings.push(
+            "an interrupted run is not repaired yet: the mirror may mix that run's new \
+             versions with old ones; run the job, or restore --at its last increment"
+                .into(),
+        );
+    }
     for result in results {
         match result {
             Ok(bytes) => {
