@@ -4,8 +4,9 @@
 //! job files ([`job`]) -> selection rules ([`select`]) -> [`scan`] ->
 //! [`diff`] (the plan) -> [`apply`] -> [`store`] (layout, index, commit,
 //! recovery) -> [`report`]. [`run`] chains them for one job; [`daemon`]
-//! runs jobs on their schedules; [`cli`] is the only place that prints or
-//! decides exit codes.
+//! runs jobs on their schedules; [`history`] reads the increments back
+//! (history, restore, prune, verify); [`cli`] is the only place that prints
+//! or decides exit codes.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod daemon;
 pub mod diff;
 pub mod fault;
+pub mod history;
 pub mod job;
 pub mod report;
 pub mod run;

@@ -118,6 +118,9 @@ pub struct JobReport {
     /// Things worth knowing that did not fail the run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Increments the job's retention policy removed after the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 impl JobReport {
@@ -132,6 +135,7 @@ impl JobReport {
             message: Some(message.into()),
             errors: Vec::new(),
             warnings: Vec::new(),
+            pruned: Vec::new(),
         }
     }
 
@@ -233,6 +237,15 @@ impl Report {
             }
             for w in &j.warnings {
                 let _ = writeln!(out, "{}: warning: {w}", j.job);
+            }
+            if !j.pruned.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{}: retention removed {} increments: {}",
+                    j.job,
+                    j.pruned.len(),
+                    j.pruned.join(", ")
+                );
             }
         }
         out

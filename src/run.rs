@@ -16,6 +16,8 @@ use rayon::prelude::*;
 
 use crate::apply::{Outcome, Target, apply};
 use crate::diff::{Plan, diff};
+use crate::history::prune::prune;
+use crate::history::prune_interrupted;
 use crate::job::{Compare, Job};
 use crate::report::{JobReport, PathError, Report, Stats, Status};
 use crate::scan::{Entry, RelPath, ScanOptions, scan};
@@ -103,7 +105,10 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     let result = if options.dry_run {
         plan_only(job, &layout).map(|(report, plan)| (report, Some(plan)))
     } else {
-        execute(job, &layout, options, start).map(|report| (report, None))
+        execute(job, &layout, options, start).map(|mut report| {
+            apply_retention(job, &layout, &mut report);
+            (report, None)
+        })
     };
     drop(lock);
     match result {
@@ -118,6 +123,21 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
             }
             JobRun { report, plan: None }
         }
+    }
+}
+
+/// After a committed run, with the lock still held: remove the increments
+/// the job's retention policy does not keep (and finish a prune that a
+/// crash interrupted). A failure is a warning: the backup is committed.
+fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
+    if job.retention.is_none() && !prune_interrupted(layout) {
+        return;
+    }
+    match prune(layout, job.retention.as_ref(), &chrono::Local, false) {
+        Ok(pruned) => {
+            report.pruned = pruned.removed.into_iter().map(|r| r.increment).collect();
+        }
+        Err(e) => report.warnings.push(format!("retention: {e}")),
     }
 }
 

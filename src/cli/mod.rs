@@ -2,16 +2,22 @@
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
 mod daemon;
+mod history;
 mod list;
+mod prune;
+mod restore;
 mod run;
 mod validate;
+mod verify;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::job::job_schema_text;
+use crate::history::At;
+use crate::job::{Job, job_schema_text, load_paths};
+use crate::scan::RelPath;
 
 /// The process exit code, derived from what happened (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,6 +113,72 @@ pub enum Command {
     /// Times are local; --json prints RFC 3339 times and the last run's record.
     /// Example: strata list --json
     List,
+    /// List a job's increments, every version of a path, or search them.
+    ///
+    /// Without PATH: one line per increment (start, new, changed, deleted,
+    /// bytes). With PATH (a file or a directory, relative to source): every
+    /// recorded version below it. With --mask: every recorded file matching a
+    /// glob; a glob without `/` matches file names, one with `/` the path.
+    /// Examples: strata history home;  strata history home docs/report.odt;
+    /// strata history home --mask '*.odt' --mask 'docs/*.md'
+    History {
+        /// The job.
+        name: String,
+        /// A file or directory relative to source: list its versions.
+        #[arg(conflicts_with = "mask")]
+        path: Option<String>,
+        /// Search every increment for files matching this glob (repeatable).
+        #[arg(long, value_name = "GLOB")]
+        mask: Vec<String>,
+    },
+    /// Copy the files of a point in a job's history into a directory.
+    ///
+    /// Default point: the latest state (the mirror, included-only files too).
+    /// --at a time restores the tracked files as the last run at or before it
+    /// left them; --at an increment name, as that run left them. PATHs
+    /// restore only those files or directories. Files are copied, never
+    /// linked, with mtime and permissions; DIR must be empty or absent.
+    /// Examples: strata restore home --to /tmp/home;
+    /// strata restore home --to /tmp/old --at 2026-03-01T12:00:00+01:00 docs
+    Restore {
+        /// The job.
+        name: String,
+        /// The directory to restore into (created; must be empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// An RFC 3339 time or an increment name (backup_20260301_110000).
+        #[arg(long, value_name = "TIME|INCREMENT")]
+        at: Option<At>,
+        /// Restore into a non-empty DIR, replacing files in the way.
+        #[arg(long)]
+        force: bool,
+        /// Files or directories to restore, relative to source (default: all).
+        paths: Vec<String>,
+    },
+    /// Remove the increments the job's retention policy does not keep.
+    ///
+    /// Each removed increment is merged into the next one, so that every
+    /// kept point restores exactly as before. Prints what is kept and why.
+    /// Example: strata prune home --dry-run
+    Prune {
+        /// The job.
+        name: String,
+        /// Print the decisions; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check that mirror, increments and index agree; exit 1 if not.
+    ///
+    /// Every index entry has its mirror file with the recorded size, mtime,
+    /// mode and kind; every increment record has its file; no stray files.
+    /// Example: strata verify home --deep
+    Verify {
+        /// The job.
+        name: String,
+        /// Also re-read every file and compare it with its recorded hash.
+        #[arg(long)]
+        deep: bool,
+    },
 }
 
 /// Settings resolved once from arguments and environment.
@@ -182,7 +254,64 @@ pub fn main() -> ExitCode {
         } => run::run(&config, run::Selection::Named(names), dry_run, force),
         Command::Daemon => daemon::run(&config),
         Command::List => list::run(&config),
+        Command::History { name, path, mask } => history::run(&config, &name, path, &mask),
+        Command::Restore {
+            name,
+            to,
+            at,
+            force,
+            paths,
+        } => restore::run(&config, &name, &to, at, &paths, force),
+        Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
+        Command::Verify { name, deep } => verify::run(&config, &name, deep),
     }
+}
+
+/// Find one job by name in the jobs directory. When it cannot be had,
+/// prints why and returns the exit code.
+fn find_job(config: &Config, name: &str) -> Result<Job, ExitCode> {
+    let loaded = match load_paths(std::slice::from_ref(&config.jobs_dir)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return Err(ExitCode::Usage);
+        }
+    };
+    match loaded.jobs.into_iter().find(|j| j.name == name) {
+        Some(job) => Ok(job),
+        None => {
+            for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "strata: no valid job named {name:?} in {}",
+                config.jobs_dir.display()
+            );
+            Err(ExitCode::Usage)
+        }
+    }
+}
+
+/// A path argument as a path relative to the job's source: `./a/b/`,
+/// `a/b` and `SOURCE/a/b` all name `a/b`. `None` for the whole source.
+fn relative_arg(job: &Job, arg: &str) -> Option<RelPath> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(arg);
+    let path = path.strip_prefix(&job.source).unwrap_or(path);
+    let parts: Vec<&[u8]> = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().as_bytes())
+        .collect();
+    (!parts.is_empty()).then(|| RelPath::from_bytes(&parts.join(&b'/')))
+}
+
+/// Print a value as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
 }
 
 fn init_logging(verbosity: i8) {

@@ -10,6 +10,7 @@
 //! .strata/inprogress/<name>/       the increment being written (track/, deleted/)
 //! .strata/tmp/                     new mirror files before their rename
 //! .strata/runs.jsonl               one line per finished run
+//! .strata/pruning/<name>/          an increment `strata prune` is merging away
 //! ```
 
 pub mod index;
@@ -113,6 +114,11 @@ impl Layout {
     pub fn runs(&self) -> PathBuf {
         self.state().join("runs.jsonl")
     }
+    /// `.strata/pruning/`: increments that a prune took out of the visible
+    /// sequence and is merging into the next one (see `history::prune`).
+    pub fn pruning(&self) -> PathBuf {
+        self.state().join("pruning")
+    }
     /// A committed increment folder.
     pub fn increment(&self, name: &str) -> PathBuf {
         self.root.join(name)
@@ -140,19 +146,27 @@ impl Layout {
     }
 
     /// A fresh increment name for a run that started at `start`: the UTC
-    /// time, with `_1`, `_2`… when that second is taken (committed or in
-    /// progress).
+    /// time, with `_1`, `_2`… when that second is taken. The suffix follows
+    /// the highest one of that second among the committed, in-progress and
+    /// pruning increments, so a name that prune freed is never reused and
+    /// names keep sorting in run order.
     pub fn new_increment_name(&self, start: DateTime<Utc>) -> String {
-        let base = format!("{INCREMENT_PREFIX}{}", start.format("%Y%m%d_%H%M%S"));
-        let taken =
-            |name: &str| self.increment(name).exists() || self.inprogress().join(name).exists();
-        if !taken(&base) {
-            return base;
+        let stamp = start.format("%Y%m%d_%H%M%S").to_string();
+        let base = format!("{INCREMENT_PREFIX}{stamp}");
+        let mut last: Option<u64> = None;
+        for dir in [self.root.clone(), self.inprogress(), self.pruning()] {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if let Some((s, n)) = entry.file_name().to_str().and_then(parse_increment_name)
+                    && s == stamp
+                {
+                    last = last.max(Some(n));
+                }
+            }
         }
-        (1..)
-            .map(|n| format!("{base}_{n}"))
-            .find(|name| !taken(name))
-            .expect("some suffix is free")
+        match last {
+            None => base,
+            Some(n) => format!("{base}_{}", n + 1),
+        }
     }
 }
 
@@ -263,6 +277,11 @@ mod tests {
         assert_eq!(second, "backup_20260304_050607_1");
         fs::create_dir_all(layout.inprogress().join(&second)).unwrap();
         assert_eq!(layout.new_increment_name(t), "backup_20260304_050607_2");
+        // A prune removed the first two: the next name still sorts last.
+        fs::create_dir(layout.increment("backup_20260304_050607_2")).unwrap();
+        fs::remove_dir(layout.increment(&first)).unwrap();
+        fs::remove_dir(layout.inprogress().join(&second)).unwrap();
+        assert_eq!(layout.new_increment_name(t), "backup_20260304_050607_3");
         assert_eq!(increment_time(&second), Some(t));
     }
 }

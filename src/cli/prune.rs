@@ -1,0 +1,122 @@
+//! `strata prune NAME [--dry-run]`: apply the job's retention policy, under
+//! the job's lock, and say what is kept (by which rule) and what is removed.
+
+use chrono::Local;
+use serde_json::json;
+
+use super::{Config, ExitCode, find_job, print_json};
+use crate::history::prune::{PruneReport, prune};
+use crate::store::meta::format_time;
+use crate::store::{JobLock, Layout, LockError, increment_time, parse_increment_name};
+
+/// Prune one job.
+pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
+    let job = match find_job(config, name) {
+        Ok(job) => job,
+        Err(code) => return code,
+    };
+    let layout = Layout::new(&job.destination);
+    // No `.strata/` (the job never ran): nothing to prune, and nothing to
+    // create.
+    let _lock = match JobLock::try_acquire(&layout.lock(), false) {
+        Ok(lock) => lock,
+        Err(LockError::Held { .. }) => {
+            if config.json {
+                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
+            } else {
+                println!(
+                    "{}: skipped (locked): another strata process is working on this job",
+                    job.name
+                );
+            }
+            return ExitCode::Success;
+        }
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let report = match prune(&layout, job.retention.as_ref(), &Local, dry_run) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("strata: {}: {e}", job.name);
+            return ExitCode::Failure;
+        }
+    };
+    if config.json {
+        let status = if dry_run { "dry_run" } else { "pruned" };
+        let mut value = serde_json::to_value(&report).expect("report serializes");
+        value["job"] = json!(job.name);
+        value["status"] = json!(status);
+        print_json(&value);
+    } else {
+        print!("{}", text(&job.name, &report));
+    }
+    ExitCode::Success
+}
+
+/// The decisions, one line per increment in time order, then the totals.
+fn text(job: &str, report: &PruneReport) -> String {
+    let plan = &report.plan;
+    let mut out = String::new();
+    let title = if report.dry_run {
+        format!("prune {job} (dry run: nothing is changed)\n")
+    } else {
+        format!("prune {job}\n")
+    };
+    out.push_str(&title);
+    if !report.finished.is_empty() {
+        let verb = if report.dry_run {
+            "will be finished first"
+        } else {
+            "finished"
+        };
+        out.push_str(&format!(
+            "  an interrupted prune {verb}: {} removed\n",
+            report.finished.join(", ")
+        ));
+    }
+    if let Some(note) = &plan.note {
+        out.push_str(&format!("  {note}\n"));
+    }
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for k in &plan.kept {
+        let why: Vec<String> = k.reasons.iter().map(|r| r.to_string()).collect();
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", why.join(", "))
+        };
+        lines.push((
+            k.increment.clone(),
+            format!("  keep    {}  {}{why}\n", k.increment, k.time),
+        ));
+    }
+    for r in &report.removed {
+        let time = increment_time(&r.increment)
+            .map(format_time)
+            .unwrap_or_default();
+        lines.push((
+            r.increment.clone(),
+            format!(
+                "  remove  {}  {time}  (no rule keeps it; merged into {}: {} moved, {} dropped)\n",
+                r.increment, r.into, r.moved, r.dropped
+            ),
+        ));
+    }
+    lines.sort_by_key(|(name, _)| parse_increment_name(name));
+    for (_, line) in lines {
+        out.push_str(&line);
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    out.push_str(&format!(
+        "kept {}, {verb} {}\n",
+        plan.kept.len(),
+        plan.remove.len()
+    ));
+    out
+}

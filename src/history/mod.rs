@@ -1,0 +1,674 @@
+//! The history model: a job's increments, read from their metadata, and the
+//! one answer to "which version of which path existed at increment K".
+//!
+//! Takes a destination [`Layout`]; returns a [`History`] (the increments
+//! oldest first, each with its metadata). The tracked state at increment K
+//! is the replay of the ops of increments 1..=K: `new` and `changed` set the
+//! path's version to (K, record), `deleted` removes the path. A version's
+//! bytes live at `backup_K/track/<path>`. [`restore`], [`prune`], [`verify`]
+//! and `strata history` all ask this module, so they cannot disagree.
+
+pub mod prune;
+pub mod restore;
+pub mod retention;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::diff::Op;
+use crate::scan::RelPath;
+use crate::store::meta::{FileRecord, IncrementMeta};
+use crate::store::{IoContext, Layout, StoreError, increment_time, parse_increment_name};
+
+/// Why the history could not be read or a point in it not found.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// A state file or increment could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `--at` named an increment that does not exist.
+    #[error("no increment named {name}{}", hint(known))]
+    UnknownIncrement {
+        /// The name asked for.
+        name: String,
+        /// The increments there are.
+        known: Vec<String>,
+    },
+    /// `--at` named a time before the first increment.
+    #[error("no increment started at or before {at}{}", match first {
+        Some(first) => format!(" (the first is {first})"),
+        None => " (there is no increment yet)".to_string(),
+    })]
+    NothingBefore {
+        /// The time asked for.
+        at: String,
+        /// The oldest increment.
+        first: Option<String>,
+    },
+    /// An interrupted prune must be finished before the history reads true.
+    #[error(
+        "{}: an interrupted prune left this; run `strata prune JOB` (or the \
+         next run) to finish it",
+        path.display()
+    )]
+    PendingPrune {
+        /// The journal, or an increment folder inside `.strata/pruning/`.
+        path: PathBuf,
+    },
+}
+
+fn hint(known: &[String]) -> String {
+    match (known.first(), known.last()) {
+        (Some(first), Some(last)) if first != last => {
+            format!(" (there are {} from {first} to {last})", known.len())
+        }
+        (Some(only), _) => format!(" (the only one is {only})"),
+        _ => " (there is no increment yet)".to_string(),
+    }
+}
+
+/// One increment: its folder and its metadata.
+#[derive(Debug, Clone)]
+pub struct Increment {
+    /// The folder name, `backup_YYYYMMDD_HHMMSS[_N]`.
+    pub name: String,
+    /// Where the folder is (in `.strata/pruning/` while a prune merges it).
+    pub dir: PathBuf,
+    /// The run's start, UTC, from the name (second resolution).
+    pub time: DateTime<Utc>,
+    /// Its metadata.
+    pub meta: IncrementMeta,
+    /// A prune took it out of the visible sequence and has not finished.
+    pub pending_prune: bool,
+}
+
+impl Increment {
+    /// Read the increment in folder `dir` named `name`.
+    pub fn load(dir: &Path, name: &str) -> Result<Increment, StoreError> {
+        let meta = IncrementMeta::load(dir, name)?;
+        Ok(Increment {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            time: increment_time(name).unwrap_or_default(),
+            meta,
+            pending_prune: false,
+        })
+    }
+
+    /// Where the bytes of the version `record` holds are: `track/<path>`
+    /// for new and changed, `deleted/<path>` (the last version) for deleted.
+    pub fn file_of(&self, record: &FileRecord) -> PathBuf {
+        let part = match record.op {
+            Op::Deleted => "deleted",
+            Op::New | Op::Changed => "track",
+        };
+        self.dir.join(part).join(record.rel_path().as_path())
+    }
+}
+
+/// A version of a path: the increment (index into [`History::increments`])
+/// that brought it, and its record there.
+#[derive(Debug, Clone, Copy)]
+pub struct Version<'a> {
+    /// Index of the increment in the history.
+    pub increment: usize,
+    /// The record (op `new` or `changed`).
+    pub record: &'a FileRecord,
+}
+
+/// The tracked files that existed at one point: path -> version.
+pub type State<'a> = BTreeMap<RelPath, Version<'a>>;
+
+/// A point in the history, as `--at` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    /// The last run that started at or before this time.
+    Time(DateTime<Utc>),
+    /// An increment by name.
+    Increment(String),
+}
+
+impl FromStr for At {
+    type Err = String;
+    fn from_str(s: &str) -> Result<At, String> {
+        if parse_increment_name(s).is_some() {
+            return Ok(At::Increment(s.to_string()));
+        }
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| At::Time(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                format!(
+                    "{s:?} is neither an RFC 3339 time (2026-03-04T05:06:07Z, \
+                     2026-03-04T06:06:07+01:00) nor an increment name (backup_20260304_050607)"
+                )
+            })
+    }
+}
+
+/// A job's increments, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The increments, ordered by time then suffix number.
+    pub increments: Vec<Increment>,
+}
+
+/// What [`History::load_all`] found, problems included.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every readable increment, the ones a prune is merging away included.
+    pub history: History,
+    /// Increments whose metadata cannot be read.
+    pub broken: Vec<StoreError>,
+}
+
+impl History {
+    /// A history of these increments (sorted here).
+    pub fn new(mut increments: Vec<Increment>) -> History {
+        increments.sort_by_key(|i| parse_increment_name(&i.name));
+        History { increments }
+    }
+
+    /// Read the history at `layout`. Fails on an unreadable increment and on
+    /// an unfinished prune, since either would make the answers wrong.
+    pub fn load(layout: &Layout) -> Result<History, HistoryError> {
+        let Loaded { history, broken } = History::load_all(layout)?;
+        if let Some(error) = broken.into_iter().next() {
+            return Err(error.into());
+        }
+        let journal = prune::journal_path(layout);
+        if journal.exists() {
+            return Err(HistoryError::PendingPrune { path: journal });
+        }
+        if let Some(pending) = history.increments.iter().find(|i| i.pending_prune) {
+            return Err(HistoryError::PendingPrune {
+                path: pending.dir.clone(),
+            });
+        }
+        Ok(history)
+    }
+
+    /// Read every increment, the visible ones and those an interrupted prune
+    /// left in `.strata/pruning/`; report the unreadable ones rather than
+    /// fail (verify lists them, prune refuses).
+    pub fn load_all(layout: &Layout) -> Result<Loaded, HistoryError> {
+        let mut loaded = Loaded::default();
+        let mut increments = Vec::new();
+        for name in layout.increments()? {
+            match Increment::load(&layout.increment(&name), &name) {
+                Ok(inc) => increments.push(inc),
+                Err(e) => loaded.broken.push(e),
+            }
+        }
+        for name in pending_prunes(layout)? {
+            match Increment::load(&layout.pruning().join(&name), &name) {
+                Ok(mut inc) => {
+                    inc.pending_prune = true;
+                    increments.push(inc);
+                }
+                Err(e) => loaded.broken.push(e),
+            }
+        }
+        loaded.history = History::new(increments);
+        Ok(loaded)
+    }
+
+    /// The index of the increment named `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.increments.iter().position(|i| i.name == name)
+    }
+
+    /// The increment a point names.
+    pub fn resolve(&self, at: &At) -> Result<usize, HistoryError> {
+        let names = || self.increments.iter().map(|i| i.name.clone()).collect();
+        match at {
+            At::Increment(name) => self
+                .find(name)
+                .ok_or_else(|| HistoryError::UnknownIncrement {
+                    name: name.clone(),
+                    known: names(),
+                }),
+            At::Time(t) => self.increments.iter().rposition(|i| i.time <= *t).ok_or(
+                HistoryError::NothingBefore {
+                    at: crate::store::meta::format_time(*t),
+                    first: self.increments.first().map(|i| i.name.clone()),
+                },
+            ),
+        }
+    }
+
+    /// The tracked state at increment `k` (`None`: before the first).
+    pub fn state_at(&self, k: Option<usize>) -> State<'_> {
+        let mut state = State::new();
+        if let Some(k) = k {
+            for i in 0..=k {
+                self.replay(&mut state, i);
+            }
+        }
+        state
+    }
+
+    /// Apply the ops of increment `i` to `state`.
+    pub fn replay<'a>(&'a self, state: &mut State<'a>, i: usize) {
+        for record in &self.increments[i].meta.files {
+            match record.op {
+                Op::New | Op::Changed => {
+                    state.insert(
+                        record.rel_path(),
+                        Version {
+                            increment: i,
+                            record,
+                        },
+                    );
+                }
+                Op::Deleted => {
+                    state.remove(&record.rel_path());
+                }
+            }
+        }
+    }
+
+    /// The same replay indexed by path, to ask "did this path exist at
+    /// increment K" for many K without replaying 1..=K each time.
+    pub fn presence(&self) -> Presence {
+        let mut by_path: HashMap<RelPath, Vec<(usize, bool)>> = HashMap::new();
+        for (i, inc) in self.increments.iter().enumerate() {
+            for record in &inc.meta.files {
+                by_path
+                    .entry(record.rel_path())
+                    .or_default()
+                    .push((i, record.op != Op::Deleted));
+            }
+        }
+        Presence { by_path }
+    }
+
+    /// Where the bytes of a version are.
+    pub fn file_of(&self, version: Version<'_>) -> PathBuf {
+        self.increments[version.increment].file_of(version.record)
+    }
+
+    /// One summary line per increment, oldest first.
+    pub fn summaries(&self) -> Vec<IncrementSummary> {
+        self.increments.iter().map(IncrementSummary::of).collect()
+    }
+
+    /// Every recorded version of every path that `select` accepts, grouped
+    /// by path (sorted), each path's versions oldest first.
+    pub fn versions(&self, select: impl Fn(&RelPath) -> bool) -> Vec<PathHistory> {
+        let mut by_path: BTreeMap<RelPath, Vec<VersionRow>> = BTreeMap::new();
+        for inc in &self.increments {
+            for record in &inc.meta.files {
+                let path = record.rel_path();
+                if select(&path) {
+                    by_path
+                        .entry(path)
+                        .or_default()
+                        .push(VersionRow::of(inc, record));
+                }
+            }
+        }
+        by_path
+            .into_iter()
+            .map(|(path, versions)| PathHistory {
+                path: path.to_string(),
+                versions,
+            })
+            .collect()
+    }
+}
+
+/// For each path, the increments that record it (ascending) and whether
+/// it exists after each: [`History::state_at`]'s replay, indexed by path.
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    by_path: HashMap<RelPath, Vec<(usize, bool)>>,
+}
+
+impl Presence {
+    /// Whether `path` is in the tracked state at increment `k` (`None`:
+    /// before the first), as of the history the index was built from.
+    pub fn exists_at(&self, path: &RelPath, k: Option<usize>) -> bool {
+        let (Some(k), Some(ops)) = (k, self.by_path.get(path)) else {
+            return false;
+        };
+        let after = ops.partition_point(|(i, _)| *i <= k);
+        after > 0 && ops[after - 1].1
+    }
+}
+
+/// Whether a prune was interrupted and must be finished (by `strata
+/// prune` or the next run) before the history reads true.
+pub fn prune_interrupted(layout: &Layout) -> bool {
+    prune::journal_path(layout).exists() || pending_prunes(layout).is_ok_and(|p| !p.is_empty())
+}
+
+/// Names of the increments an interrupted prune left in `.strata/pruning/`.
+pub fn pending_prunes(layout: &Layout) -> Result<Vec<String>, StoreError> {
+    let dir = layout.pruning();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at(&dir),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.at(&dir)?;
+        if let Some(name) = entry.file_name().to_str()
+            && parse_increment_name(name).is_some()
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort_by_key(|n| parse_increment_name(n));
+    Ok(names)
+}
+
+/// One increment, as `strata history NAME` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncrementSummary {
+    /// The folder name.
+    pub increment: String,
+    /// When the run started (RFC 3339).
+    pub start: String,
+    /// Tracked files that appeared.
+    pub new: u64,
+    /// Tracked files with a new version.
+    pub changed: u64,
+    /// Tracked files that left.
+    pub deleted: u64,
+    /// Bytes of the new and changed versions it holds.
+    pub bytes: u64,
+}
+
+impl IncrementSummary {
+    fn of(inc: &Increment) -> IncrementSummary {
+        let mut s = IncrementSummary {
+            increment: inc.name.clone(),
+            start: inc.meta.start.clone(),
+            new: 0,
+            changed: 0,
+            deleted: 0,
+            bytes: 0,
+        };
+        for r in &inc.meta.files {
+            match r.op {
+                Op::New => s.new += 1,
+                Op::Changed => s.changed += 1,
+                Op::Deleted => s.deleted += 1,
+            }
+            if r.op != Op::Deleted {
+                s.bytes += r.size;
+            }
+        }
+        s
+    }
+}
+
+/// One recorded version of a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionRow {
+    /// The increment that recorded it.
+    pub increment: String,
+    /// When that run started (RFC 3339).
+    pub time: String,
+    /// `new`, `changed` or `deleted` (the version that left).
+    pub op: Op,
+    /// `file` or `symlink`.
+    pub kind: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// The file's mtime (RFC 3339).
+    pub mtime: String,
+    /// xxh3-128 of the content (new and changed only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+impl VersionRow {
+    fn of(inc: &Increment, r: &FileRecord) -> VersionRow {
+        VersionRow {
+            increment: inc.name.clone(),
+            time: inc.meta.start.clone(),
+            op: r.op,
+            kind: r.kind.clone(),
+            size: r.size,
+            mode: r.mode,
+            mtime: r.mtime.clone(),
+            hash: r.hash.clone(),
+        }
+    }
+}
+
+/// Every version of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathHistory {
+    /// The path, relative to source.
+    pub path: String,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionRow>,
+}
+
+/// `--mask` globs: a glob without `/` matches file names, a glob with `/`
+/// the path relative to source; `*` never crosses `/`.
+#[derive(Debug, Clone)]
+pub struct Mask {
+    names: globset::GlobSet,
+    paths: globset::GlobSet,
+}
+
+impl Mask {
+    /// Compile the globs.
+    pub fn new(globs: &[String]) -> Result<Mask, globset::Error> {
+        let mut names = globset::GlobSetBuilder::new();
+        let mut paths = globset::GlobSetBuilder::new();
+        for glob in globs {
+            let compiled = globset::GlobBuilder::new(glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()?;
+            if glob.contains('/') {
+                paths.add(compiled);
+            } else {
+                names.add(compiled);
+            }
+        }
+        Ok(Mask {
+            names: names.build()?,
+            paths: paths.build()?,
+        })
+    }
+
+    /// Whether `path` matches one of the globs.
+    pub fn is_match(&self, path: &RelPath) -> bool {
+        let path = path.as_path();
+        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+    }
+}
+
+/// Whether `path` is `prefix` or lies below it.
+pub fn is_at_or_below(path: &RelPath, prefix: &RelPath) -> bool {
+    path == prefix || path.is_below(prefix)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::Stats;
+
+    /// A record as a run would write it; `size` doubles as the content tag.
+    pub fn record(path: &str, op: Op, size: u64) -> FileRecord {
+        FileRecord {
+            path: path.to_string(),
+            path_hex: None,
+            op,
+            kind: "file".into(),
+            size,
+            mode: 0o644,
+            mtime: "2026-01-01T00:00:00Z".into(),
+            hash: (op != Op::Deleted).then(|| format!("{size:032x}")),
+        }
+    }
+
+    /// An in-memory increment named after `stamp` (`YYYYMMDD_HHMMSS[_N]`).
+    pub fn increment(stamp: &str, files: Vec<FileRecord>) -> Increment {
+        let name = format!("backup_{stamp}");
+        Increment {
+            time: increment_time(&name).unwrap(),
+            dir: PathBuf::from("/dest").join(&name),
+            meta: IncrementMeta {
+                job: "job".into(),
+                increment: name.clone(),
+                start: "2026-01-01T00:00:00Z".into(),
+                finish: "2026-01-01T00:00:00Z".into(),
+                files,
+                stats: Stats::default(),
+            },
+            name,
+            pending_prune: false,
+        }
+    }
+
+    /// A state as (path, increment name, size) triples.
+    pub fn describe(history: &History, state: &State<'_>) -> Vec<(String, String, u64)> {
+        state
+            .iter()
+            .map(|(p, v)| {
+                (
+                    p.to_string(),
+                    history.increments[v.increment].name.clone(),
+                    v.record.size,
+                )
+            })
+            .collect()
+    }
+
+    fn sample() -> History {
+        History::new(vec![
+            increment(
+                "20260102_000000",
+                vec![record("a", Op::Changed, 2), record("b", Op::Deleted, 1)],
+            ),
+            increment(
+                "20260101_000000",
+                vec![record("a", Op::New, 1), record("b", Op::New, 1)],
+            ),
+            increment(
+                "20260102_000000_1",
+                vec![record("b", Op::New, 3), record("d/c", Op::New, 4)],
+            ),
+        ])
+    }
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    #[test]
+    fn state_is_the_replay_of_ops() {
+        let h = sample();
+        let names: Vec<&str> = h.increments.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "backup_20260101_000000",
+                "backup_20260102_000000",
+                "backup_20260102_000000_1"
+            ]
+        );
+        assert!(h.state_at(None).is_empty());
+        assert_eq!(
+            describe(&h, &h.state_at(Some(0))),
+            [
+                (s("a"), s("backup_20260101_000000"), 1),
+                (s("b"), s("backup_20260101_000000"), 1)
+            ]
+        );
+        assert_eq!(
+            describe(&h, &h.state_at(Some(1))),
+            [(s("a"), s("backup_20260102_000000"), 2)]
+        );
+        assert_eq!(
+            describe(&h, &h.state_at(Some(2))),
+            [
+                (s("a"), s("backup_20260102_000000"), 2),
+                (s("b"), s("backup_20260102_000000_1"), 3),
+                (s("d/c"), s("backup_20260102_000000_1"), 4)
+            ]
+        );
+        let v = h.state_at(Some(2))[&RelPath::from_bytes(b"d/c")];
+        assert_eq!(
+            h.file_of(v),
+            PathBuf::from("/dest/backup_20260102_000000_1/track/d/c")
+        );
+    }
+
+    #[test]
+    fn at_resolves_times_and_names() {
+        let h = sample();
+        let at = |s: &str| h.resolve(&s.parse::<At>().unwrap());
+        assert_eq!(at("backup_20260102_000000").unwrap(), 1);
+        assert_eq!(at("2026-01-01T12:00:00Z").unwrap(), 0);
+        // Two runs in the same second: the later one.
+        assert_eq!(at("2026-01-02T00:00:00Z").unwrap(), 2);
+        assert_eq!(at("2026-01-02T01:00:00+01:00").unwrap(), 2);
+        assert_eq!(at("2026-01-02T00:59:59+01:00").unwrap(), 0);
+        let err = at("2025-12-31T00:00:00Z").unwrap_err().to_string();
+        assert!(err.contains("the first is backup_20260101_000000"), "{err}");
+        let err = at("backup_20200101_000000").unwrap_err().to_string();
+        assert!(err.contains("there are 3 from"), "{err}");
+        assert!("yesterday".parse::<At>().is_err());
+    }
+
+    #[test]
+    fn versions_and_summaries() {
+        let h = sample();
+        let b = h.versions(|p| p.as_bytes() == b"b");
+        assert_eq!(b.len(), 1);
+        let ops: Vec<(String, Op)> = b[0]
+            .versions
+            .iter()
+            .map(|v| (v.increment.clone(), v.op))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (s("backup_20260101_000000"), Op::New),
+                (s("backup_20260102_000000"), Op::Deleted),
+                (s("backup_20260102_000000_1"), Op::New)
+            ]
+        );
+        let d = h.versions(|p| is_at_or_below(p, &RelPath::from_bytes(b"d")));
+        assert_eq!(d[0].path, "d/c");
+        let sums = h.summaries();
+        assert_eq!(
+            (sums[1].new, sums[1].changed, sums[1].deleted, sums[1].bytes),
+            (0, 1, 1, 2)
+        );
+    }
+
+    #[test]
+    fn mask_matches_names_or_paths() {
+        let mask = Mask::new(&[s("*.txt"), s("docs/*.md")]).unwrap();
+        for (path, want) in [
+            ("a.txt", true),
+            ("deep/down/b.txt", true),
+            ("docs/x.md", true),
+            ("docs/sub/x.md", false),
+            ("x.md", false),
+            ("txt", false),
+        ] {
+            assert_eq!(
+                mask.is_match(&RelPath::from_bytes(path.as_bytes())),
+                want,
+                "{path}"
+            );
+        }
+    }
+}
