@@ -5,7 +5,9 @@
 //! [`diff`] (the plan) -> [`apply`] -> [`store`] (layout, index, commit,
 //! recovery) -> [`report`]. [`run`] chains them for one job; [`daemon`]
 //! runs jobs on their schedules; [`cli`] is the only place that prints or
-//! decides exit codes.
+//! decides exit codes. Around a run: [`guard`] checks the plan before it
+//! is applied, [`hooks`] runs the job's commands and pings, [`monitor`]
+//! writes metrics, [`progress`] is the handle a run reports progress to.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -13,7 +15,11 @@ pub mod cli;
 pub mod daemon;
 pub mod diff;
 pub mod fault;
+pub mod guard;
+pub mod hooks;
 pub mod job;
+pub mod monitor;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scan;
