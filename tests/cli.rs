@@ -29,9 +29,23 @@ fn the_man_page_is_generated_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(".ie \\n(.g .ds Aq"), "not roff:\n{out}");
     assert!(out.contains(".TH strata 1"), "{out}");
-    for needle in ["run\\-all", "\\-\\-metrics\\-file", "completions"] {
+    for needle in ["run\\-all", "\\-\\-metrics\\-file", "strata\\-new(1)"] {
         assert!(out.contains(needle), "no {needle} in the man page");
     }
+    // With --dir, the pages it refers to are written too.
+    let dir = env.path("man1");
+    let (code, _, err) = env.run(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "strata.1",
+        "strata-run-all.1",
+        "strata-new.1",
+        "strata-man.1",
+    ] {
+        let text = fs::read_to_string(dir.join(page)).unwrap();
+        assert!(text.contains(".TH strata"), "{page}:\n{text}");
+    }
+    assert!(!dir.join("strata-help.1").exists());
 }
 
 /// The subcommand names listed by `strata --help`.

@@ -147,8 +147,15 @@ pub enum Command {
     },
     /// Print the manual page (roff), generated from these help texts.
     ///
-    /// Example: strata man > /usr/local/share/man/man1/strata.1
-    Man,
+    /// With --dir, write strata.1 and one page per command (strata-run.1, …),
+    /// which strata.1 refers to.
+    ///
+    /// Example: strata man --dir /usr/local/share/man/man1
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write a new job file NAME.json into the jobs dir, checked as validate
     /// checks it; never overwrites.
     ///
@@ -275,12 +282,23 @@ pub fn main() -> ExitCode {
             );
             ExitCode::Success
         }
-        Command::Man => {
-            let page = clap_mangen::Man::new(Args::command());
-            match page.render(&mut std::io::stdout().lock()) {
+        Command::Man { dir } => {
+            // As clap_mangen's generate_to does: no `help` command page.
+            let cli = Args::command().disable_help_subcommand(true);
+            let written = match &dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
+                }
+                None => clap_mangen::Man::new(cli).render(&mut std::io::stdout().lock()),
+            };
+            match written {
                 Ok(()) => ExitCode::Success,
                 Err(e) => {
-                    eprintln!("strata: cannot write the manual page: {e}");
+                    let into = dir.map(|d| format!(" into {}", d.display()));
+                    eprintln!(
+                        "strata: cannot write the manual page{}: {e}",
+                        into.unwrap_or_default()
+                    );
                     ExitCode::Failure
                 }
             }
