@@ -80,13 +80,12 @@ impl fmt::Debug for ProgressHandle {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Records every call, for tests of what a run reports.
-    #[derive(Default)]
-    pub(crate) struct Recorder(pub(crate) Arc<Mutex<Vec<String>>>);
+    /// Records every call.
+    struct Recorder(Arc<Mutex<Vec<String>>>);
 
     impl Progress for Recorder {
         fn begin(&self, label: &str, total: Option<u64>) {
@@ -109,6 +108,44 @@ pub(crate) mod tests {
             self.0.lock().unwrap().push(format!("job {name}"));
             Box::new(Recorder(self.0.clone()))
         }
+    }
+
+    /// What a real run reports, phase by phase: the handle passed in
+    /// through the run options is the one the run talks to.
+    #[test]
+    fn a_run_reports_its_phases() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src/docs")).unwrap();
+        std::fs::write(root.join("src/docs/a.txt"), "alpha").unwrap();
+        std::fs::write(root.join("src/docs/b.txt"), "beta").unwrap();
+        let file = root.join("home.json");
+        std::fs::write(
+            &file,
+            r#"{"source": "src", "destination": "dest", "track_dirs": ["docs"]}"#,
+        )
+        .unwrap();
+        let loaded = crate::job::load_paths(&[file]).unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let options = crate::run::RunOptions {
+            progress: ProgressHandle::new(Recorder(calls.clone())),
+            ..Default::default()
+        };
+        let run = crate::run::run_job(&loaded.jobs[0], &options);
+        assert_eq!(run.report.status, crate::report::Status::Success);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "job home",
+                "begin scanning",
+                "inc 2",
+                "begin applying 2 changes /2",
+                "inc 2",
+                "bytes 9",
+                "begin committing",
+                "finish"
+            ]
+        );
     }
 
     #[test]
