@@ -3,7 +3,7 @@
 CARGO ?= cargo
 STRATA := target/release/strata
 
-.PHONY: all build run test lint schema clean
+.PHONY: all build run test lint schema man clean
 
 all: build
 
@@ -27,6 +27,11 @@ lint:
 # Regenerate schemas/job.schema.json from the Rust types.
 schema:
 	$(CARGO) run --quiet -- schema > schemas/job.schema.json
+
+# The manual pages, generated from the CLI definition: target/man/strata.1
+# and one page per command (strata-run.1, ...). Read with `man -l FILE`.
+man: build
+	$(STRATA) man --dir target/man
 
 clean:
 	rm -rf var

@@ -46,7 +46,7 @@ use tracing::{error, info, warn};
 
 use crate::job::load::{LoadError, job_files};
 use crate::job::{Job, load_paths};
-use crate::report::{JobReport, Status, human_bytes};
+use crate::report::JobReport;
 use crate::run::{RunOptions, run_job};
 use crate::schedule::Schedule;
 use crate::store::Layout;
@@ -68,6 +68,8 @@ pub struct DaemonOptions {
     pub jobs_dir: PathBuf,
     /// How each run runs.
     pub run: RunOptions,
+    /// The Prometheus textfile to update after each run, if any.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How the daemon stopped.
@@ -314,35 +316,10 @@ pub fn format_local(t: &DateTime<Local>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// The one-line summary of a run.
-fn summary(report: &JobReport) -> String {
-    let s = &report.stats;
-    let mut line = format!(
-        "{}: {}: {} new, {} changed, {} deleted, {} removed, {} copied in {:.2}s",
-        report.job,
-        report.status.as_str(),
-        s.new,
-        s.changed,
-        s.deleted,
-        s.removed,
-        human_bytes(s.bytes_copied),
-        report.seconds
-    );
-    if let Some(increment) = &report.increment {
-        line.push_str(&format!(", increment {increment}"));
-    }
-    if s.errors > 0 {
-        line.push_str(&format!(", {} file error(s)", s.errors));
-    }
-    if let Some(message) = &report.message {
-        line.push_str(&format!(": {message}"));
-    }
-    line
-}
-
 /// The loop's state.
 struct Daemon {
     jobs_dir: PathBuf,
+    metrics_file: Option<PathBuf>,
     options: Arc<RunOptions>,
     /// The last valid definition of each job, by job file.
     jobs: BTreeMap<PathBuf, Arc<Job>>,
@@ -382,6 +359,7 @@ pub fn run(options: DaemonOptions) -> Result<Stopped, DaemonError> {
 
     let mut daemon = Daemon {
         jobs_dir: options.jobs_dir,
+        metrics_file: options.metrics_file,
         options: Arc::new(options.run),
         jobs: BTreeMap::new(),
         listing: BTreeMap::new(),
@@ -682,17 +660,22 @@ impl Daemon {
         if let Some((_, handle)) = self.threads.remove(&key) {
             let _ = handle.join();
         }
-        match report.status {
-            Status::Success | Status::SkippedLocked | Status::DryRun => {
-                info!("{}", summary(&report))
-            }
-            Status::Partial | Status::Failed => warn!("{}", summary(&report)),
-        }
-        for e in &report.errors {
-            warn!("{}: {}: {}", report.job, e.path, e.message);
-        }
+        report.log_summary();
+        self.write_metrics(&report);
         if let Some(next) = self.scheduler.next_of(&key) {
             tracing::debug!("{}: next run {}", report.job, format_local(next));
+        }
+    }
+
+    /// Update the metrics file, if any, with a finished run.
+    fn write_metrics(&self, report: &JobReport) {
+        let Some(path) = &self.metrics_file else {
+            return;
+        };
+        let defined: Vec<&str> = self.jobs.values().map(|j| j.name.as_str()).collect();
+        let reports = std::slice::from_ref(report);
+        if let Err(e) = crate::monitor::metrics::update(path, reports, &defined, Utc::now()) {
+            warn!("{e}");
         }
     }
 
@@ -913,27 +896,5 @@ mod tests {
         assert_eq!(s.next_of(&"job"), Some(&at("2024-05-03T10:00:00Z")));
         s.reschedule(&at("2024-05-03T07:30:00Z"));
         assert_eq!(s.next_of(&"job"), Some(&at("2024-05-03T08:00:00Z")));
-    }
-
-    #[test]
-    fn summary_is_one_line_with_the_counts() {
-        let mut report = JobReport::failed("home", "x");
-        report.message = None;
-        report.status = Status::Success;
-        report.stats.new = 3;
-        report.stats.changed = 1;
-        report.stats.bytes_copied = 2048;
-        report.seconds = 0.5;
-        report.increment = Some("backup_20240503_090000".into());
-        let line = summary(&report);
-        assert!(!line.contains('\n'));
-        assert!(
-            line.starts_with("home: success: 3 new, 1 changed, 0 deleted, 0 removed"),
-            "{line}"
-        );
-        assert!(
-            line.ends_with("in 0.50s, increment backup_20240503_090000"),
-            "{line}"
-        );
     }
 }

@@ -6,7 +6,9 @@
 //! recovery) -> [`report`]. [`run`] chains them for one job; [`daemon`]
 //! runs jobs on their schedules; [`history`] reads the increments back
 //! (history, restore, prune, verify); [`cli`] is the only place that prints
-//! or decides exit codes.
+//! or decides exit codes. Around a run: [`guard`] checks the plan before it
+//! is applied, [`hooks`] runs the job's commands and pings, [`monitor`]
+//! writes metrics, [`progress`] is the handle a run reports progress to.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -14,8 +16,12 @@ pub mod cli;
 pub mod daemon;
 pub mod diff;
 pub mod fault;
+pub mod guard;
 pub mod history;
+pub mod hooks;
 pub mod job;
+pub mod monitor;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scan;

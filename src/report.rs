@@ -144,6 +144,70 @@ impl JobReport {
         self.seconds = d.as_secs_f64();
         self
     }
+
+    /// The one-line summary of the run, as the log and the healthcheck
+    /// ping show it.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "{}: {}: {} new, {} changed, {} deleted, {} removed, {} copied in {:.2}s",
+            self.job,
+            self.status.as_str(),
+            s.new,
+            s.changed,
+            s.deleted,
+            s.removed,
+            human_bytes(s.bytes_copied),
+            self.seconds
+        );
+        if let Some(increment) = &self.increment {
+            line.push_str(&format!(", increment {increment}"));
+        }
+        if s.errors > 0 {
+            line.push_str(&format!(", {} file error(s)", s.errors));
+        }
+        if let Some(message) = &self.message {
+            line.push_str(&format!(": {message}"));
+        }
+        line
+    }
+
+    /// Log the run: the summary line (info, or a warning for a failed or
+    /// partial run, with the counts as fields for JSON logs), then each
+    /// file error and each warning with its path.
+    pub fn log_summary(&self) {
+        let s = &self.stats;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    job = %self.job,
+                    status = self.status.as_str(),
+                    selected = s.selected,
+                    new = s.new,
+                    changed = s.changed,
+                    deleted = s.deleted,
+                    removed = s.removed,
+                    bytes_copied = s.bytes_copied,
+                    errors = s.errors,
+                    seconds = self.seconds,
+                    increment = self.increment.as_deref().unwrap_or(""),
+                    "{}",
+                    self.summary()
+                )
+            };
+        }
+        if self.status.is_failure() {
+            line!(warn);
+        } else {
+            line!(info);
+        }
+        for e in &self.errors {
+            tracing::warn!(job = %self.job, path = %e.path, "{}: {}: {}", self.job, e.path, e.message);
+        }
+        for w in &self.warnings {
+            tracing::warn!(job = %self.job, "{}: warning: {w}", self.job);
+        }
+    }
 }
 
 /// The report of a `run` or `run-all`.
@@ -286,6 +350,28 @@ mod tests {
         let table = report.to_table();
         assert!(table.contains("TOTAL"), "{table}");
         assert!(table.contains("a: x"), "{table}");
+    }
+
+    #[test]
+    fn summary_is_one_line_with_the_counts() {
+        let mut report = JobReport::failed("home", "x");
+        report.message = None;
+        report.status = Status::Success;
+        report.stats.new = 3;
+        report.stats.changed = 1;
+        report.stats.bytes_copied = 2048;
+        report.seconds = 0.5;
+        report.increment = Some("backup_20240503_090000".into());
+        let line = report.summary();
+        assert!(!line.contains('\n'));
+        assert!(
+            line.starts_with("home: success: 3 new, 1 changed, 0 deleted, 0 removed"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("in 0.50s, increment backup_20240503_090000"),
+            "{line}"
+        );
     }
 
     #[test]

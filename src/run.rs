@@ -18,7 +18,9 @@ use crate::apply::{Outcome, Target, apply};
 use crate::diff::{Plan, diff};
 use crate::history::prune::prune;
 use crate::history::prune_interrupted;
+use crate::hooks::Around;
 use crate::job::{Compare, Job};
+use crate::progress::{Progress, ProgressHandle};
 use crate::report::{JobReport, PathError, Report, Stats, Status};
 use crate::scan::{Entry, RelPath, ScanOptions, scan};
 use crate::store::index::{self, Index};
@@ -35,6 +37,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Test seam: source paths whose reading fails as if unreadable.
     pub fail_reading: HashSet<RelPath>,
+    /// Where the run reports its progress (the default shows nothing).
+    pub progress: ProgressHandle,
 }
 
 /// A job's run: its report row, and the plan for a dry run.
@@ -64,6 +68,12 @@ pub enum RunError {
          Nothing was changed; run with --force to accept an empty source"
     )]
     EmptySource(usize),
+    /// The `before` hook failed: the backup did not run.
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    /// The plan removes more than the job's `max_delete` allows.
+    #[error(transparent)]
+    TooManyDeletions(#[from] crate::guard::TooManyDeletions),
 }
 
 /// Run several jobs concurrently on the current pool; one report.
@@ -86,32 +96,44 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     let started = Instant::now();
     let start = Utc::now();
     let layout = Layout::new(&job.destination);
+    let progress = options.progress.job(&job.name);
     let lock = match JobLock::try_acquire(&layout.lock(), !options.dry_run) {
         Ok(lock) => lock,
         Err(LockError::Held { .. }) => {
             let mut report =
                 JobReport::failed(&job.name, "another strata process is running this job");
             report.status = Status::SkippedLocked;
+            progress.finish();
             return JobRun { report, plan: None };
         }
         Err(e) => {
+            let mut report = JobReport::failed(&job.name, RunError::Lock(e).to_string());
+            // No lock, no before hook; but on_error, finally and the
+            // failure ping still go.
+            Around::new(job, options.dry_run, &*progress).finish(&mut report);
+            progress.finish();
             return JobRun {
-                report: JobReport::failed(&job.name, RunError::Lock(e).to_string())
-                    .took(started.elapsed()),
+                report: report.took(started.elapsed()),
                 plan: None,
             };
         }
     };
+    // Hooks and pings run with the lock held, so that a job's hooks never
+    // overlap another run of the same job.
+    let mut around = Around::new(job, options.dry_run, &*progress);
     let result = if options.dry_run {
-        plan_only(job, &layout).map(|(report, plan)| (report, Some(plan)))
+        plan_only(job, &layout, options, &*progress).map(|(report, plan)| (report, Some(plan)))
     } else {
-        execute(job, &layout, options, start).map(|mut report| {
-            apply_retention(job, &layout, &mut report);
-            (report, None)
-        })
+        around
+            .start()
+            .map_err(RunError::from)
+            .and_then(|()| execute(job, &layout, options, start, &*progress))
+            .map(|mut report| {
+                apply_retention(job, &layout, &mut report);
+                (report, None)
+            })
     };
-    drop(lock);
-    match result {
+    let mut run = match result {
         Ok((report, plan)) => JobRun {
             report: report.took(started.elapsed()),
             plan,
@@ -123,7 +145,12 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
             }
             JobRun { report, plan: None }
         }
-    }
+    };
+    around.finish(&mut run.report);
+    run.report.seconds = started.elapsed().as_secs_f64();
+    drop(lock);
+    progress.finish();
+    run
 }
 
 /// After a committed run, with the lock still held: remove the increments
@@ -148,7 +175,13 @@ fn scan_options(job: &Job) -> ScanOptions {
 }
 
 /// The dry run: the plan against the stored index, touching nothing.
-fn plan_only(job: &Job, layout: &Layout) -> Result<(JobReport, Plan), RunError> {
+fn plan_only(
+    job: &Job,
+    layout: &Layout,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<(JobReport, Plan), RunError> {
+    progress.begin("scanning", None);
     let scanned = scan(&job.source, &job.matcher, scan_options(job))?;
     let index = match index::load(&layout.index()) {
         Ok(index) => index.unwrap_or_default(),
@@ -170,6 +203,12 @@ fn plan_only(job: &Job, layout: &Layout) -> Result<(JobReport, Plan), RunError> 
         report
             .warnings
             .push("an interrupted run will be repaired first by a real run".into());
+    }
+    if !options.force
+        && let Err(e) =
+            crate::guard::check_deletions(&plan, index.entries.len() as u64, job.max_delete)
+    {
+        report.warnings.push(format!("a real run would fail: {e}"));
     }
     Ok((report, plan))
 }
@@ -199,6 +238,7 @@ fn execute(
     layout: &Layout,
     options: &RunOptions,
     start: DateTime<Utc>,
+    progress: &dyn Progress,
 ) -> Result<JobReport, RunError> {
     let state = layout.state();
     fs::create_dir_all(&state).at(&state)?;
@@ -209,7 +249,9 @@ fn execute(
         repairs,
     } = recover(layout)?;
 
+    progress.begin("scanning", None);
     let scanned = scan(&job.source, &job.matcher, scan_options(job))?;
+    progress.inc(scanned.entries.len() as u64);
     if scanned.entries.is_empty() && !old.entries.is_empty() && !options.force {
         return Err(RunError::EmptySource(old.entries.len()));
     }
@@ -219,6 +261,9 @@ fn execute(
         &scanned.unreadable_dirs,
         job.compare,
     );
+    if !options.force {
+        crate::guard::check_deletions(&plan, old.entries.len() as u64, job.max_delete)?;
+    }
 
     let mut report = JobReport::failed(&job.name, "");
     report.message = None;
@@ -273,7 +318,12 @@ fn execute(
         carried: &carried_paths,
         fail_reading: &options.fail_reading,
     };
+    progress.begin(
+        &format!("applying {} changes", plan.changes.len()),
+        Some(plan.changes.len() as u64),
+    );
     let outcomes = apply(&plan, &target);
+    progress.inc(plan.changes.len() as u64);
 
     // The new index: the old one, with every applied change.
     let mut records = carried;
@@ -318,6 +368,8 @@ fn execute(
     finish(&mut report);
 
     // Commit: data durable, metadata, folder name, index, dirty marker.
+    progress.inc_bytes(report.stats.bytes_copied);
+    progress.begin("committing", None);
     sync_filesystem(layout.root())?;
     let mut last_increment = old.last_increment;
     let increment_name = increment_dir

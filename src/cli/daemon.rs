@@ -4,6 +4,7 @@
 
 use super::{Config, ExitCode};
 use crate::daemon::{self, DaemonError, DaemonOptions, Stopped};
+use crate::progress::ProgressHandle;
 use crate::run::RunOptions;
 use crate::scan::RelPath;
 
@@ -19,7 +20,10 @@ pub fn run(config: &Config) -> ExitCode {
                 .iter()
                 .map(|p| RelPath::from_bytes(p.as_bytes()))
                 .collect(),
+            // The daemon's output is its log: no progress display.
+            progress: ProgressHandle::default(),
         },
+        metrics_file: config.metrics_file.clone(),
     };
     match daemon::run(options) {
         Ok(Stopped::Clean) => ExitCode::Success,

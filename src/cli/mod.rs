@@ -4,6 +4,8 @@
 mod daemon;
 mod history;
 mod list;
+mod new;
+pub mod progress;
 mod prune;
 mod restore;
 mod run;
@@ -13,7 +15,8 @@ mod verify;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use indicatif::MultiProgress;
 
 use crate::history::At;
 use crate::job::{Job, job_schema_text, load_paths};
@@ -57,9 +60,29 @@ pub struct Args {
     /// Less output.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
+    /// After every run (run, run-all, daemon), write each job's last run to
+    /// this Prometheus textfile (for node_exporter's textfile collector).
+    #[arg(long, global = true, env = "STRATA_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Never show progress (shown only when stderr is a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Log lines on stderr as text, or as JSON objects (one per line) for
+    /// log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
 }
 
 /// The subcommands.
@@ -68,12 +91,17 @@ pub enum Command {
     /// Check job files or directories (default: the jobs dir); never changes a file.
     ///
     /// Prints FILE:LINE:COL: error|warning: MESSAGE for each problem; exit 1 on errors.
+    ///
     /// Example: strata validate jobs.d
     Validate {
         /// Job files or directories.
         paths: Vec<PathBuf>,
     },
     /// Print the JSON Schema of a job file.
+    ///
+    /// Editors use it to complete and check job files (their "$schema").
+    ///
+    /// Example: strata schema > schemas/job.schema.json
     Schema,
     /// Run every enabled job once, concurrently, and print one report.
     ///
@@ -106,11 +134,13 @@ pub enum Command {
     /// invalid file is logged and its job keeps its last valid definition).
     /// At start-up, a job that missed a scheduled time since its last run
     /// runs once right away. Logs one line per run on stderr.
+    ///
     /// Example: strata --jobs-dir /etc/strata/jobs.d daemon
     Daemon,
     /// List the jobs: schedule, next run, last run and its status, destination.
     ///
     /// Times are local; --json prints RFC 3339 times and the last run's record.
+    ///
     /// Example: strata list --json
     List,
     /// List a job's increments, every version of a path, or search them.
@@ -119,8 +149,10 @@ pub enum Command {
     /// bytes). With PATH (a file or a directory, relative to source): every
     /// recorded version below it. With --mask: every recorded file matching a
     /// glob; a glob without `/` matches file names, one with `/` the path.
-    /// Examples: strata history home;  strata history home docs/report.odt;
-    /// strata history home --mask '*.odt' --mask 'docs/*.md'
+    ///
+    /// Example: strata history home docs/report.odt
+    ///
+    /// Example: strata history home --mask '*.odt' --mask 'docs/*.md'
     History {
         /// The job.
         name: String,
@@ -138,8 +170,8 @@ pub enum Command {
     /// left them; --at an increment name, as that run left them. PATHs
     /// restore only those files or directories. Files are copied, never
     /// linked, with mtime and permissions; DIR must be empty or absent.
-    /// Examples: strata restore home --to /tmp/home;
-    /// strata restore home --to /tmp/old --at 2026-03-01T12:00:00+01:00 docs
+    ///
+    /// Example: strata restore home --to /tmp/old --at 2026-03-01T12:00:00+01:00 docs
     Restore {
         /// The job.
         name: String,
@@ -159,6 +191,7 @@ pub enum Command {
     ///
     /// Each removed increment is merged into the next one, so that every
     /// kept point restores exactly as before. Prints what is kept and why.
+    ///
     /// Example: strata prune home --dry-run
     Prune {
         /// The job.
@@ -171,6 +204,7 @@ pub enum Command {
     ///
     /// Every index entry has its mirror file with the recorded size, mtime,
     /// mode and kind; every increment record has its file; no stray files.
+    ///
     /// Example: strata verify home --deep
     Verify {
         /// The job.
@@ -178,6 +212,51 @@ pub enum Command {
         /// Also re-read every file and compare it with its recorded hash.
         #[arg(long)]
         deep: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: strata completions bash > /etc/bash_completion.d/strata
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these help texts.
+    ///
+    /// With --dir, write strata.1 and one page per command (strata-run.1, …),
+    /// which strata.1 refers to.
+    ///
+    /// Example: strata man --dir /usr/local/share/man/man1
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Write a new job file NAME.json into the jobs dir, checked as validate
+    /// checks it; never overwrites.
+    ///
+    /// Relative paths are taken from the current directory and written
+    /// absolute. Without --track or --include, the whole source is tracked.
+    ///
+    /// Example: strata new home --source ~/ --destination /mnt/backup/home --track Documents --schedule "30 2 * * *"
+    New {
+        /// The job's name (letters, digits, `.`, `_`, `-`): also the file name.
+        name: String,
+        /// The tree to back up.
+        #[arg(long)]
+        source: PathBuf,
+        /// Where the mirror and the increments go.
+        #[arg(long)]
+        destination: PathBuf,
+        /// A directory glob whose files are mirrored and versioned (repeatable).
+        #[arg(long, value_name = "DIR")]
+        track: Vec<String>,
+        /// A directory glob whose files are mirrored only (repeatable).
+        #[arg(long, value_name = "DIR")]
+        include: Vec<String>,
+        /// When the daemon runs it: a crontab line, in local time.
+        #[arg(long, value_name = "CRON")]
+        schedule: Option<String>,
     },
 }
 
@@ -190,6 +269,11 @@ pub struct Config {
     pub json: bool,
     /// -1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
+    /// The Prometheus textfile to update after runs.
+    pub metrics_file: Option<PathBuf>,
+    /// The progress display, when progress is shown (a terminal, not
+    /// `--json`, `-q` or `--no-progress`, and a command that has progress).
+    pub progress: Option<MultiProgress>,
     /// Test seam (`STRATA_FAULT_UNREADABLE`, `:`-separated relative paths):
     /// these source files fail to read, as an unreadable file would when
     /// the tests run as root.
@@ -215,7 +299,13 @@ pub fn main() -> ExitCode {
         Command::Daemon => verbosity.saturating_add(1),
         _ => verbosity,
     };
-    init_logging(log_level);
+    let progress = (shows_progress(&args.command)
+        && !args.no_progress
+        && !args.json
+        && verbosity >= 0
+        && std::io::stderr().is_terminal())
+    .then(MultiProgress::new);
+    init_logging(log_level, args.log_format, progress.clone());
     let mut pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("strata-{i}"));
     if let Some(n) = args.threads {
         pool = pool.num_threads(n);
@@ -228,6 +318,11 @@ pub fn main() -> ExitCode {
         jobs_dir: args.jobs_dir,
         json: args.json,
         verbosity,
+        // Absolute, so that the daemon's file does not depend on its cwd.
+        metrics_file: args
+            .metrics_file
+            .map(|p| std::path::absolute(&p).unwrap_or(p)),
+        progress,
         fail_reading: std::env::var("STRATA_FAULT_UNREADABLE")
             .map(|v| {
                 v.split(':')
@@ -264,6 +359,54 @@ pub fn main() -> ExitCode {
         } => restore::run(&config, &name, &to, at, &paths, force),
         Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
         Command::Verify { name, deep } => verify::run(&config, &name, deep),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "strata",
+                &mut std::io::stdout(),
+            );
+            ExitCode::Success
+        }
+        Command::Man { dir } => {
+            // As clap_mangen's generate_to does: no `help` command page.
+            let cli = Args::command().disable_help_subcommand(true);
+            let written = match &dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
+                }
+                None => clap_mangen::Man::new(cli).render(&mut std::io::stdout().lock()),
+            };
+            match written {
+                Ok(()) => ExitCode::Success,
+                Err(e) => {
+                    let into = dir.map(|d| format!(" into {}", d.display()));
+                    eprintln!(
+                        "strata: cannot write the manual page{}: {e}",
+                        into.unwrap_or_default()
+                    );
+                    ExitCode::Failure
+                }
+            }
+        }
+        Command::New {
+            name,
+            source,
+            destination,
+            track,
+            include,
+            schedule,
+        } => new::run(
+            &config,
+            new::NewJob {
+                name,
+                source,
+                destination,
+                track,
+                include,
+                schedule,
+            },
+        ),
     }
 }
 
@@ -314,7 +457,12 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-fn init_logging(verbosity: i8) {
+/// The commands that show progress on a terminal.
+fn shows_progress(command: &Command) -> bool {
+    matches!(command, Command::RunAll { .. } | Command::Run { .. })
+}
+
+fn init_logging(verbosity: i8, format: LogFormat, progress: Option<MultiProgress>) {
     let default = match verbosity {
         i8::MIN..=-1 => "error",
         0 => "warn",
@@ -324,10 +472,49 @@ fn init_logging(verbosity: i8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let writer = progress::LogWriter { multi: progress };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // No colour codes in a journal or a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(writer);
+    let _ = match format {
+        // Text lines are the messages alone: each names its job and path,
+        // and the fields (the counts of a summary line) are for JSON.
+        LogFormat::Text => builder
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |w, field, value| match field.name() {
+                    "message" => write!(w, "{value:?}"),
+                    _ => Ok(()),
+                },
+            ))
+            // No colour codes in a journal or a log file.
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_an_example_in_its_long_help() {
+        for sub in Args::command().get_subcommands() {
+            let help = sub
+                .get_long_about()
+                .or(sub.get_about())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.lines().any(|l| l.starts_with("Example: strata ")),
+                "`strata {}` has no \"Example: strata …\" line in its help:\n{help}",
+                sub.get_name()
+            );
+        }
+    }
 }

@@ -3,9 +3,12 @@
 
 use std::collections::HashSet;
 
+use super::progress::Bars;
 use super::{Config, ExitCode};
 use crate::diff::Plan;
 use crate::job::{Job, load_paths};
+use crate::monitor::metrics;
+use crate::progress::ProgressHandle;
 use crate::report::{JobReport, Report};
 use crate::run::{RunOptions, run_jobs};
 use crate::scan::RelPath;
@@ -70,11 +73,26 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> Exi
             .iter()
             .map(|p| RelPath::from_bytes(p.as_bytes()))
             .collect(),
+        progress: match &config.progress {
+            Some(multi) => ProgressHandle::new(Bars::new(multi.clone())),
+            None => ProgressHandle::default(),
+        },
     };
     let (report, plans) = run_jobs(&jobs, &options);
     let mut rows = broken;
     rows.extend(report.jobs);
     let report = Report::new(rows, std::time::Duration::from_secs_f64(report.seconds));
+    for row in &report.jobs {
+        row.log_summary();
+    }
+    if let Some(path) = &config.metrics_file
+        && !dry_run
+    {
+        let defined: Vec<&str> = loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+        if let Err(e) = metrics::update(path, &report.jobs, &defined, chrono::Utc::now()) {
+            tracing::warn!("{e}");
+        }
+    }
     print(config, &report, &plans);
     if report.has_failures() {
         ExitCode::Failure

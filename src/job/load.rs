@@ -364,7 +364,8 @@ pub fn check_text(file: &Path, text: &str) -> (Option<Job>, Vec<Diagnostic>) {
     (job, out)
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// Whether `name` is a valid job name: letters, digits, `.`, `_`, `-`.
+pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -500,6 +501,12 @@ fn check_spec(file: &Path, text: &str, spec: JobFile, out: &mut Vec<Diagnostic>)
         );
     }
 
+    if let Some(url) = &spec.healthcheck
+        && let Err(reason) = crate::monitor::healthcheck::check_url(url)
+    {
+        error("/healthcheck", format!("healthcheck: {reason}"));
+    }
+
     for (list, index, message) in shadowed_rules(lists) {
         debug_assert!(matches!(list, RuleList::IncludeDirs | RuleList::TrackDirs));
         out.push(diagnostic(
@@ -530,6 +537,9 @@ fn check_spec(file: &Path, text: &str, spec: JobFile, out: &mut Vec<Diagnostic>)
         matcher: matcher?,
         compare: spec.compare,
         retention: spec.retention,
+        hooks: spec.hooks,
+        healthcheck: spec.healthcheck,
+        max_delete: spec.max_delete,
     })
 }
 

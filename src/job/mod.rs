@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use load::{Loaded, load_paths};
-pub use model::{Compare, JobFile, Retention, job_schema, job_schema_text};
+pub use model::{Compare, Hooks, JobFile, MaxDelete, Retention, job_schema, job_schema_text};
 
 use crate::schedule::Schedule;
 use crate::select::Matcher;
@@ -41,6 +41,12 @@ pub struct Job {
     pub compare: Compare,
     /// The retention policy, if any.
     pub retention: Option<Retention>,
+    /// Commands run around each run.
+    pub hooks: Option<Hooks>,
+    /// The healthcheck ping URL.
+    pub healthcheck: Option<String>,
+    /// How many files a run may remove from the mirror.
+    pub max_delete: Option<MaxDelete>,
 }
 
 /// How bad a problem is.

@@ -43,7 +43,7 @@ pub struct JobFile {
 
     /// A disabled job is validated, but `run-all` and the daemon skip it;
     /// `strata run NAME` still runs it.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub enabled: bool,
 
     /// Directories whose files are mirrored (no history). A glob on the path
@@ -92,13 +92,43 @@ pub struct JobFile {
 
     /// How a changed file is recognised: `metadata` (size, mtime, permission
     /// bits, kind) or `checksum` (also the content hash; reads every file).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     #[schemars(schema_with = "compare_schema")]
     pub compare: Compare,
+
+    /// Shell commands run around each run of the job (never around a dry
+    /// run), each with `sh -c` in the directory of the job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Hooks")]
+    pub hooks: Option<Hooks>,
+
+    /// A healthchecks.io-style ping URL: strata requests `URL/start` when a
+    /// run starts, `URL` when it succeeds and `URL/fail` when it fails or
+    /// ends partial (10 s timeout; a failed ping is a warning, never a failed
+    /// backup). `http://` or `https://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+"), length(max = 2000))]
+    pub healthcheck: Option<String>,
+
+    /// Refuse a run that would remove more than this from the mirror: a
+    /// count of files (`100`) or a percentage of the files in the mirror
+    /// (`"10%"`). The run is reported `failed` and changes nothing;
+    /// `--force` accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "max_delete_schema")]
+    pub max_delete: Option<MaxDelete>,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// `compare` as a plain `enum`, so that a wrong value gets the message
@@ -111,6 +141,135 @@ fn compare_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "description": "How a changed file is recognised: `metadata` (size, mtime, permission \
             bits, kind) or `checksum` (also the content hash; reads every file)."
     })
+}
+
+/// `max_delete` as one schema for both forms (`minimum` applies to numbers
+/// only, `pattern` to strings only), so that a wrong value gets a plain
+/// message rather than a `oneOf` failure. The description comes from the
+/// field's doc comment.
+fn max_delete_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["integer", "string"],
+        "minimum": 0,
+        "pattern": MAX_DELETE_PERCENT
+    })
+}
+
+/// A percentage from 0 to 100, decimals allowed, with a `%` sign.
+const MAX_DELETE_PERCENT: &str = r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$";
+
+/// How many files a run may remove from the mirror (`max_delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "MaxDeleteText", into = "MaxDeleteText")]
+pub enum MaxDelete {
+    /// At most this many files.
+    Count(u64),
+    /// At most this percentage (0-100) of the files in the mirror.
+    Percent(f64),
+}
+
+impl MaxDelete {
+    /// The most files a run may remove from a mirror of `mirror_files`.
+    pub fn limit(self, mirror_files: u64) -> u64 {
+        match self {
+            MaxDelete::Count(n) => n,
+            // Rounded down: "10%" of 15 files allows 1, not 2.
+            MaxDelete::Percent(p) => (mirror_files as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `max_delete` as it is written: a number or a string.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+enum MaxDeleteText {
+    Count(u64),
+    Text(String),
+}
+
+impl TryFrom<MaxDeleteText> for MaxDelete {
+    type Error = String;
+
+    fn try_from(value: MaxDeleteText) -> Result<Self, Self::Error> {
+        match value {
+            MaxDeleteText::Count(n) => Ok(MaxDelete::Count(n)),
+            MaxDeleteText::Text(text) => text
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<f64>().ok())
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(MaxDelete::Percent)
+                .ok_or_else(|| {
+                    format!("max_delete: {text:?} is not a count or a percentage like \"10%\"")
+                }),
+        }
+    }
+}
+
+impl From<MaxDelete> for MaxDeleteText {
+    fn from(value: MaxDelete) -> Self {
+        match value {
+            MaxDelete::Count(n) => MaxDeleteText::Count(n),
+            MaxDelete::Percent(_) => MaxDeleteText::Text(value.to_string()),
+        }
+    }
+}
+
+/// Commands run around a job's run, borgmatic style. Each runs with `sh -c`
+/// in the directory of the job file, its output going to the log, with
+/// `STRATA_JOB`, `STRATA_STATUS`, `STRATA_INCREMENT`, `STRATA_SOURCE`,
+/// `STRATA_DESTINATION` and `STRATA_MESSAGE` in its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Runs first, with the job's lock held. If it fails (exit status not 0)
+    /// or times out, the backup does not run and the run is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub before: Option<String>,
+    /// Runs after a backup that committed (`success` or `partial`). If it
+    /// fails, the run is reported `failed`; the backup stays as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub after: Option<String>,
+    /// Runs when the run failed or ended partial (after `after`). A failure
+    /// of it is a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub on_error: Option<String>,
+    /// Runs last, whatever happened. A failure of it is a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub finally: Option<String>,
+    /// Seconds each hook may run; then it is stopped (SIGTERM, then SIGKILL
+    /// to its whole process group) and counts as failed. Default 600.
+    #[serde(default = "default_hook_timeout")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub timeout: u64,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            before: None,
+            after: None,
+            on_error: None,
+            finally: None,
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> u64 {
+    600
 }
 
 /// How the diff decides that a file changed.

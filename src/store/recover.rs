@@ -47,7 +47,8 @@ pub struct Recovered {
 /// Whether an interrupted run left something to repair.
 pub fn needs_recovery(layout: &Layout) -> bool {
     layout.dirty().exists()
-        || layout.tmp().exists()
+        // A run leaves `tmp/` behind empty: only a file in it is left over.
+        || fs::read_dir(layout.tmp()).is_ok_and(|mut d| d.next().is_some())
         || fs::read_dir(layout.inprogress()).is_ok_and(|mut d| d.next().is_some())
 }
 

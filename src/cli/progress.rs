@@ -1,0 +1,208 @@
+//! The terminal's progress display (indicatif): one line per running job,
+//! a spinner while it scans or commits, a bar while it applies changes,
+//! with what it has counted so far. Each line disappears when its job ends,
+//! so that the output that follows (the report) is the same as without a
+//! terminal. Log lines are written through [`LogWriter`], which lifts the
+//! bars off the screen for each line so they do not tear.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::progress::{Progress, ProgressBars};
+use crate::report::human_bytes;
+
+/// The display: hands out one line per job.
+#[derive(Debug, Clone)]
+pub struct Bars {
+    multi: MultiProgress,
+}
+
+impl Bars {
+    /// A display drawn by `multi` (on stderr).
+    pub fn new(multi: MultiProgress) -> Bars {
+        Bars { multi }
+    }
+}
+
+impl ProgressBars for Bars {
+    fn job(&self, name: &str) -> Box<dyn Progress> {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(spinner_style());
+        bar.set_prefix(name.to_string());
+        bar.set_message("starting");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Box::new(JobBar {
+            bar,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.green} {prefix:.bold} {wide_msg} {elapsed:.dim}")
+        .expect("a valid template")
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner:.green} {prefix:.bold} {msg} [{bar:25.cyan/blue}] {pos}/{len} {elapsed:.dim}",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ")
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    label: String,
+    /// Files counted in a phase without a total (the scan).
+    scanned: u64,
+    bytes: u64,
+    counting_scan: bool,
+}
+
+impl Counts {
+    fn message(&self) -> String {
+        let mut m = self.label.clone();
+        let mut facts = Vec::new();
+        if self.scanned > 0 {
+            facts.push(format!("{} files scanned", self.scanned));
+        }
+        if self.bytes > 0 {
+            facts.push(format!("{} copied", human_bytes(self.bytes)));
+        }
+        if !facts.is_empty() {
+            m.push_str(&format!(" ({})", facts.join(", ")));
+        }
+        m
+    }
+}
+
+struct JobBar {
+    bar: ProgressBar,
+    counts: Mutex<Counts>,
+}
+
+impl Progress for JobBar {
+    fn begin(&self, label: &str, total: Option<u64>) {
+        let mut counts = self.counts.lock().expect("progress lock");
+        counts.label = label.to_string();
+        counts.counting_scan = total.is_none();
+        match total {
+            Some(n) => {
+                self.bar.set_style(bar_style());
+                self.bar.set_length(n);
+                self.bar.set_position(0);
+            }
+            None => self.bar.set_style(spinner_style()),
+        }
+        self.bar.set_message(counts.message());
+    }
+
+    fn inc(&self, n: u64) {
+        let mut counts = self.counts.lock().expect("progress lock");
+        if counts.counting_scan {
+            counts.scanned += n;
+            self.bar.set_message(counts.message());
+        } else {
+            self.bar.inc(n);
+        }
+    }
+
+    fn inc_bytes(&self, n: u64) {
+        let mut counts = self.counts.lock().expect("progress lock");
+        counts.bytes += n;
+        self.bar.set_message(counts.message());
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Where log lines go: stderr, around the progress display if there is
+/// one. One [`LogLine`] per event, written when it is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct LogWriter {
+    /// The display to lift off the screen for each line.
+    pub multi: Option<MultiProgress>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            multi: self.multi.clone(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One log event's text, written to stderr in one piece.
+#[derive(Debug)]
+pub struct LogLine {
+    multi: Option<MultiProgress>,
+    buf: Vec<u8>,
+}
+
+impl Write for LogLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.buf);
+        };
+        match &self.multi {
+            Some(multi) => multi.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_carries_the_counts() {
+        let mut c = Counts {
+            label: "applying 3 changes".into(),
+            ..Counts::default()
+        };
+        assert_eq!(c.message(), "applying 3 changes");
+        c.scanned = 120;
+        c.bytes = 2048;
+        assert_eq!(
+            c.message(),
+            "applying 3 changes (120 files scanned, 2.0 KiB copied)"
+        );
+    }
+
+    #[test]
+    fn a_hidden_display_takes_every_call() {
+        let multi = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let p = Bars::new(multi).job("home");
+        p.begin("scanning", None);
+        p.inc(10);
+        p.begin("applying 2 changes", Some(2));
+        p.inc(2);
+        p.inc_bytes(100);
+        p.begin("committing", None);
+        p.finish();
+    }
+}
