@@ -279,7 +279,10 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
         let result = if target.fail_reading.contains(path) {
             Err(CopyError::Read(io::Error::from_raw_os_error(libc::EACCES)))
         } else {
-            copy_in(&source, new.meta.kind, &target.tmp, &mirror)
+            match (change.op, new.meta.kind) {
+                (Op::New, Kind::File) => copy_in_new(&source, &target.tmp, &mirror),
+                _ => copy_in(&source, new.meta.kind, &target.tmp, &mirror),
+            }
         };
         match result {
             Ok((meta, hash)) => {
@@ -409,6 +412,26 @@ fn read_error(e: io::Error) -> CopyError {
 }
 
 fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+    };
+    copy_file_with(source, create, tmp).map(|(_, meta, hash)| (meta, hash))
+}
+
+/// Copy the regular file `source` into the file that `create` makes (a new,
+/// unshared inode), check that the source did not change meanwhile, and give
+/// the copy the source's mode, owner (as root) and mtime. `what` names the
+/// copy in errors. Returns the copy, still open, with the metadata and hash
+/// of what was copied.
+fn copy_file_with(
+    source: &Path,
+    create: impl FnOnce() -> io::Result<File>,
+    what: &Path,
+) -> Result<(File, Meta, Hash), CopyError> {
     let mut src = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -419,12 +442,7 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
     if meta.kind != Kind::File {
         return Err(CopyError::Changed);
     }
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(write_err(tmp))?;
+    let mut out = create().map_err(write_err(what))?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut total = 0u64;
     BUFFER.with(|buf| -> Result<(), CopyError> {
@@ -437,9 +455,9 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
                 Err(e) => return Err(CopyError::Read(e)),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(write_err(tmp))?;
+            out.write_all(&buf[..n]).map_err(write_err(what))?;
             if total == 0 {
-                // Mid-copy: the temp file exists, half written.
+                // Mid-copy: the copy exists, half written.
                 crate::fault::point();
             }
             total += n as u64;
@@ -449,8 +467,97 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
     if Meta::from_metadata(&after) != Some(meta) || total != meta.size {
         return Err(CopyError::Changed);
     }
-    finish_file(&out, &before, tmp)?;
-    Ok((meta, Hash(hasher.digest128().to_be_bytes())))
+    finish_file(&out, &before, what)?;
+    Ok((out, meta, Hash(hasher.digest128().to_be_bytes())))
+}
+
+/// Copy the regular file `source` to `dest`, a mirror path the index says
+/// is free, without a temp name: the copy is an anonymous `O_TMPFILE` inode
+/// in `dest`'s directory, linked in once complete (mode and mtime set).
+/// Nothing half-written is ever visible, there is no rename (a cross-directory
+/// rename serializes on a per-filesystem lock), and the inode is allocated
+/// near its directory rather than near `.strata/tmp/`. When the filesystem
+/// has no `O_TMPFILE`, or `dest` exists after all, it takes the
+/// [`copy_in`] way (a named temp file renamed over `dest`).
+fn copy_in_new(source: &Path, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+    };
+    let (out, meta, hash) = match copy_file_with(source, create, dest) {
+        Ok(done) => done,
+        Err(CopyError::Write { source: e, .. })
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return copy_in(source, Kind::File, tmp_dir, dest);
+        }
+        Err(e) => return Err(e),
+    };
+    crate::fault::point();
+    match link_fd(&out, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Not in the index but in the mirror (left by an interrupted
+            // run): replace it the usual way.
+            let tmp = tmp_path(tmp_dir);
+            link_fd(&out, &tmp).map_err(write_err(&tmp))?;
+            if let Err(e) = fs::rename(&tmp, dest) {
+                let _ = fs::remove_file(&tmp);
+                return Err(write_err(dest)(e));
+            }
+        }
+        Err(e) => return Err(write_err(dest)(e)),
+    }
+    Ok((meta, hash))
+}
+
+/// Give the open, unlinked (`O_TMPFILE`) `file` the name `to`.
+fn link_fd(file: &File, to: &Path) -> io::Result<()> {
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fd is an open file we own; both paths are valid C strings
+    // that outlive the calls.
+    let rc = unsafe {
+        libc::linkat(
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOENT) {
+        return Err(err);
+    }
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link does not.
+    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Mode, owner and mtime on the new (unshared) temp file, through its fd.
