@@ -31,7 +31,7 @@ n=0
 settle() {
   local waited=0
   while :; do
-    n=$((n + 1)); PROBE=$(probe_us "$OUT/probe.$n")
+    n=$((n + 1)); PROBE=$(probe_us "$OUT/probe.$$.$n")
     [ "$PROBE" -le "$PROBE_MAX_US" ] || [ $waited -ge 300 ] && return 0
     echo "  (probe ${PROBE} us, waiting)" >&2; sleep 30; waited=$((waited + 30))
   done
