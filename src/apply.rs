@@ -1,17 +1,19 @@
 //! Plan -> mirror + increment, on the shared pool.
 //!
-//! Takes a [`Plan`] and the paths it acts on ([`Target`]); returns one
-//! [`Outcome`] per change, in plan order. Two phases: removals first (so a
+//! Takes a plan's changes ([`ChangeRef`]) and the paths they act on
+//! ([`Target`]); returns one [`Outcome`] per change, in plan order. Two phases: removals first (so a
 //! file replaced by a directory, or the reverse, has its path free), then
 //! copies in parallel.
 //!
 //! The one rule that matters: a mirror file is never written, `chmod`ed or
 //! `utime`d in place, because an increment may share its inode. A new
 //! version is written to `.strata/tmp/`, given its mode and mtime there, and
-//! renamed over the mirror path.
+//! renamed over the mirror path; a path the mirror does not have yet gets an
+//! anonymous (`O_TMPFILE`) file in its directory, linked in when complete.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -22,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::diff::{Change, Op, Plan};
+use crate::diff::{ChangeRef, Op};
 use crate::report::PathError;
-use crate::scan::{Entry, Hash, Kind, Meta, RelPath};
+use crate::scan::{EntryRef, Hash, Kind, Meta, RelPath};
 use crate::store::meta::FileRecord;
 
 /// Where a plan is applied.
@@ -48,20 +50,58 @@ pub struct Target<'a> {
 /// What happened to one change.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Done. `entry` is the mirror's new state (`None`: removed); `record`
-    /// what the increment holds for it.
-    Applied {
-        /// The mirror's new state for the path.
-        entry: Option<Entry>,
-        /// The increment's record, for tracked changes.
-        record: Option<FileRecord>,
-        /// Bytes copied from the source.
-        bytes: u64,
-        /// The increment got a copy because the filesystem refused a link.
-        copied_not_linked: bool,
-    },
+    /// Done.
+    Applied(Applied),
     /// Not done; the mirror keeps its previous version of the path.
-    Failed(PathError),
+    Failed(Box<PathError>),
+}
+
+/// A change carried out. Together with its [`ChangeRef`] it gives the
+/// mirror's new state for the path and the increment's record; it holds
+/// only what the change does not, as a first run has one per file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// What the increment recorded for the path (`None`: nothing, for an
+    /// included-only file, or when a removed file was already gone).
+    pub recorded: Option<Op>,
+    /// Content hash of the mirror's new version: of the copy, or the old
+    /// version's when nothing was copied.
+    pub hash: Option<Hash>,
+    /// The metadata of the copy when it is not the scan's (the file changed
+    /// between the scan and the copy, and not during it).
+    pub meta: Option<Box<Meta>>,
+    /// The source was copied into the mirror.
+    pub copied: bool,
+    /// The increment got a copy because the filesystem refused a link.
+    pub copied_not_linked: bool,
+}
+
+impl Applied {
+    /// The mirror's new state for `change`'s path (`None`: removed).
+    pub fn entry<'a>(&self, change: &ChangeRef<'a>) -> Option<EntryRef<'a>> {
+        let mut entry = change.new?.view();
+        if let Some(meta) = &self.meta {
+            entry.meta = **meta;
+        }
+        entry.hash = self.hash;
+        Some(entry)
+    }
+
+    /// What the increment records for `change`'s path.
+    pub fn record(&self, change: &ChangeRef<'_>) -> Option<FileRecord> {
+        match self.recorded? {
+            Op::Deleted => Some(FileRecord::new(change.old.as_deref()?, Op::Deleted)),
+            op => Some(FileRecord::new(&self.entry(change)?.to_entry(), op)),
+        }
+    }
+
+    /// Bytes copied from the source.
+    pub fn bytes(&self, change: &ChangeRef<'_>) -> u64 {
+        match self.entry(change) {
+            Some(e) if self.copied && e.meta.kind == Kind::File => e.meta.size,
+            _ => 0,
+        }
+    }
 }
 
 /// Why a copy failed.
@@ -84,92 +124,73 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
     }
 }
 
-/// Execute the plan. Returns one outcome per `plan.changes`, in order.
-pub fn apply(plan: &Plan, target: &Target<'_>) -> Vec<Outcome> {
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
-    let removals: Vec<usize> = (0..plan.changes.len())
-        .filter(|&i| plan.changes[i].op == Op::Deleted)
-        .collect();
-    let copies: Vec<usize> = (0..plan.changes.len())
-        .filter(|&i| plan.changes[i].op != Op::Deleted)
-        .collect();
+/// Execute a plan's changes. Returns one outcome per change, in order.
+pub fn apply(changes: &[ChangeRef<'_>], target: &Target<'_>) -> Vec<Outcome> {
+    let removals: Vec<&ChangeRef<'_>> = changes.iter().filter(|c| c.op == Op::Deleted).collect();
 
     // Phase 1: removals, then the directories they leave empty.
     make_parents(
         removals
             .iter()
-            .filter(|&&i| plan.changes[i].history_op().is_some())
-            .map(|&i| plan.changes[i].path()),
+            .filter(|c| c.history_op().is_some())
+            .map(|c| c.path()),
         &target.increment.join("deleted"),
     );
-    let removed: Vec<(usize, Outcome)> = removals
-        .par_iter()
-        .map(|&i| (i, remove(&plan.changes[i], target)))
-        .collect();
-    for (i, o) in removed {
-        outcomes[i] = Some(o);
-    }
-    remove_empty_dirs(
-        &target.mirror,
-        removals.iter().map(|&i| plan.changes[i].path()),
-    );
+    let removed: Vec<Outcome> = removals.par_iter().map(|c| remove(c, target)).collect();
+    remove_empty_dirs(&target.mirror, removals.iter().map(|c| c.path()));
 
     // Phase 2: new and changed files.
+    let copies = || changes.iter().filter(|c| c.op != Op::Deleted);
+    make_parents(copies().map(ChangeRef::path), &target.mirror);
     make_parents(
-        copies.iter().map(|&i| plan.changes[i].path()),
-        &target.mirror,
-    );
-    make_parents(
-        copies
-            .iter()
-            .filter(|&&i| matches!(plan.changes[i].history_op(), Some(Op::New | Op::Changed)))
-            .map(|&i| plan.changes[i].path()),
+        copies()
+            .filter(|c| matches!(c.history_op(), Some(Op::New | Op::Changed)))
+            .map(ChangeRef::path),
         &target.increment.join("track"),
     );
     make_parents(
-        copies
-            .iter()
-            .filter(|&&i| plan.changes[i].history_op() == Some(Op::Deleted))
-            .map(|&i| plan.changes[i].path()),
+        copies()
+            .filter(|c| c.history_op() == Some(Op::Deleted))
+            .map(ChangeRef::path),
         &target.increment.join("deleted"),
     );
-    let copied: Vec<(usize, Outcome)> = copies
+    let copied: Vec<Option<Outcome>> = changes
         .par_iter()
-        .map(|&i| (i, update(&plan.changes[i], target)))
+        .map(|c| (c.op != Op::Deleted).then(|| update(c, target)))
         .collect();
-    for (i, o) in copied {
-        outcomes[i] = Some(o);
-    }
-    outcomes
+    let mut removed = removed.into_iter();
+    copied
         .into_iter()
-        .map(|o| o.expect("every change has an outcome"))
+        .map(|o| o.unwrap_or_else(|| removed.next().expect("one outcome per removal")))
         .collect()
 }
 
 /// Create the parent directories of `paths` under `base`, each once.
-fn make_parents<'a>(mut paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
-    let Some(first) = paths.next() else {
-        return;
-    };
-    let _ = fs::create_dir_all(base);
-    let parents: BTreeSet<RelPath> = std::iter::once(first)
-        .chain(paths)
-        .filter_map(RelPath::parent)
-        .collect();
-    let mut made: HashSet<RelPath> = HashSet::new();
-    for dir in parents {
-        if made.contains(&dir) {
-            continue;
-        }
-        // Failures surface as errors of the files that need the directory.
-        let _ = fs::create_dir_all(base.join(dir.as_path()));
-        let mut d = Some(dir);
-        while let Some(p) = d {
-            d = p.parent();
-            if !made.insert(p) {
-                break;
+fn make_parents<'a>(paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
+    // Borrowed and deduplicated as they come (paths are sorted, so a
+    // directory's files follow each other): no allocation per file.
+    let mut parents: BTreeSet<&'a [u8]> = BTreeSet::new();
+    let mut last: Option<&[u8]> = None;
+    let mut any = false;
+    for path in paths {
+        any = true;
+        let bytes = path.as_bytes();
+        if let Some(i) = bytes.iter().rposition(|&b| b == b'/') {
+            let parent = &bytes[..i];
+            if last != Some(parent) {
+                parents.insert(parent);
+                last = Some(parent);
             }
         }
+    }
+    if !any {
+        return;
+    }
+    let _ = fs::create_dir_all(base);
+    // In order, a directory comes before those below it: one mkdir each.
+    // Failures surface as errors of the files that need the directory.
+    for dir in parents {
+        let _ = fs::create_dir_all(base.join(OsStr::from_bytes(dir)));
     }
 }
 
@@ -194,18 +215,18 @@ fn remove_empty_dirs<'a>(base: &Path, paths: impl Iterator<Item = &'a RelPath>) 
 }
 
 fn failed(path: &RelPath, message: impl Into<String>) -> Outcome {
-    Outcome::Failed(PathError {
+    Outcome::Failed(Box::new(PathError {
         path: path.to_string(),
         message: message.into(),
-    })
+    }))
 }
 
 /// Remove a path from the mirror: a tracked file moves into `deleted/`
 /// (its last version), an included-only one is unlinked.
-fn remove(change: &Change, target: &Target<'_>) -> Outcome {
-    let old = change.old.as_ref().expect("a deletion has an old state");
+fn remove(change: &ChangeRef<'_>, target: &Target<'_>) -> Outcome {
+    let old = change.old.as_deref().expect("a deletion has an old state");
     let mirror = target.mirror.join(old.path.as_path());
-    let mut record = None;
+    let mut recorded = None;
     if old.tracked {
         let dest = target.increment.join("deleted").join(old.path.as_path());
         if target.carried.contains(&old.path) {
@@ -213,7 +234,7 @@ fn remove(change: &Change, target: &Target<'_>) -> Outcome {
         }
         crate::fault::point();
         match fs::rename(&mirror, &dest) {
-            Ok(()) => record = Some(FileRecord::new(old, Op::Deleted)),
+            Ok(()) => recorded = Some(Op::Deleted),
             // Already gone from the mirror: nothing to keep, nothing lost
             // (its version is in the increment that brought it).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -238,18 +259,19 @@ fn remove(change: &Change, target: &Target<'_>) -> Outcome {
             format!("cannot remove {}: {e}", mirror.display()),
         );
     }
-    Outcome::Applied {
-        entry: None,
-        record,
-        bytes: 0,
+    Outcome::Applied(Applied {
+        recorded,
+        hash: None,
+        meta: None,
+        copied: false,
         copied_not_linked: false,
-    }
+    })
 }
 
 /// Bring a new or changed path into the mirror, and into the increment when
 /// it is tracked.
-fn update(change: &Change, target: &Target<'_>) -> Outcome {
-    let new = change.new.as_ref().expect("an update has a new state");
+fn update(change: &ChangeRef<'_>, target: &Target<'_>) -> Outcome {
+    let new = change.new.expect("an update has a new state");
     let path = &new.path;
     let mirror = target.mirror.join(path.as_path());
     let history = change.history_op();
@@ -272,24 +294,32 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
             Err(e) => return failed(path, format!("cannot keep last version: {e}")),
         }
     }
-    let mut entry = new.clone();
-    let mut bytes = 0;
+    let mut applied = Applied {
+        recorded: history,
+        hash: change.old.as_ref().and_then(|o| o.hash),
+        meta: None,
+        copied: false,
+        copied_not_linked: false,
+    };
+    let mut kind = new.meta.kind;
     if change.needs_copy() {
         let source = target.source.join(path.as_path());
         let result = if target.fail_reading.contains(path) {
             Err(CopyError::Read(io::Error::from_raw_os_error(libc::EACCES)))
         } else {
-            copy_in(&source, new.meta.kind, &target.tmp, &mirror)
+            match (change.op, new.meta.kind) {
+                (Op::New, Kind::File) => copy_in_new(&source, &target.tmp, &mirror),
+                _ => copy_in(&source, new.meta.kind, &target.tmp, &mirror),
+            }
         };
         match result {
             Ok((meta, hash)) => {
-                entry.meta = meta;
-                entry.hash = Some(hash);
-                bytes = if meta.kind == Kind::File {
-                    meta.size
-                } else {
-                    0
-                };
+                applied.hash = Some(hash);
+                applied.copied = true;
+                if meta != new.meta {
+                    applied.meta = Some(Box::new(meta));
+                }
+                kind = meta.kind;
             }
             Err(e) => {
                 if history == Some(Op::Deleted) {
@@ -298,32 +328,18 @@ fn update(change: &Change, target: &Target<'_>) -> Outcome {
                 return failed(path, e.to_string());
             }
         }
-    } else {
-        entry.hash = change.old.as_ref().and_then(|o| o.hash);
     }
-    let record = match history {
-        Some(op @ (Op::New | Op::Changed)) => {
-            let dest = target.increment.join("track").join(path.as_path());
-            match link_or_copy(&mirror, &dest, entry.meta.kind) {
-                Ok(copied) => copied_not_linked |= copied,
-                Err(e) => {
-                    return failed(path, format!("cannot record in increment: {e}"));
-                }
+    if let Some(Op::New | Op::Changed) = history {
+        let dest = target.increment.join("track").join(path.as_path());
+        match link_or_copy(&mirror, &dest, kind) {
+            Ok(copied) => copied_not_linked |= copied,
+            Err(e) => {
+                return failed(path, format!("cannot record in increment: {e}"));
             }
-            Some(FileRecord::new(&entry, op))
         }
-        Some(Op::Deleted) => Some(FileRecord::new(
-            change.old.as_ref().expect("checked above"),
-            Op::Deleted,
-        )),
-        None => None,
-    };
-    Outcome::Applied {
-        entry: Some(entry),
-        record,
-        bytes,
-        copied_not_linked,
     }
+    applied.copied_not_linked = copied_not_linked;
+    Outcome::Applied(applied)
 }
 
 /// Remove what an interrupted run left in the increment for `path`.
@@ -409,6 +425,26 @@ fn read_error(e: io::Error) -> CopyError {
 }
 
 fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+    };
+    copy_file_with(source, create, tmp).map(|(_, meta, hash)| (meta, hash))
+}
+
+/// Copy the regular file `source` into the file that `create` makes (a new,
+/// unshared inode), check that the source did not change meanwhile, and give
+/// the copy the source's mode, owner (as root) and mtime. `what` names the
+/// copy in errors. Returns the copy, still open, with the metadata and hash
+/// of what was copied.
+fn copy_file_with(
+    source: &Path,
+    create: impl FnOnce() -> io::Result<File>,
+    what: &Path,
+) -> Result<(File, Meta, Hash), CopyError> {
     let mut src = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -419,12 +455,7 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
     if meta.kind != Kind::File {
         return Err(CopyError::Changed);
     }
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(write_err(tmp))?;
+    let mut out = create().map_err(write_err(what))?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut total = 0u64;
     BUFFER.with(|buf| -> Result<(), CopyError> {
@@ -437,9 +468,9 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
                 Err(e) => return Err(CopyError::Read(e)),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(write_err(tmp))?;
+            out.write_all(&buf[..n]).map_err(write_err(what))?;
             if total == 0 {
-                // Mid-copy: the temp file exists, half written.
+                // Mid-copy: the copy exists, half written.
                 crate::fault::point();
             }
             total += n as u64;
@@ -449,8 +480,97 @@ fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
     if Meta::from_metadata(&after) != Some(meta) || total != meta.size {
         return Err(CopyError::Changed);
     }
-    finish_file(&out, &before, tmp)?;
-    Ok((meta, Hash(hasher.digest128().to_be_bytes())))
+    finish_file(&out, &before, what)?;
+    Ok((out, meta, Hash(hasher.digest128().to_be_bytes())))
+}
+
+/// Copy the regular file `source` to `dest`, a mirror path the index says
+/// is free, without a temp name: the copy is an anonymous `O_TMPFILE` inode
+/// in `dest`'s directory, linked in once complete (mode and mtime set).
+/// Nothing half-written is ever visible, there is no rename (a cross-directory
+/// rename serializes on a per-filesystem lock), and the inode is allocated
+/// near its directory rather than near `.strata/tmp/`. When the filesystem
+/// has no `O_TMPFILE`, or `dest` exists after all, it takes the
+/// [`copy_in`] way (a named temp file renamed over `dest`).
+fn copy_in_new(source: &Path, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+    };
+    let (out, meta, hash) = match copy_file_with(source, create, dest) {
+        Ok(done) => done,
+        Err(CopyError::Write { source: e, .. })
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return copy_in(source, Kind::File, tmp_dir, dest);
+        }
+        Err(e) => return Err(e),
+    };
+    crate::fault::point();
+    match link_fd(&out, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Not in the index but in the mirror (left by an interrupted
+            // run): replace it the usual way.
+            let tmp = tmp_path(tmp_dir);
+            link_fd(&out, &tmp).map_err(write_err(&tmp))?;
+            if let Err(e) = fs::rename(&tmp, dest) {
+                let _ = fs::remove_file(&tmp);
+                return Err(write_err(dest)(e));
+            }
+        }
+        Err(e) => return Err(write_err(dest)(e)),
+    }
+    Ok((meta, hash))
+}
+
+/// Give the open, unlinked (`O_TMPFILE`) `file` the name `to`.
+fn link_fd(file: &File, to: &Path) -> io::Result<()> {
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fd is an open file we own; both paths are valid C strings
+    // that outlive the calls.
+    let rc = unsafe {
+        libc::linkat(
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOENT) {
+        return Err(err);
+    }
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link does not.
+    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Mode, owner and mtime on the new (unshared) temp file, through its fd.

@@ -1,16 +1,18 @@
-//! Scan x stored index -> [`Plan`]. Pure: a merge of two sorted lists.
+//! Scan x stored index -> plan. Pure: a merge of two sorted lists.
 //!
-//! The plan is a plain value: `--dry-run` prints it, [`crate::apply`]
-//! executes it. Each change says what happens to the mirror (`op`) and, from
-//! the tracked flags before and after, what the increment records
-//! ([`Change::history_op`]).
+//! The plan is a plain value: `--dry-run` prints it ([`Plan`], which owns
+//! its entries), [`crate::apply`] executes it ([`PlanRef`], which borrows
+//! the new states from the scan, so that a first run does not hold every
+//! entry twice). Each change says what happens to the mirror (`op`) and,
+//! from the tracked flags before and after, what the increment records
+//! (`history_op`).
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
 use crate::job::Compare;
-use crate::scan::{Entry, RelPath};
+use crate::scan::{Entry, EntryRef, RelPath};
 
 /// What a run does to one mirror path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,27 @@ impl Op {
             Op::Changed => "changed",
             Op::Deleted => "deleted",
         }
+    }
+}
+
+/// Whether the mirror needs a fresh copy from the source.
+fn needs_copy(old: Option<EntryRef<'_>>, new: Option<EntryRef<'_>>) -> bool {
+    match (old, new) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => {
+            old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
+        }
+    }
+}
+
+/// What the increment records, from the tracked flags before and after.
+fn history_op(was: bool, is: bool) -> Option<Op> {
+    match (was, is) {
+        (false, false) => None,
+        (false, true) => Some(Op::New),
+        (true, false) => Some(Op::Deleted),
+        (true, true) => Some(Op::Changed),
     }
 }
 
@@ -57,26 +80,19 @@ impl Change {
 
     /// Whether the mirror needs a fresh copy from the source.
     pub fn needs_copy(&self) -> bool {
-        match (&self.old, &self.new) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(old), Some(new)) => {
-                old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
-            }
-        }
+        needs_copy(
+            self.old.as_ref().map(Entry::view),
+            self.new.as_ref().map(Entry::view),
+        )
     }
 
     /// What the increment records for this path: tracked files entering,
     /// changing or leaving the tracked set. `None` for included-only files.
     pub fn history_op(&self) -> Option<Op> {
-        let was = self.old.as_ref().is_some_and(|e| e.tracked);
-        let is = self.new.as_ref().is_some_and(|e| e.tracked);
-        match (was, is) {
-            (false, false) => None,
-            (false, true) => Some(Op::New),
-            (true, false) => Some(Op::Deleted),
-            (true, true) => Some(Op::Changed),
-        }
+        history_op(
+            self.old.as_ref().is_some_and(|e| e.tracked),
+            self.new.as_ref().is_some_and(|e| e.tracked),
+        )
     }
 }
 
@@ -103,7 +119,81 @@ impl Plan {
     }
 }
 
-fn same(old: &Entry, new: &Entry, compare: Compare) -> bool {
+/// One planned change, as a run executes it: the new state borrowed from
+/// the scan, the old one (a changed or deleted path: few) owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRef<'a> {
+    /// What happens to the mirror path.
+    pub op: Op,
+    /// The state in the index (absent for `New`).
+    pub old: Option<Box<Entry>>,
+    /// The state in the scan (absent for `Deleted`).
+    pub new: Option<&'a Entry>,
+}
+
+impl ChangeRef<'_> {
+    /// The path concerned.
+    pub fn path(&self) -> &RelPath {
+        match (self.new, self.old.as_deref()) {
+            (Some(e), _) | (None, Some(e)) => &e.path,
+            (None, None) => unreachable!("a change has an old or a new state"),
+        }
+    }
+
+    /// Whether the mirror needs a fresh copy from the source.
+    pub fn needs_copy(&self) -> bool {
+        needs_copy(
+            self.old.as_deref().map(Entry::view),
+            self.new.map(Entry::view),
+        )
+    }
+
+    /// What the increment records for this path (see [`Change::history_op`]).
+    pub fn history_op(&self) -> Option<Op> {
+        history_op(
+            self.old.as_ref().is_some_and(|e| e.tracked),
+            self.new.is_some_and(|e| e.tracked),
+        )
+    }
+
+    /// An owned copy.
+    pub fn to_change(&self) -> Change {
+        Change {
+            op: self.op,
+            old: self.old.as_deref().cloned(),
+            new: self.new.cloned(),
+        }
+    }
+}
+
+/// A plan whose new states are borrowed from the scan (see [`ChangeRef`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanRef<'a> {
+    /// Every change, sorted by path.
+    pub changes: Vec<ChangeRef<'a>>,
+    /// Entries whose mirror copy is up to date.
+    pub unchanged: u64,
+    /// Index entries kept because their directory could not be read.
+    pub kept_unreadable: u64,
+}
+
+impl PlanRef<'_> {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// An owned copy.
+    pub fn to_plan(&self) -> Plan {
+        Plan {
+            changes: self.changes.iter().map(ChangeRef::to_change).collect(),
+            unchanged: self.unchanged,
+            kept_unreadable: self.kept_unreadable,
+        }
+    }
+}
+
+fn same(old: EntryRef<'_>, new: &Entry, compare: Compare) -> bool {
     old.meta == new.meta
         && old.tracked == new.tracked
         && match compare {
@@ -112,53 +202,80 @@ fn same(old: &Entry, new: &Entry, compare: Compare) -> bool {
         }
 }
 
+/// Whether `path` lies below directory `dir`.
+fn is_below(path: &[u8], dir: &RelPath) -> bool {
+    let dir = dir.as_bytes();
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+/// The stored index, walked in path order: an index file's
+/// [`Cursor`](crate::store::index::Cursor), or entries in memory
+/// ([`SliceWalk`]).
+pub trait IndexWalk {
+    /// The entry at hand; `None` after the last.
+    fn current(&self) -> Option<EntryRef<'_>>;
+    /// Move to the next entry.
+    fn advance(&mut self);
+}
+
+/// Entries in memory, as an [`IndexWalk`].
+#[derive(Debug, Clone)]
+pub struct SliceWalk<'a>(pub &'a [Entry]);
+
+impl IndexWalk for SliceWalk<'_> {
+    fn current(&self) -> Option<EntryRef<'_>> {
+        self.0.first().map(Entry::view)
+    }
+    fn advance(&mut self) {
+        self.0 = self.0.get(1..).unwrap_or_default();
+    }
+}
+
 /// Compare the scan with the index. Both must be sorted by path. Index
 /// entries below an unreadable directory are kept as they are.
 pub fn diff(scan: &[Entry], index: &[Entry], unreadable: &[RelPath], compare: Compare) -> Plan {
-    let mut plan = Plan::default();
-    let (mut i, mut j) = (0, 0);
-    let under_unreadable = |path: &RelPath| unreadable.iter().any(|d| path.is_below(d));
-    while i < scan.len() || j < index.len() {
-        let order = match (scan.get(i), index.get(j)) {
-            (Some(s), Some(x)) => s.path.cmp(&x.path),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        match order {
-            Ordering::Less => {
-                plan.changes.push(Change {
-                    op: Op::New,
-                    old: None,
-                    new: Some(scan[i].clone()),
-                });
-                i += 1;
-            }
-            Ordering::Greater => {
-                if under_unreadable(&index[j].path) {
-                    plan.kept_unreadable += 1;
-                } else {
-                    plan.changes.push(Change {
-                        op: Op::Deleted,
-                        old: Some(index[j].clone()),
-                        new: None,
-                    });
-                }
-                j += 1;
-            }
-            Ordering::Equal => {
-                if same(&index[j], &scan[i], compare) {
+    diff_walk(scan, &mut SliceWalk(index), unreadable, compare).to_plan()
+}
+
+/// [`diff`] against an index walked in order (an index file, read as it
+/// goes), borrowing the new states from `scan`.
+pub fn diff_walk<'s>(
+    scan: &'s [Entry],
+    index: &mut (impl IndexWalk + ?Sized),
+    unreadable: &[RelPath],
+    compare: Compare,
+) -> PlanRef<'s> {
+    let mut plan = PlanRef::default();
+    let mut scan = scan.iter().peekable();
+    let under_unreadable = |path: &[u8]| unreadable.iter().any(|d| is_below(path, d));
+    loop {
+        let (op, old) = match (scan.peek(), index.current()) {
+            (None, None) => break,
+            (Some(_), None) => (Op::New, None),
+            (None, Some(old)) => (Op::Deleted, Some(old)),
+            (Some(new), Some(old)) => match new.path.as_bytes().cmp(old.path) {
+                Ordering::Less => (Op::New, None),
+                Ordering::Greater => (Op::Deleted, Some(old)),
+                Ordering::Equal if same(old, new, compare) => {
                     plan.unchanged += 1;
-                } else {
-                    plan.changes.push(Change {
-                        op: Op::Changed,
-                        old: Some(index[j].clone()),
-                        new: Some(scan[i].clone()),
-                    });
+                    index.advance();
+                    scan.next();
+                    continue;
                 }
-                i += 1;
-                j += 1;
-            }
+                Ordering::Equal => (Op::Changed, Some(old)),
+            },
+        };
+        if op == Op::Deleted && old.is_some_and(|old| under_unreadable(old.path)) {
+            plan.kept_unreadable += 1;
+            index.advance();
+            continue;
         }
+        let old = old.map(|old| Box::new(old.to_entry()));
+        if old.is_some() {
+            index.advance();
+        }
+        let new = if op == Op::Deleted { None } else { scan.next() };
+        plan.changes.push(ChangeRef { op, old, new });
     }
     plan
 }

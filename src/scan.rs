@@ -4,9 +4,9 @@
 //!
 //! Each directory is a task on the shared rayon pool (`rayon::scope`): a task
 //! reads its directory, asks the matcher about each name, `lstat`s only the
-//! entries it selects, and spawns one task per subdirectory it enters. Results
-//! are gathered per directory and sorted once at the end, so the outcome is
-//! the same whatever the thread count. Symlinks are never followed.
+//! entries it selects, and spawns one task per subdirectory it enters. Each
+//! directory's results join one list, sorted once at the end, so the outcome
+//! is the same whatever the thread count. Symlinks are never followed.
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
@@ -176,6 +176,44 @@ pub struct Entry {
     pub hash: Option<Hash>,
 }
 
+impl Entry {
+    /// Borrow it as an [`EntryRef`].
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            path: self.path.as_bytes(),
+            meta: self.meta,
+            tracked: self.tracked,
+            hash: self.hash,
+        }
+    }
+}
+
+/// An [`Entry`] whose path is borrowed (from an index file's bytes, or
+/// from an [`Entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// Path relative to source, as raw bytes.
+    pub path: &'a [u8],
+    /// Its metadata.
+    pub meta: Meta,
+    /// Versioned (a track rule) or mirrored only.
+    pub tracked: bool,
+    /// Content hash, when known.
+    pub hash: Option<Hash>,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            path: RelPath::from_bytes(self.path),
+            meta: self.meta,
+            tracked: self.tracked,
+            hash: self.hash,
+        }
+    }
+}
+
 /// Order entries by path.
 pub fn by_path(a: &Entry, b: &Entry) -> Ordering {
     a.path.cmp(&b.path)
@@ -232,7 +270,7 @@ struct Walk<'a> {
     source: &'a Path,
     matcher: &'a Matcher,
     options: ScanOptions,
-    chunks: Mutex<Vec<Vec<Entry>>>,
+    entries: Mutex<Vec<Entry>>,
     problems: Mutex<Vec<ScanProblem>>,
     unreadable: Mutex<Vec<RelPath>>,
     special: AtomicU64,
@@ -260,7 +298,7 @@ pub fn scan(source: &Path, matcher: &Matcher, options: ScanOptions) -> Result<Sc
         source,
         matcher,
         options,
-        chunks: Mutex::new(Vec::new()),
+        entries: Mutex::new(Vec::new()),
         problems: Mutex::new(Vec::new()),
         unreadable: Mutex::new(Vec::new()),
         special: AtomicU64::new(0),
@@ -268,7 +306,7 @@ pub fn scan(source: &Path, matcher: &Matcher, options: ScanOptions) -> Result<Sc
     rayon::scope(|s| {
         walk.visit(s, root_entries, RelPath::from_bytes(b""), state);
     });
-    let mut entries: Vec<Entry> = walk.chunks.into_inner().unwrap().concat();
+    let mut entries = walk.entries.into_inner().unwrap();
     entries.sort_unstable_by(by_path);
     let mut problems = walk.problems.into_inner().unwrap();
     problems.sort_by(|a, b| a.path.cmp(&b.path));
@@ -377,8 +415,12 @@ impl<'a> Walk<'a> {
                 hash,
             });
         }
+        // Into the one list right away: a directory's own list is freed
+        // here and its memory reused by the next directory, rather than
+        // every directory's list living (with its spare capacity) until the
+        // end of the walk.
         if !found.is_empty() {
-            self.chunks.lock().unwrap().push(found);
+            self.entries.lock().unwrap().append(&mut found);
         }
     }
 }

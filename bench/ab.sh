@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A/B timing of strata builds on one tree, for optimization work (not `make bench`).
+#
+#   bench/ab.sh TREE REPS BIN...
+#
+# A BIN named cp or find measures `cp -a` (first run) or `find -printf`
+# (no-change floor) instead.
+# TREE is an existing source tree (made by mktree.py). For each rep and each
+# binary (interleaved, so drift hits all alike): wait for the fs probe to
+# settle, warm the cache, run a first run into a fresh destination
+# (TREE.ab/<bin>-<rep>), then a no-change run. Prints one line per
+# measurement: bin rep phase wall_s user_s sys_s maxrss_kib probe_us.
+# Destinations are kept (deleting them slows file creation for minutes);
+# remove TREE.ab when done.
+set -eu
+TREE=$1 REPS=$2; shift 2
+OUT=$TREE.ab
+mkdir -p "$OUT"
+PROBE_MAX_US=${PROBE_MAX_US:-75}
+
+probe_us() {
+  python3 -c '
+import os, sys, time
+d = sys.argv[1]; os.makedirs(d)
+t = time.perf_counter()
+for i in range(2000):
+    os.close(os.open(os.path.join(d, "p%d" % i), os.O_WRONLY | os.O_CREAT, 0o644))
+print(int((time.perf_counter() - t) / 2000 * 1e6))' "$1"
+}
+n=0
+settle() {
+  local waited=0
+  while :; do
+    n=$((n + 1)); PROBE=$(probe_us "$OUT/probe.$$.$n")
+    [ "$PROBE" -le "$PROBE_MAX_US" ] || [ $waited -ge 300 ] && return 0
+    echo "  (probe ${PROBE} us, waiting)" >&2; sleep 30; waited=$((waited + 30))
+  done
+}
+warm() {
+  find "$TREE" -printf '%s %T@\n' >/dev/null
+  find "$TREE" -type f -print0 | xargs -0 -r cat >/dev/null
+  [ -e "${1:-}" ] && find "$1" -printf '%s %T@\n' >/dev/null
+  return 0
+}
+measure() { # label rep phase dest cmd...
+  local label=$1 rep=$2 phase=$3 dest=$4; shift 4
+  warm "$dest"
+  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" "$@" >/dev/null 2>"$OUT/stderr" || {
+    echo "FAILED: $*" >&2; cat "$OUT/stderr" >&2; }
+  sync
+  echo "$label $rep $phase $(cat "$OUT/time") $PROBE"
+}
+for rep in $(seq 1 "$REPS"); do
+  for bin in "$@"; do
+    label=$(basename "$bin")
+    if [ "$bin" = cp ]; then
+      settle; measure cp "$rep" full "$OUT/cp-$rep" cp -a "$TREE" "$OUT/cp-$rep"; continue
+    fi
+    if [ "$bin" = find ]; then
+      PROBE=0; measure find "$rep" nochange "" find "$TREE" -printf '%s %T@ %p\n'; continue
+    fi
+    J=$OUT/$label-$rep.jobs D=$OUT/$label-$rep
+    mkdir -p "$J"
+    printf '{"source": "%s", "destination": "%s", "track_dirs": ["."]}\n' "$TREE" "$D" >"$J/bench.json"
+    settle
+    measure "$label" "$rep" full "$D" "$bin" -q --jobs-dir "$J" run-all
+    measure "$label" "$rep" nochange "$D" "$bin" -q --jobs-dir "$J" run-all
+  done
+done
