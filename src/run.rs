@@ -172,6 +172,9 @@ fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
 
 fn scan_options(job: &Job) -> ScanOptions {
     ScanOptions {
+        one_file_system: job.one_file_system,
+        exclude_if_present: job.exclude_if_present.iter().map(Into::into).collect(),
+        exclude_caches: job.exclude_caches,
         checksum: job.compare == Compare::Checksum,
     }
 }

@@ -260,16 +260,56 @@ pub struct Scan {
 }
 
 /// Options of a scan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScanOptions {
     /// Read every selected file and record its content hash.
     pub checksum: bool,
+    /// Do not enter directories on another filesystem than the source's.
+    pub one_file_system: bool,
+    /// Skip a directory holding a file with one of these names.
+    pub exclude_if_present: Vec<std::ffi::OsString>,
+    /// Skip a directory holding a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
+}
+
+/// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl ScanOptions {
+    /// Whether the directory at `abs` carries a marker that excludes it.
+    fn marked(&self, abs: &Path) -> bool {
+        if self
+            .exclude_if_present
+            .iter()
+            .any(|name| fs::symlink_metadata(abs.join(name)).is_ok())
+        {
+            return true;
+        }
+        if self.exclude_caches {
+            use std::io::Read;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+            let tag = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(abs.join("CACHEDIR.TAG"));
+            if let Ok(mut tag) = tag
+                && tag.read_exact(&mut head).is_ok()
+                && head == CACHEDIR_SIGNATURE
+            {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 struct Walk<'a> {
     source: &'a Path,
     matcher: &'a Matcher,
     options: ScanOptions,
+    /// The source's device, for `one_file_system`.
+    root_dev: u64,
     entries: Mutex<Vec<Entry>>,
     problems: Mutex<Vec<ScanProblem>>,
     unreadable: Mutex<Vec<RelPath>>,
@@ -298,6 +338,7 @@ pub fn scan(source: &Path, matcher: &Matcher, options: ScanOptions) -> Result<Sc
         source,
         matcher,
         options,
+        root_dev: meta.dev(),
         entries: Mutex::new(Vec::new()),
         problems: Mutex::new(Vec::new()),
         unreadable: Mutex::new(Vec::new()),
@@ -330,6 +371,10 @@ impl<'a> Walk<'a> {
 
     fn enter<'s>(&'s self, s: &rayon::Scope<'s>, rel: RelPath, state: DirState) {
         let abs = self.source.join(rel.as_path());
+        if self.options.marked(&abs) {
+            tracing::debug!("{rel}: excluded by a marker file");
+            return;
+        }
         match fs::read_dir(&abs) {
             Ok(entries) => self.visit(s, entries, rel, state),
             Err(e) => {
@@ -366,6 +411,12 @@ impl<'a> Walk<'a> {
                 }
             };
             if file_type.is_dir() {
+                if self.options.one_file_system
+                    && entry.metadata().is_ok_and(|m| m.dev() != self.root_dev)
+                {
+                    tracing::debug!("{rel}: another filesystem, not entered");
+                    continue;
+                }
                 if let DirDecision::Enter(sub) = self.matcher.enter_dir(state, rel.as_path()) {
                     s.spawn(move |s| self.enter(s, rel, sub));
                 }

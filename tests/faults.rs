@@ -201,3 +201,20 @@ fn a_second_process_on_a_running_job_is_skipped() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["jobs"][0]["stats"]["new"], 20_000);
 }
+
+#[test]
+fn one_file_system_does_not_cross_mount_points() {
+    let env = Env::new();
+    env.write("src-f/here", "on the source filesystem");
+    let _mounted = Tmpfs::mount(&env.path("src-f/mnt"), "1m");
+    env.write("src-f/mnt/there", "on another filesystem");
+    env.simple_job("f", r#""track_dirs": ["."], "one_file_system": true"#);
+    assert_eq!(job(&env).0, 0);
+    let names: Vec<String> = snapshot(&env.path("dest-f/mirror")).into_keys().collect();
+    assert_eq!(names, ["here"]);
+    // Without the option the mount is backed up like any directory.
+    env.simple_job("f", r#""track_dirs": ["."]"#);
+    assert_eq!(job(&env).0, 0);
+    let names: Vec<String> = snapshot(&env.path("dest-f/mirror")).into_keys().collect();
+    assert_eq!(names, ["here", "mnt/there"]);
+}

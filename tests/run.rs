@@ -489,3 +489,36 @@ fn becoming_tracked_enters_history_and_leaving_it_keeps_the_last_version() {
     );
     assert!(env.path("dest-t/mirror/a/x").exists());
 }
+
+#[test]
+fn marker_files_and_cache_tags_exclude_their_directories() {
+    let env = Env::new();
+    env.write("src-m/keep/a", "a");
+    env.write("src-m/skip/.nobackup", "");
+    env.write("src-m/skip/b", "b");
+    env.write("src-m/deep/er/.nobackup", "");
+    env.write("src-m/deep/er/c", "c");
+    env.write("src-m/deep/d", "d");
+    env.write(
+        "src-m/cache/CACHEDIR.TAG",
+        "Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n",
+    );
+    env.write("src-m/cache/blob", "cached");
+    env.write("src-m/fake-cache/CACHEDIR.TAG", "not a real tag");
+    env.write("src-m/fake-cache/data", "kept");
+    env.simple_job(
+        "m",
+        r#""track_dirs": ["."], "exclude_if_present": [".nobackup"], "exclude_caches": true"#,
+    );
+    run_ok(&env, &["run-all"]);
+    let names: Vec<String> = snapshot(&env.path("dest-m/mirror")).into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "deep/d",
+            "fake-cache/CACHEDIR.TAG",
+            "fake-cache/data",
+            "keep/a"
+        ]
+    );
+}

@@ -540,6 +540,9 @@ fn check_spec(file: &Path, text: &str, spec: JobFile, out: &mut Vec<Diagnostic>)
         hooks: spec.hooks,
         healthcheck: spec.healthcheck,
         max_delete: spec.max_delete,
+        one_file_system: spec.one_file_system,
+        exclude_if_present: spec.exclude_if_present,
+        exclude_caches: spec.exclude_caches,
     })
 }
 

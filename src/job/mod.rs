@@ -47,6 +47,12 @@ pub struct Job {
     pub healthcheck: Option<String>,
     /// How many files a run may remove from the mirror.
     pub max_delete: Option<MaxDelete>,
+    /// Do not cross mount points.
+    pub one_file_system: bool,
+    /// Marker file names that exclude the directory holding them.
+    pub exclude_if_present: Vec<String>,
+    /// Exclude directories tagged with `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
 }
 
 /// How bad a problem is.

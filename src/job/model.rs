@@ -117,6 +117,24 @@ pub struct JobFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "max_delete_schema")]
     pub max_delete: Option<MaxDelete>,
+
+    /// Stay on the source's filesystem: a directory that is a mount point of
+    /// another filesystem is not entered (like `rsync -x`, `borg
+    /// --one-file-system`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_file_system: bool,
+
+    /// Skip every directory below source that holds a file with one of these
+    /// names, e.g. `[".nobackup"]` (like borg's `--exclude-if-present`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub exclude_if_present: Vec<String>,
+
+    /// Skip every directory below source that holds a valid `CACHEDIR.TAG`
+    /// (the Cache Directory Tagging Specification, as `tar
+    /// --exclude-caches-all` and borg's `--exclude-caches`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclude_caches: bool,
 }
 
 fn default_true() -> bool {
