@@ -3,7 +3,7 @@
 CARGO ?= cargo
 STRATA := target/release/strata
 
-.PHONY: all build run test lint schema man clean
+.PHONY: all build run test lint schema man clean bench bench-1m
 
 all: build
 
@@ -16,6 +16,16 @@ run: build
 	sh examples/make-data.sh var/example
 	$(STRATA) validate jobs.d
 	$(STRATA) --jobs-dir jobs.d run-all
+
+# Time strata against find, cp -a, rsync, rsync --link-dest and rdiff-backup on
+# generated trees of 10,000 and 100,000 files, and check the SPEC 6 targets
+# (needs ../shared/bench, or STRATA_SHARED; installs missing peers with
+# apt-get). Results in bench/results/. bench-1m: one 1,000,000-file tree.
+bench: build
+	python3 bench/bench.py
+
+bench-1m: build
+	BENCH_FILES=1000000 BENCH_EXTRAS=0 python3 bench/bench.py
 
 test:
 	$(CARGO) test --all-targets

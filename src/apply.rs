@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
-use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -129,31 +128,11 @@ pub fn apply(changes: &[ChangeRef<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let removals: Vec<&ChangeRef<'_>> = changes.iter().filter(|c| c.op == Op::Deleted).collect();
 
     // Phase 1: removals, then the directories they leave empty.
-    make_parents(
-        removals
-            .iter()
-            .filter(|c| c.history_op().is_some())
-            .map(|c| c.path()),
-        &target.increment.join("deleted"),
-    );
     let removed: Vec<Outcome> = removals.par_iter().map(|c| remove(c, target)).collect();
     remove_empty_dirs(&target.mirror, removals.iter().map(|c| c.path()));
 
-    // Phase 2: new and changed files.
-    let copies = || changes.iter().filter(|c| c.op != Op::Deleted);
-    make_parents(copies().map(ChangeRef::path), &target.mirror);
-    make_parents(
-        copies()
-            .filter(|c| matches!(c.history_op(), Some(Op::New | Op::Changed)))
-            .map(ChangeRef::path),
-        &target.increment.join("track"),
-    );
-    make_parents(
-        copies()
-            .filter(|c| c.history_op() == Some(Op::Deleted))
-            .map(ChangeRef::path),
-        &target.increment.join("deleted"),
-    );
+    // Phase 2: new and changed files. Directories are made when a file
+    // first needs one (see `in_parent`), on the pool.
     let copied: Vec<Option<Outcome>> = changes
         .par_iter()
         .map(|c| (c.op != Op::Deleted).then(|| update(c, target)))
@@ -165,32 +144,25 @@ pub fn apply(changes: &[ChangeRef<'_>], target: &Target<'_>) -> Vec<Outcome> {
         .collect()
 }
 
-/// Create the parent directories of `paths` under `base`, each once.
-fn make_parents<'a>(paths: impl Iterator<Item = &'a RelPath>, base: &Path) {
-    // Borrowed and deduplicated as they come (paths are sorted, so a
-    // directory's files follow each other): no allocation per file.
-    let mut parents: BTreeSet<&'a [u8]> = BTreeSet::new();
-    let mut last: Option<&[u8]> = None;
-    let mut any = false;
-    for path in paths {
-        any = true;
-        let bytes = path.as_bytes();
-        if let Some(i) = bytes.iter().rposition(|&b| b == b'/') {
-            let parent = &bytes[..i];
-            if last != Some(parent) {
-                parents.insert(parent);
-                last = Some(parent);
-            }
+/// Run `op`, which creates `path`; when it fails because `path`'s directory
+/// does not exist yet, make the directory (and those above it) and run it
+/// again. Directories come into being as the files that need them do, in
+/// parallel, and a run that changes files in existing directories makes no
+/// directory calls at all.
+///
+/// Always once more after `NotFound`: the error may also mean that `op`'s
+/// source is missing, and a directory seen to exist now may not have existed
+/// when `op` ran (another thread just made it).
+fn in_parent<T>(path: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(parent) = path.parent() else {
+                return Err(e);
+            };
+            fs::create_dir_all(parent)?;
+            op()
         }
-    }
-    if !any {
-        return;
-    }
-    let _ = fs::create_dir_all(base);
-    // In order, a directory comes before those below it: one mkdir each.
-    // Failures surface as errors of the files that need the directory.
-    for dir in parents {
-        let _ = fs::create_dir_all(base.join(OsStr::from_bytes(dir)));
+        result => result,
     }
 }
 
@@ -233,7 +205,7 @@ fn remove(change: &ChangeRef<'_>, target: &Target<'_>) -> Outcome {
             clear_increment_entry(target, &old.path);
         }
         crate::fault::point();
-        match fs::rename(&mirror, &dest) {
+        match in_parent(&dest, || fs::rename(&mirror, &dest)) {
             Ok(()) => recorded = Some(Op::Deleted),
             // Already gone from the mirror: nothing to keep, nothing lost
             // (its version is in the increment that brought it).
@@ -354,7 +326,7 @@ fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
 /// copied.
 fn link_or_copy(from: &Path, to: &Path, kind: Kind) -> io::Result<bool> {
     crate::fault::point();
-    match fs::hard_link(from, to) {
+    match in_parent(to, || fs::hard_link(from, to)) {
         Ok(()) => Ok(false),
         Err(e)
             if matches!(
@@ -401,7 +373,10 @@ fn copy_in(
     match result {
         Ok(done) => {
             crate::fault::point();
-            fs::rename(&tmp, dest).map_err(write_err(dest))?;
+            if let Err(e) = in_parent(dest, || fs::rename(&tmp, dest)) {
+                let _ = fs::remove_file(&tmp);
+                return Err(write_err(dest)(e));
+            }
             Ok(done)
         }
         Err(e) => {
@@ -495,11 +470,13 @@ fn copy_file_with(
 fn copy_in_new(source: &Path, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let create = || {
-        OpenOptions::new()
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
+        in_parent(dest, || {
+            OpenOptions::new()
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_TMPFILE)
+                .open(dir)
+        })
     };
     let (out, meta, hash) = match copy_file_with(source, create, dest) {
         Ok(done) => done,
