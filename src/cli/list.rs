@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use chrono::{Local, SecondsFormat};
 use serde::Serialize;
 
-use super::{Config, ExitCode};
+use super::{Config, ExitCode, load_jobs_dir};
 use crate::daemon::format_local;
-use crate::job::{Job, load_paths};
+use crate::job::Job;
 use crate::store::Layout;
 use crate::store::meta::{RunRecord, last_run};
 
@@ -31,12 +31,9 @@ struct Row {
 
 /// Run `list`.
 pub fn run(config: &Config) -> ExitCode {
-    let loaded = match load_paths(std::slice::from_ref(&config.jobs_dir)) {
+    let loaded = match load_jobs_dir(config) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return ExitCode::Usage;
-        }
+        Err(code) => return code,
     };
     for d in &loaded.diagnostics {
         eprintln!("{d}");

@@ -21,6 +21,7 @@ use indicatif::MultiProgress;
 use crate::history::At;
 use crate::job::{Job, job_schema_text, load_paths};
 use crate::scan::RelPath;
+use crate::store::{JobLock, Layout, LockError};
 
 /// The process exit code, derived from what happened (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -413,13 +414,7 @@ pub fn main() -> ExitCode {
 /// Find one job by name in the jobs directory. When it cannot be had,
 /// prints why and returns the exit code.
 fn find_job(config: &Config, name: &str) -> Result<Job, ExitCode> {
-    let loaded = match load_paths(std::slice::from_ref(&config.jobs_dir)) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return Err(ExitCode::Usage);
-        }
-    };
+    let loaded = load_jobs_dir(config)?;
     match loaded.jobs.into_iter().find(|j| j.name == name) {
         Some(job) => Ok(job),
         None => {
@@ -431,6 +426,40 @@ fn find_job(config: &Config, name: &str) -> Result<Job, ExitCode> {
                 config.jobs_dir.display()
             );
             Err(ExitCode::Usage)
+        }
+    }
+}
+
+/// Load the jobs directory; when it cannot be read, say so (exit 2).
+fn load_jobs_dir(config: &Config) -> Result<crate::job::Loaded, ExitCode> {
+    load_paths(std::slice::from_ref(&config.jobs_dir)).map_err(|e| {
+        eprintln!("strata: {e}");
+        ExitCode::Usage
+    })
+}
+
+/// Take a job's lock for a command that must not run beside a backup
+/// (prune, verify). `Err` carries the exit code: 0 when another process
+/// holds it (printed as `skipped (locked)`), 1 when it cannot be opened.
+/// `Ok(None)`: the job never ran, there is nothing to lock.
+fn lock_job(config: &Config, job: &Job) -> Result<Option<JobLock>, ExitCode> {
+    let layout = Layout::new(&job.destination);
+    match JobLock::try_acquire(&layout.lock(), false) {
+        Ok(lock) => Ok(lock),
+        Err(LockError::Held { .. }) => {
+            if config.json {
+                print_json(&serde_json::json!({"job": job.name, "status": "skipped_locked"}));
+            } else {
+                println!(
+                    "{}: skipped (locked): another strata process is working on this job",
+                    job.name
+                );
+            }
+            Err(ExitCode::Success)
+        }
+        Err(e) => {
+            eprintln!("strata: {e}");
+            Err(ExitCode::Failure)
         }
     }
 }

@@ -4,10 +4,10 @@
 use chrono::Local;
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, print_json};
+use super::{Config, ExitCode, find_job, lock_job, print_json};
 use crate::history::prune::{PruneReport, prune};
 use crate::store::meta::format_time;
-use crate::store::{JobLock, Layout, LockError, increment_time, parse_increment_name};
+use crate::store::{Layout, increment_time, parse_increment_name};
 
 /// Prune one job.
 pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
@@ -18,23 +18,9 @@ pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
     let layout = Layout::new(&job.destination);
     // No `.strata/` (the job never ran): nothing to prune, and nothing to
     // create.
-    let _lock = match JobLock::try_acquire(&layout.lock(), false) {
+    let _lock = match lock_job(config, &job) {
         Ok(lock) => lock,
-        Err(LockError::Held { .. }) => {
-            if config.json {
-                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
-            } else {
-                println!(
-                    "{}: skipped (locked): another strata process is working on this job",
-                    job.name
-                );
-            }
-            return ExitCode::Success;
-        }
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return ExitCode::Failure;
-        }
+        Err(code) => return code,
     };
     let report = match prune(&layout, job.retention.as_ref(), &Local, dry_run) {
         Ok(report) => report,

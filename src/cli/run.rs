@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use super::progress::Bars;
-use super::{Config, ExitCode};
+use super::{Config, ExitCode, load_jobs_dir};
 use crate::diff::Plan;
-use crate::job::{Job, load_paths};
+use crate::job::Job;
 use crate::monitor::metrics;
 use crate::progress::ProgressHandle;
 use crate::report::{JobReport, Report};
@@ -23,12 +23,9 @@ pub enum Selection {
 
 /// Run jobs and report.
 pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> ExitCode {
-    let loaded = match load_paths(std::slice::from_ref(&config.jobs_dir)) {
+    let loaded = match load_jobs_dir(config) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return ExitCode::Usage;
-        }
+        Err(code) => return code,
     };
     for d in &loaded.diagnostics {
         eprintln!("{d}");

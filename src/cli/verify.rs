@@ -3,9 +3,9 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, print_json};
+use super::{Config, ExitCode, find_job, lock_job, print_json};
 use crate::history::verify::verify;
-use crate::store::{JobLock, Layout, LockError};
+use crate::store::Layout;
 
 /// Verify one job's destination.
 pub fn run(config: &Config, name: &str, deep: bool) -> ExitCode {
@@ -16,23 +16,9 @@ pub fn run(config: &Config, name: &str, deep: bool) -> ExitCode {
     let layout = Layout::new(&job.destination);
     // A run in progress changes the mirror under our feet: wait for a quiet
     // moment rather than report its work as damage.
-    let _lock = match JobLock::try_acquire(&layout.lock(), false) {
+    let _lock = match lock_job(config, &job) {
         Ok(lock) => lock,
-        Err(LockError::Held { .. }) => {
-            if config.json {
-                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
-            } else {
-                println!(
-                    "{}: skipped (locked): another strata process is working on this job",
-                    job.name
-                );
-            }
-            return ExitCode::Success;
-        }
-        Err(e) => {
-            eprintln!("strata: {e}");
-            return ExitCode::Failure;
-        }
+        Err(code) => return code,
     };
     let verified = match verify(&layout, deep) {
         Ok(verified) => verified,
