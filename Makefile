@@ -1,7 +1,10 @@
 # strata — the two commands a new user needs are `make run` and `make test`.
 
 CARGO ?= cargo
-STRATA := target/release/strata
+# The build lands where cargo puts it: CARGO_TARGET_DIR when set.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+STRATA := $(TARGET_DIR)/release/strata
+export STRATA
 
 .PHONY: all build run test lint schema man clean bench bench-1m
 
@@ -27,7 +30,9 @@ bench: build
 bench-1m: build
 	BENCH_FILES=1000000 BENCH_EXTRAS=0 python3 bench/bench.py
 
+# Installs the tools the tests drive (scripts/test-deps.sh), then runs them.
 test:
+	sh scripts/test-deps.sh
 	$(CARGO) test --all-targets
 
 lint:
@@ -41,7 +46,7 @@ schema:
 # The manual pages, generated from the CLI definition: target/man/strata.1
 # and one page per command (strata-run.1, ...). Read with `man -l FILE`.
 man: build
-	$(STRATA) man --dir target/man
+	$(STRATA) man --dir $(TARGET_DIR)/man
 
 clean:
 	rm -rf var

@@ -8,7 +8,7 @@
 #
 #   make build && bench/replay.sh ../shared/replay/ohmyzsh.bundle 100
 set -euo pipefail
-BUNDLE=$1; N=${2:-100}; S=${S:-$(pwd)/target/release/strata}
+BUNDLE=$1; N=${2:-100}; S=${S:-${STRATA:-${CARGO_TARGET_DIR:-$(pwd)/target}/release/strata}}
 W=/tmp/replay-$(basename "$BUNDLE" .bundle); rm -rf "$W"; mkdir -p "$W/jobs" "$W/snap"
 git clone -q -b replay "$BUNDLE" "$W/src"
 echo '{"source":"../src","destination":"../dest","track_dirs":["."],"exclude_dirs":[".git"]}' > "$W/jobs/r.json"

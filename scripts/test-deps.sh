@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install what the test suite drives besides cargo: rsync (the fidelity
+# oracle), acl and attr (setfacl, setfattr), faketime (a clock set back or
+# fixed), restic (the retention oracle), fuse3 (fusermount3 for `strata
+# mount`), util-linux (setpriv, for the unprivileged-attacker tests).
+#
+# Called by `make test`. Installs with Debian's apt-get when running as root
+# and something is missing; otherwise says what is missing, and the tests
+# that need it skip with a printed reason.
+set -u
+
+need=""
+for pair in rsync:rsync setfacl:acl setfattr:attr faketime:faketime \
+            restic:restic fusermount3:fuse3 setpriv:util-linux; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+
+[ -z "$need" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: installing$need" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $need >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null 2>&1
+        apt-get install -y -q --no-install-recommends $need >/dev/null 2>&1
+    } || echo "test-deps: could not install$need; the tests that need them skip" >&2
+else
+    echo "test-deps: missing$need (not root, or no apt-get); the tests that need them skip" >&2
+fi
+exit 0
