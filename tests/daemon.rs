@@ -36,6 +36,7 @@ impl Daemon {
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
             .env_remove("RUST_LOG")
+            .env("STRATA_STATE_DIR", env.state_dir())
             .arg("--jobs-dir")
             .arg(env.jobs())
             .arg("daemon")
