@@ -8,7 +8,8 @@
 //! (history, restore, prune, verify); [`cli`] is the only place that prints
 //! or decides exit codes. Around a run: [`guard`] checks the plan before it
 //! is applied, [`hooks`] runs the job's commands and pings, [`monitor`]
-//! writes metrics, [`progress`] is the handle a run reports progress to.
+//! writes metrics, [`progress`] is the handle a run reports progress to;
+//! [`tz`] is the machine's time zone, which schedules and retention read.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -28,3 +29,4 @@ pub mod scan;
 pub mod schedule;
 pub mod select;
 pub mod store;
+pub mod tz;

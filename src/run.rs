@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub fail_reading: HashSet<RelPath>,
     /// Where the run reports its progress (the default shows nothing).
     pub progress: ProgressHandle,
+    /// The zone of retention's calendar buckets: the machine's (default UTC).
+    pub zone: crate::tz::Zone,
 }
 
 /// A job's run: its report row, and the plan for a dry run.
@@ -131,7 +133,7 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
             .map_err(RunError::from)
             .and_then(|()| execute(job, &layout, options, start, &*progress))
             .map(|mut report| {
-                apply_retention(job, &layout, &mut report);
+                apply_retention(job, &layout, &options.zone, &mut report);
                 (report, None)
             })
     };
@@ -158,11 +160,11 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
 /// After a committed run, with the lock still held: remove the increments
 /// the job's retention policy does not keep (and finish a prune that a
 /// crash interrupted). A failure is a warning: the backup is committed.
-fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
+fn apply_retention(job: &Job, layout: &Layout, zone: &crate::tz::Zone, report: &mut JobReport) {
     if job.retention.is_none() && !prune_interrupted(layout) {
         return;
     }
-    match prune(layout, job.retention.as_ref(), &chrono::Local, false) {
+    match prune(layout, job.retention.as_ref(), zone, false) {
         Ok(pruned) => {
             report.pruned = pruned.removed.into_iter().map(|r| r.increment).collect();
         }

@@ -8,6 +8,8 @@ use crate::progress::ProgressHandle;
 use crate::run::RunOptions;
 use crate::scan::RelPath;
 
+use super::zone::machine_zone;
+
 /// Run the daemon until it is stopped.
 pub fn run(config: &Config) -> ExitCode {
     let options = DaemonOptions {
@@ -22,6 +24,7 @@ pub fn run(config: &Config) -> ExitCode {
                 .collect(),
             // The daemon's output is its log: no progress display.
             progress: ProgressHandle::default(),
+            zone: machine_zone(),
         },
         metrics_file: config.metrics_file.clone(),
     };

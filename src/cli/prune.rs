@@ -1,7 +1,6 @@
 //! `strata prune NAME [--dry-run]`: apply the job's retention policy, under
 //! the job's lock, and say what is kept (by which rule) and what is removed.
 
-use chrono::Local;
 use serde_json::json;
 
 use super::{Config, ExitCode, find_job, lock_job, print_json};
@@ -22,7 +21,8 @@ pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let report = match prune(&layout, job.retention.as_ref(), &Local, dry_run) {
+    let zone = super::zone::machine_zone();
+    let report = match prune(&layout, job.retention.as_ref(), &zone, dry_run) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);

@@ -74,6 +74,7 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> Exi
             Some(multi) => ProgressHandle::new(Bars::new(multi.clone())),
             None => ProgressHandle::default(),
         },
+        zone: super::zone::machine_zone(),
     };
     let (report, plans) = run_jobs(&jobs, &options);
     let mut rows = broken;

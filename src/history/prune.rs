@@ -43,7 +43,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::retention::{self, BadDuration, Reason};
@@ -53,6 +52,7 @@ use crate::job::Retention;
 use crate::scan::RelPath;
 use crate::store::meta::{FileRecord, IncrementMeta, format_time};
 use crate::store::{IoContext, Layout, StoreError, sync_dir, sync_filesystem, write_atomic};
+use crate::tz::Zone;
 
 /// Why a prune stopped.
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +140,13 @@ pub struct PruneReport {
     pub removed: Vec<Removed>,
 }
 
-/// Decide which increments stay. `tz` is the zone of the calendar buckets
-/// (the command passes `chrono::Local`).
-pub fn plan<Tz: TimeZone>(
+/// Decide which increments stay. `zone` is the zone of the calendar buckets
+/// and of `keep_within`'s calendar arithmetic (the command passes the
+/// machine's).
+pub fn plan(
     history: &History,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
 ) -> Result<PrunePlan, BadDuration> {
     let mut out = PrunePlan::default();
     let visible: Vec<&super::Increment> = history
@@ -164,7 +165,7 @@ pub fn plan<Tz: TimeZone>(
         }
         Some(p) => {
             let times: Vec<_> = visible.iter().map(|i| i.time).collect();
-            Some(retention::select(p, &retention::local_times(&times, tz))?)
+            Some(retention::select(p, &times, zone)?)
         }
     };
     for (k, inc) in visible.iter().enumerate() {
@@ -184,10 +185,10 @@ pub fn plan<Tz: TimeZone>(
 /// Read the history at `layout`, finish an interrupted prune, plan with
 /// `policy` and execute: the whole `strata prune`. Refuses when an
 /// increment is unreadable. Call with the job's lock held.
-pub fn prune<Tz: TimeZone>(
+pub fn prune(
     layout: &Layout,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
     dry_run: bool,
 ) -> Result<PruneReport, PruneError> {
     let finished = match read_journal(layout)? {
@@ -208,7 +209,7 @@ pub fn prune<Tz: TimeZone>(
             path: stray.dir.clone(),
         });
     }
-    let decided = plan(&loaded.history, policy, tz)?;
+    let decided = plan(&loaded.history, policy, zone)?;
     let mut report = execute(layout, &loaded.history, decided, dry_run)?;
     report.finished = finished;
     Ok(report)
@@ -634,17 +635,17 @@ mod tests {
             increment("20260101_000000", vec![record("x", Op::New, 1)]),
             increment("20260102_000000", vec![record("x", Op::Changed, 2)]),
         ]);
-        let p = plan(&h, None, &chrono::Utc).unwrap();
+        let p = plan(&h, None, &Zone::utc()).unwrap();
         assert!(p.remove.is_empty());
         assert_eq!(p.kept.len(), 2);
         assert!(p.note.unwrap().contains("no retention block"));
-        let empty = plan(&h, Some(&Retention::default()), &chrono::Utc).unwrap();
+        let empty = plan(&h, Some(&Retention::default()), &Zone::utc()).unwrap();
         assert!(empty.remove.is_empty());
         let last = Retention {
             keep_last: Some(1),
             ..Default::default()
         };
-        let p = plan(&h, Some(&last), &chrono::Utc).unwrap();
+        let p = plan(&h, Some(&last), &Zone::utc()).unwrap();
         assert_eq!(p.remove, ["backup_20260101_000000"]);
         assert_eq!(p.kept[0].reasons, [Reason::Newest, Reason::Last]);
     }
@@ -708,7 +709,7 @@ mod tests {
 
     fn remove_on_disk(layout: &Layout, names: &[&str]) -> PruneReport {
         let history = History::load(layout).unwrap();
-        let mut p = plan(&history, None, &chrono::Utc).unwrap();
+        let mut p = plan(&history, None, &Zone::utc()).unwrap();
         p.kept.retain(|k| !names.contains(&k.increment.as_str()));
         p.remove = names.iter().map(|n| n.to_string()).collect();
         execute(layout, &history, p, false).unwrap()
@@ -822,7 +823,7 @@ mod tests {
                 let completed = !journal_path(&layout).exists();
                 assert_eq!(History::load(&layout).is_ok(), completed);
                 // The next prune replays the journal; then the rest goes.
-                let report = prune(&layout, None, &chrono::Utc, false).unwrap();
+                let report = prune(&layout, None, &Zone::utc(), false).unwrap();
                 assert_eq!(
                     report.finished.len(),
                     if completed { 0 } else { merge.removed.len() }
