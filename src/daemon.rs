@@ -7,7 +7,10 @@
 //! - [`Scheduler`] knows, for each scheduled job, when it is next due and
 //!   whether it is running, and answers "what is due now?" — start it, or
 //!   skip this time because its previous run is still going. It reads no
-//!   clock: the loop passes `now`.
+//!   clock: the loop passes `now`. Schedules are read on the wall clock of
+//!   the zone it is made with, the machine's (`RunOptions::zone`, resolved
+//!   by the CLI), so DST changes follow cron(8)'s rule (see
+//!   [`crate::schedule`]).
 //! - [`catch_up_due`] decides whether a job missed a scheduled time since its
 //!   last recorded run (the last line of its `.strata/runs.jsonl`, whoever
 //!   ran it), and so runs once right away. It is asked when the daemon

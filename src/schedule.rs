@@ -567,7 +567,9 @@ impl Schedule {
                 // from the first wall-clock time after the repeated ones.
                 Placed::Fold { earlier, shift, .. } => {
                     let first_pass_end = shift.checked_sub_signed(TimeDelta::seconds(1))?;
-                    let after_fold = zone.local(&first_pass_end) + TimeDelta::seconds(1);
+                    let after_fold = zone
+                        .local(&first_pass_end)
+                        .checked_add_signed(TimeDelta::seconds(1))?;
                     (earlier, step.max(after_fold))
                 }
             };
@@ -1968,6 +1970,51 @@ mod tests {
             ] {
                 let _ = s.next_after(&t, zone);
                 let _ = s.last_fire_between(&DateTime::<Utc>::MIN_UTC, &t, zone);
+            }
+        }
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No expression makes parsing or searching panic, in a zone
+            /// with DST changes, from any instant over six centuries.
+            #[test]
+            fn no_expression_panics(
+                expr in prop_oneof![
+                    1 => "(@[a-z]{0,9}|[0-9*/,?A-Za-z -]{0,40})",
+                    4 => prop::collection::vec(
+                        prop_oneof![
+                            12 => "(\\*|\\*/[1-9]|[1-7]|[1-7]-[1-7](/[1-9])?)(,[1-7])?",
+                            1 => "(\\?|[0-9]{1,3}|[a-z]{3}|[A-Z]{3}(-[A-Z]{3})?)",
+                        ],
+                        5..=7,
+                    )
+                    .prop_map(|fields| fields.join(" ")),
+                ],
+                seconds in -5_000_000_000i64..20_000_000_000,
+                back in 0i64..100_000_000,
+            ) {
+                let zone = zone(BERLIN);
+                match Schedule::parse(&expr) {
+                    Err(e) => {
+                        prop_assert!(!e.to_string().is_empty());
+                        prop_assert!(!e.problems().is_empty());
+                    }
+                    Ok(s) => {
+                        let at = DateTime::from_timestamp(seconds, 0).unwrap();
+                        let since = DateTime::from_timestamp(seconds - back, 0).unwrap();
+                        if let Some(next) = s.next_after(&at, zone) {
+                            prop_assert!(next > at);
+                        }
+                        if let Some(last) = s.last_fire_between(&since, &at, zone) {
+                            prop_assert!(last > since && last <= at);
+                        }
+                        let _ = s.can_fire();
+                    }
+                }
             }
         }
     }

@@ -324,6 +324,8 @@ mod tests {
         assert_eq!(berlin.place(&far), None);
         let _ = berlin.local(&DateTime::<Utc>::MAX_UTC);
         let _ = berlin.format(&DateTime::<Utc>::MIN_UTC);
+        let _ = berlin.format(&DateTime::<Utc>::MAX_UTC);
+        let _ = berlin.place(&NaiveDateTime::MIN);
         let _ = berlin.next_transition(&DateTime::<Utc>::MAX_UTC);
         let _ = berlin.last_transition(&DateTime::<Utc>::MIN_UTC);
         assert!(Zone::named("Not/AZone").is_err());

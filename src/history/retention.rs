@@ -758,4 +758,19 @@ mod tests {
             ["2026-11-01T05:31:00Z", "2026-11-02 01:30"]
         );
     }
+
+    #[test]
+    fn a_cutoff_before_the_calendar_keeps_everything() {
+        let utc = Zone::utc();
+        let texts = ["1970-01-01 00:00", "2025-05-31 10:00"];
+        for huge in [
+            "4294967295y",
+            "4294967295m",
+            "4294967295w",
+            "4294967295d",
+            "4294967295h",
+        ] {
+            assert_eq!(within(&utc, huge, &texts), texts, "{huge}");
+        }
+    }
 }
