@@ -10,7 +10,8 @@
 //! restore, prune, verify); [`cli`] is the only place that prints or
 //! decides exit codes. Around a run: [`guard`] checks the plan before it is
 //! applied, [`hooks`] runs the job's commands and pings, [`monitor`] writes
-//! metrics; [`progress`] and [`faults`] are the seams passed in.
+//! metrics; [`progress`] and [`faults`] are the seams passed in; [`tz`] is
+//! the machine's time zone, which schedules and retention read.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -32,3 +33,4 @@ pub mod scan;
 pub mod schedule;
 pub mod select;
 pub mod store;
+pub mod tz;

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub faults: Faults,
     /// Where the run reports its progress (the default shows nothing).
     pub progress: ProgressHandle,
+    /// The zone of retention's calendar buckets: the machine's (default UTC).
+    pub zone: crate::tz::Zone,
 }
 
 /// One change of a dry run's plan, as it is printed.
@@ -491,7 +493,7 @@ fn apply_retention(job: &Job, store: &Store, options: &RunOptions, report: &mut 
     match prune(
         store,
         job.retention.as_ref(),
-        &chrono::Local,
+        &options.zone,
         false,
         &options.faults,
     ) {

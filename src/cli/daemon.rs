@@ -7,6 +7,8 @@ use crate::daemon::{self, DaemonError, DaemonOptions, Stopped};
 use crate::progress::ProgressHandle;
 use crate::run::RunOptions;
 
+use super::zone::machine_zone;
+
 /// Run the daemon until it is stopped.
 pub fn run(config: &Config) -> ExitCode {
     let options = DaemonOptions {
@@ -19,6 +21,7 @@ pub fn run(config: &Config) -> ExitCode {
             faults: config.faults.clone(),
             // The daemon's output is its log: no progress display.
             progress: ProgressHandle::default(),
+            zone: machine_zone(),
         },
         metrics_file: config.metrics_file.clone(),
     };

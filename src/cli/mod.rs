@@ -11,6 +11,7 @@ mod restore;
 mod run;
 mod validate;
 mod verify;
+mod zone;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

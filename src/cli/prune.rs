@@ -1,7 +1,6 @@
 //! `strata prune NAME [--dry-run]`: apply the job's retention policy, under
 //! the job's lock, and say what is kept (by which rule) and what is removed.
 
-use chrono::Local;
 use serde_json::json;
 
 use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
@@ -25,10 +24,11 @@ pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
         Ok(lock) => lock,
         Err(code) => return code,
     };
+    let zone = super::zone::machine_zone();
     let report = match prune(
         &store,
         job.retention.as_ref(),
-        &Local,
+        &zone,
         dry_run,
         &config.faults,
     ) {

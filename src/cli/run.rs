@@ -70,6 +70,7 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool, init: 
             Some(multi) => ProgressHandle::new(Bars::new(multi.clone())),
             None => ProgressHandle::default(),
         },
+        zone: super::zone::machine_zone(),
     };
     let (report, plans) = run_jobs(&jobs, &options);
     let mut rows = broken;

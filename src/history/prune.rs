@@ -42,7 +42,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 
-use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::retention::{self, BadDuration, Reason};
@@ -53,6 +52,7 @@ use crate::fs::Dir;
 use crate::job::Retention;
 use crate::store::meta::{FileRecord, IncrementMeta, format_time};
 use crate::store::{IncrementName, IoContext, PRUNING, Part, Store, StoreError};
+use crate::tz::Zone;
 
 /// Why a prune stopped.
 #[derive(Debug, thiserror::Error)]
@@ -143,12 +143,13 @@ pub struct PruneReport {
     pub removed: Vec<Removed>,
 }
 
-/// Decide which increments stay. `tz` is the zone of the calendar buckets
-/// (the command passes `chrono::Local`).
-pub fn plan<Tz: TimeZone>(
+/// Decide which increments stay. `zone` is the zone of the calendar buckets
+/// and of `keep_within`'s calendar arithmetic (the command passes the
+/// machine's).
+pub fn plan(
     history: &History,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
 ) -> Result<PrunePlan, BadDuration> {
     let mut out = PrunePlan::default();
     let visible: Vec<&super::Increment> = history
@@ -167,7 +168,7 @@ pub fn plan<Tz: TimeZone>(
         }
         Some(p) => {
             let times: Vec<_> = visible.iter().map(|i| i.time).collect();
-            Some(retention::select(p, &retention::local_times(&times, tz))?)
+            Some(retention::select(p, &times, zone)?)
         }
     };
     for (k, inc) in visible.iter().enumerate() {
@@ -187,10 +188,10 @@ pub fn plan<Tz: TimeZone>(
 /// Read the history at `layout`, finish an interrupted prune, plan with
 /// `policy` and execute: the whole `strata prune`. Refuses when an
 /// increment is unreadable. Call with the job's lock held.
-pub fn prune<Tz: TimeZone>(
+pub fn prune(
     store: &Store,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
     dry_run: bool,
     faults: &Faults,
 ) -> Result<PruneReport, PruneError> {
@@ -212,7 +213,7 @@ pub fn prune<Tz: TimeZone>(
             path: store.state_path(PRUNING).join(&stray.name),
         });
     }
-    let decided = plan(&loaded.history, policy, tz)?;
+    let decided = plan(&loaded.history, policy, zone)?;
     let mut report = execute(store, &loaded.history, decided, dry_run, faults)?;
     report.finished = finished;
     Ok(report)
@@ -744,17 +745,17 @@ mod tests {
             increment("20260101_000000", vec![record("x", Op::New, 1)]),
             increment("20260102_000000", vec![record("x", Op::Changed, 2)]),
         ]);
-        let p = plan(&h, None, &chrono::Utc).unwrap();
+        let p = plan(&h, None, &Zone::utc()).unwrap();
         assert!(p.remove.is_empty());
         assert_eq!(p.kept.len(), 2);
         assert!(p.note.unwrap().contains("no retention block"));
-        let empty = plan(&h, Some(&Retention::default()), &chrono::Utc).unwrap();
+        let empty = plan(&h, Some(&Retention::default()), &Zone::utc()).unwrap();
         assert!(empty.remove.is_empty());
         let last = Retention {
             keep_last: Some(1),
             ..Default::default()
         };
-        let p = plan(&h, Some(&last), &chrono::Utc).unwrap();
+        let p = plan(&h, Some(&last), &Zone::utc()).unwrap();
         assert_eq!(p.remove, ["backup_20260101_000000"]);
         assert_eq!(p.kept[0].reasons, [Reason::Newest, Reason::Last]);
     }
@@ -833,7 +834,7 @@ mod tests {
         faults: &Faults,
     ) -> Result<PruneReport, PruneError> {
         let history = History::load(store).unwrap();
-        let mut p = plan(&history, None, &chrono::Utc).unwrap();
+        let mut p = plan(&history, None, &Zone::utc()).unwrap();
         p.kept.retain(|k| !names.contains(&k.increment.as_str()));
         p.remove = names.iter().map(|n| n.to_string()).collect();
         execute(store, &history, p, false, faults)
@@ -968,7 +969,7 @@ mod tests {
             let stopped = remove_on_disk(&store, CRASHY_REMOVE, &Faults::new(rule, None).unwrap());
             assert!(stopped.is_err(), "{rule}: the fault stops the prune");
             // The next prune replays the journal; then the rest goes.
-            let report = prune(&store, None, &chrono::Utc, false, &Faults::none()).unwrap();
+            let report = prune(&store, None, &Zone::utc(), false, &Faults::none()).unwrap();
             let _ = report.finished;
             let rest: Vec<&str> = CRASHY_REMOVE
                 .iter()

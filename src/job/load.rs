@@ -517,6 +517,16 @@ fn check_spec(file: &Path, text: &str, spec: JobFile, out: &mut Vec<Diagnostic>)
             message,
         ));
     }
+    if let Some(s) = schedule.as_ref().filter(|s| !s.can_fire()) {
+        let message = format!("schedule: {s} never fires: no calendar date matches it");
+        out.push(diagnostic(
+            file,
+            text,
+            "/schedule",
+            Severity::Warning,
+            message,
+        ));
+    }
     if !source.exists() {
         out.push(diagnostic(
             file,

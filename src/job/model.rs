@@ -323,10 +323,16 @@ pub struct Retention {
     /// Keep the newest increment of each of the last N years that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
-    /// Keep every increment younger than this duration: a number and a unit,
-    /// `h` hours, `d` days, `w` weeks, `m` months, `y` years (`30d`, `2w`).
+    /// Keep every increment younger than this duration, counted back from
+    /// the newest increment as restic's `--keep-within` does: numbers with
+    /// units `y` years, `m` months, `w` weeks, `d` days (on the calendar),
+    /// `h` hours (real time), largest first (`30d`, `2w`, `36h`, `1y6m`).
+    /// A duration of zero (`0d`) is no rule, as in restic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+y)?([0-9]+m)?([0-9]+w)?([0-9]+d)?([0-9]+h)?$"),
+        length(min = 1)
+    )]
     pub keep_within: Option<String>,
 }
 
