@@ -651,6 +651,7 @@ impl Ctx<'_> {
                         mtime: item.meta.mtime,
                         atime: item.meta.mtime,
                         xattrs,
+                        fresh: true,
                     },
                     &self.degraded,
                 )
@@ -735,6 +736,7 @@ impl Ctx<'_> {
                 mtime: item.meta.mtime,
                 atime: item.meta.mtime,
                 xattrs,
+                fresh: false,
             },
             &self.degraded,
         )
