@@ -348,3 +348,87 @@ fn max_delete_lets_a_small_deletion_through() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["jobs"][0]["stats"]["removed"], 3);
 }
+
+/// Run strata with stdout on a pipe whose read end is already closed (the
+/// reader went away, as `head -1` does after one line): every write fails
+/// with EPIPE. Returns (exit code, stderr).
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env
+        .std_command()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let env = Env::new();
+    for i in 0..3 {
+        env.write(&format!("src-home/f{i}.txt"), "x");
+    }
+    env.simple_job(
+        "home",
+        r#""track_dirs": ["."], "retention": {"keep_last": 1}"#,
+    );
+    let (code, _) = env.run_json(&["run", "home"]);
+    assert_eq!(code, 0);
+    for args in [
+        &["run-all", "--dry-run"][..],
+        &["history", "home"],
+        &["--json", "history", "home"],
+        &["history", "home", "f0.txt"],
+        &["prune", "home", "--dry-run"],
+        &["--json", "prune", "home"],
+        &["list"],
+        &["validate"],
+        &["--json", "validate"],
+        &["schema"],
+        &["man"],
+        &["completions", "bash"],
+        &["verify", "home"],
+    ] {
+        let (code, err) = run_into_closed_pipe(&env, args);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "strata {args:?}: {err}"
+        );
+        assert_eq!(code, 0, "strata {args:?}: {err}");
+    }
+    // The work is still done: the real run ran although nobody read its
+    // report.
+    env.write("src-home/f3.txt", "x");
+    let (code, err) = run_into_closed_pipe(&env, &["run-all"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(env.path("dest-home/mirror/f3.txt").exists());
+}
+
+/// A full disk behind stdout is not a closed pipe: it is said, and the
+/// exit code says it too, so that CI never takes a truncated report for
+/// a whole one.
+#[test]
+fn a_failing_stdout_is_an_error() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let env = Env::new();
+    let out = env
+        .std_command()
+        .arg("schema")
+        .stdout(fs::File::create(full).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,10 +1,43 @@
 //! The command line: clap arguments -> one [`Config`] -> a command -> an
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
+// Every line the commands print goes through `out`, where a closed pipe
+// ends the output quietly instead of panicking (see its docs). These
+// shadow std's macros in this module and, being defined before the `mod`
+// items below, in every command module too.
+macro_rules! println {
+    () => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stdout, format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(
+            $crate::cli::out::Stream::Stdout,
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stdout, format_args!($($arg)*))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stderr, format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(
+            $crate::cli::out::Stream::Stderr,
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+
 mod daemon;
 mod history;
 mod list;
 mod new;
+pub mod out;
 pub mod progress;
 mod prune;
 mod restore;
@@ -12,7 +45,7 @@ mod run;
 mod validate;
 mod verify;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -333,11 +366,10 @@ pub fn main() -> ExitCode {
             })
             .unwrap_or_default(),
     };
-    match args.command {
+    let code = match args.command {
         Command::Validate { paths } => validate::run(&config, paths),
         Command::Schema => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(job_schema_text().as_bytes());
+            out::write_stdout(job_schema_text().as_bytes());
             ExitCode::Success
         }
         Command::RunAll { dry_run, force } => {
@@ -365,7 +397,7 @@ pub fn main() -> ExitCode {
                 shell,
                 &mut Args::command(),
                 "strata",
-                &mut std::io::stdout(),
+                &mut out::StdoutWriter,
             );
             ExitCode::Success
         }
@@ -376,7 +408,7 @@ pub fn main() -> ExitCode {
                 Some(dir) => {
                     std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
                 }
-                None => clap_mangen::Man::new(cli).render(&mut std::io::stdout().lock()),
+                None => clap_mangen::Man::new(cli).render(&mut out::StdoutWriter),
             };
             match written {
                 Ok(()) => ExitCode::Success,
@@ -408,7 +440,8 @@ pub fn main() -> ExitCode {
                 schedule,
             },
         ),
-    }
+    };
+    code.merge(out::finish())
 }
 
 /// Find one job by name in the jobs directory. When it cannot be had,
