@@ -761,13 +761,18 @@ impl Matcher {
     /// Compile a job's rule lists. Every rule that does not compile is
     /// reported, not just the first.
     pub fn new(rules: RuleLists<'_>) -> Result<Matcher, Vec<RuleError>> {
-        // The budget first: past it nothing is compiled at all.
+        // The budget first: past it nothing is compiled at all, and only
+        // what each rule shows without compiling is reported with it.
         let mut total = 0usize;
+        let mut over = None;
         for (list, patterns) in rules.all() {
             for (index, pattern) in patterns.iter().enumerate() {
-                total = total.saturating_add(pattern.len() + 1);
-                if total > MAX_RULES_BYTES {
-                    return Err(vec![RuleError {
+                if pattern.len() > MAX_RULE_BYTES {
+                    continue; // reported on its own, never compiled
+                }
+                total += pattern.len() + 1;
+                if total > MAX_RULES_BYTES && over.is_none() {
+                    over = Some(RuleError {
                         list,
                         index,
                         pattern: pattern.clone(),
@@ -776,9 +781,26 @@ impl Matcher {
                              bytes from here on; use fewer or shorter rules (a `:rec` rule \
                              or a wildcard often replaces many)"
                         ),
-                    }]);
+                    });
                 }
             }
+        }
+        if let Some(over) = over {
+            let mut errors = vec![over];
+            for (list, patterns) in rules.all() {
+                for (index, pattern) in patterns.iter().enumerate() {
+                    if let Err(reason) = parse_rule(pattern) {
+                        errors.push(RuleError {
+                            list,
+                            index,
+                            pattern: pattern.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            errors.sort_by_key(|e| (e.list, e.index));
+            return Err(errors);
         }
         let mut errors = Vec::new();
         let matcher = Matcher {

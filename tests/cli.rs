@@ -165,7 +165,10 @@ fn new_refuses_what_validate_refuses() {
         "dest-other",
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("is already used by"), "{err}");
+    assert!(
+        err.contains("is also the destination of job \"other\""),
+        "{err}"
+    );
 
     let (code, _, err) = env.run(&["new", "bad name", "--source", "s", "--destination", "d"]);
     assert_eq!(code, 2, "{err}");

@@ -1,6 +1,7 @@
 //! Job files: the format ([`model`]), loading a jobs directory and checking
-//! every file ([`load`]), and mapping problems to `FILE:LINE:COL`
-//! ([`locate`]).
+//! every file ([`load`]), where sources and destinations really are and
+//! what must not overlap ([`overlap`]), and mapping problems to
+//! `FILE:LINE:COL` ([`locate`]).
 //!
 //! Loading returns every job that is valid *and* every problem found, so that
 //! one broken file never stops the others.
@@ -8,6 +9,7 @@
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod overlap;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
