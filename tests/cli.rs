@@ -182,9 +182,33 @@ fn new_without_rules_tracks_the_whole_source() {
     let written: Value =
         serde_json::from_str(&fs::read_to_string(env.jobs().join("all.json")).unwrap()).unwrap();
     assert_eq!(written["track_dirs"], serde_json::json!(["."]));
-    // No schemas/ around: the conventional path, and a note on how to get it.
+    // No schemas/ around: no "$schema" that would point at nothing, and a
+    // note on how to make the file, after which `new` refers to it.
+    assert_eq!(written.get("$schema"), None);
+    assert!(err.contains("no \"$schema\" written"), "{err}");
+    let command = err
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {err}"));
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &command.replace("strata ", &format!("{} ", env!("CARGO_BIN_EXE_strata"))),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {out:?}");
+    let (code, _, err) = env.run(&["new", "more", "--source", "s", "--destination", "d2"]);
+    assert_eq!(code, 0, "{err}");
+    let written: Value =
+        serde_json::from_str(&fs::read_to_string(env.jobs().join("more.json")).unwrap()).unwrap();
     assert_eq!(written["$schema"], "../schemas/job.schema.json");
-    assert!(err.contains("strata schema >"), "{err}");
+    let schema = env.path("schemas/job.schema.json");
+    assert!(
+        fs::read_to_string(schema)
+            .unwrap()
+            .contains("\"track_dirs\"")
+    );
 }
 
 #[test]

@@ -681,3 +681,70 @@ fn a_destination_whose_parent_is_missing_is_a_warning() {
         validate("{\"source\": \"../src\", \"destination\": \"../new\", \"track_dirs\": [\".\"]}");
     assert_eq!(lines, Vec::<String>::new());
 }
+
+/// Issue 14 item 12: `strata new pics --track Pictres` validated with no
+/// warning, and its runs "succeeded" backing up nothing.
+#[test]
+fn a_directory_rule_that_matches_nothing_is_a_warning() {
+    let env = Env::new();
+    env.write("src/Pictures/cat.jpg", "meow");
+    env.write("src/Projects/a/src/main.rs", "fn main() {}");
+    env.write("src/notes.txt", "n");
+    let (code, _, err) = env.run(&[
+        "new",
+        "pics",
+        "--source",
+        "src",
+        "--destination",
+        "dest",
+        "--track",
+        "Pictres",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "pics.json:5:5: warning: track_dirs[0]: \"Pictres\" matches no directory in source \
+         {}, so it backs up nothing (did you mean \"Pictures\"?)",
+        env.path("src").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    let (code, lines) = validate_env(&env);
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines,
+        [want.replace(&format!("{}/", env.root().display()), "ROOT/")]
+    );
+
+    // Globs, `:rec` rules and rules that name a file are looked at too;
+    // rules that match are not reported.
+    env.job(
+        "more",
+        r#"{"source": "../src", "destination": "../d2",
+            "include_dirs": ["Projects/*/src", "Projects/*/lib", "cache:rec", "Pictures"],
+            "track_dirs": ["notes.txt", "."]}"#,
+    );
+    let (code, lines) = validate_env(&env);
+    assert_eq!(code, 0);
+    let more: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("more.json"))
+        .collect();
+    let src = "ROOT/src";
+    assert_eq!(
+        more,
+        [
+            &format!(
+                "more.json:2:48: warning: include_dirs[1]: \"Projects/*/lib\" matches no \
+                 directory in source {src}, so it backs up nothing"
+            ),
+            &format!(
+                "more.json:2:66: warning: include_dirs[2]: \"cache:rec\" matches no directory \
+                 in source {src}, so it backs up nothing"
+            ),
+            &format!(
+                "more.json:3:28: warning: track_dirs[0]: \"notes.txt\" matches no directory in \
+                 source {src}, so it backs up nothing (\"notes.txt\" is a file, not a \
+                 directory)"
+            ),
+        ]
+    );
+}

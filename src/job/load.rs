@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::locate::{Position, duplicate_keys, locate_or_ancestor};
 use super::model::{JobFile, expected_words, job_schema};
 use super::overlap::{Place, Placed, SystemDirs, clashes};
+use super::probe;
 use super::{Diagnostic, Job, Severity, resolve_path};
 use crate::schedule::Schedule;
 use crate::select::{Matcher, RuleList, RuleLists, shadowed_rules};
@@ -927,6 +928,40 @@ fn check_spec(
             Severity::Warning,
             message.clone(),
         ));
+    }
+    // A rule that matches nothing in an existing source backs up nothing:
+    // most often a typo. (Rules inside an excluded directory were just
+    // reported as such.)
+    if let Some(matcher) = &matcher
+        && spelled_right
+        && std::fs::metadata(&source).is_ok_and(|m| m.is_dir())
+    {
+        let unmatched =
+            probe::unmatched_dir_rules(&source, matcher, &spec.include_dirs, &spec.track_dirs);
+        for found in unmatched {
+            let rule = found.rule;
+            if shadowed
+                .iter()
+                .any(|(list, index, _)| (*list, *index) == (rule.list, rule.index))
+            {
+                continue;
+            }
+            let mut message = format!(
+                "{rule}: {:?} matches no directory in source {}, so it backs up nothing",
+                matcher.pattern(rule),
+                source.display()
+            );
+            if let Some(hint) = found.hint {
+                message.push_str(&format!(" ({hint})"));
+            }
+            out.push(diagnostic(
+                file,
+                text,
+                &rule.pointer(),
+                Severity::Warning,
+                message,
+            ));
+        }
     }
     if spelled_right && !source_place.exists() {
         out.push(diagnostic(

@@ -1,6 +1,7 @@
 //! Job files: the format ([`model`]), loading a jobs directory and checking
 //! every file ([`load`]), where sources and destinations really are and
-//! what must not overlap ([`overlap`]), and mapping problems to
+//! what must not overlap ([`overlap`]), whether directory rules match
+//! anything in the source ([`probe`]), and mapping problems to
 //! `FILE:LINE:COL` ([`locate`]).
 //!
 //! Loading returns every job that is valid *and* every problem found, so that
@@ -10,6 +11,7 @@ pub mod load;
 pub mod locate;
 pub mod model;
 pub mod overlap;
+pub mod probe;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
