@@ -34,6 +34,7 @@ macro_rules! eprintln {
 }
 
 mod daemon;
+mod explain;
 mod history;
 mod list;
 mod new;
@@ -130,6 +131,24 @@ pub enum Command {
     Validate {
         /// Job files or directories.
         paths: Vec<PathBuf>,
+    },
+    /// Say for each path whether the job tracks, includes, excludes or does
+    /// not select it, and which rule decided.
+    ///
+    /// PATHs are relative to the job's source, or absolute under it; one that
+    /// ends in `/` (or is a directory in the source) is explained as a
+    /// directory. The rule is named with its list, position, pattern and
+    /// FILE:LINE:COL in the job file; an excluded ancestor directory decides
+    /// for everything below it. The answer comes from the same compiled rules
+    /// a run uses; the paths need not exist.
+    ///
+    /// Example: strata explain home Documents/report.odt node_modules/x.js .bashrc
+    Explain {
+        /// The job.
+        name: String,
+        /// Paths relative to the source (or absolute under it).
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
     /// Print the JSON Schema of a job file.
     ///
@@ -368,6 +387,7 @@ pub fn main() -> ExitCode {
     };
     let code = match args.command {
         Command::Validate { paths } => validate::run(&config, paths),
+        Command::Explain { name, paths } => explain::run(&config, &name, &paths),
         Command::Schema => {
             out::write_stdout(job_schema_text().as_bytes());
             ExitCode::Success

@@ -563,8 +563,9 @@ fn check_file_placed(file: &Path) -> (Option<Checked>, Vec<Diagnostic>, String) 
 
 /// A job file's text, read without hanging or filling memory: opened
 /// non-blocking (a FIFO named `x.json` would block `open` forever), only a
-/// regular file, at most [`MAX_JOB_FILE_BYTES`].
-fn read_job_file(file: &Path) -> Result<String, String> {
+/// regular file, at most [`MAX_JOB_FILE_BYTES`]. The error is the
+/// diagnostic's message.
+pub fn read_job_file(file: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let cannot = |e: std::io::Error| format!("cannot read job file: {e}");
