@@ -46,6 +46,33 @@ fn the_man_page_is_generated_from_the_cli() {
         assert!(text.contains(".TH strata"), "{page}:\n{text}");
     }
     assert!(!dir.join("strata-help.1").exists());
+
+    // strata-jobs(5), the job-file format, from the schema: every field,
+    // with its example, beside the command pages.
+    let jobs = fs::read_to_string(dir.join("strata-jobs.5")).unwrap();
+    assert!(jobs.contains(".TH strata-jobs 5"), "{jobs}");
+    let (_, schema, _) = env.run(&["schema"]);
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    for field in schema["properties"].as_object().unwrap().keys() {
+        assert!(
+            jobs.contains(&format!("\\fB{field}\\fR (")),
+            "no {field} in strata-jobs.5"
+        );
+    }
+    assert!(jobs.contains("\\fIExample:\\fR \"track_dirs\": [\"Documents\", \".config\"]"));
+    let (code, out, _) = env.run(&["man", "--file-format"]);
+    assert_eq!((code, out), (0, jobs.clone()));
+    // It renders without a warning, where groff is installed.
+    if let Ok(render) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(dir.join("strata-jobs.5"))
+        .output()
+    {
+        assert!(
+            render.status.success() && render.stderr.is_empty(),
+            "{render:?}"
+        );
+    }
 }
 
 /// The subcommand names listed by `strata --help`.

@@ -276,14 +276,19 @@ pub enum Command {
     },
     /// Print the manual page (roff), generated from these help texts.
     ///
-    /// With --dir, write strata.1 and one page per command (strata-run.1, …),
-    /// which strata.1 refers to.
+    /// With --dir, write strata.1, one page per command (strata-run.1, …),
+    /// which strata.1 refers to, and strata-jobs.5, the job-file format,
+    /// generated from the job schema. With --file-format, print
+    /// strata-jobs(5).
     ///
     /// Example: strata man --dir /usr/local/share/man/man1
     Man {
         /// Write every page into this directory instead.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Print strata-jobs(5), the job-file format, instead of strata(1).
+        #[arg(long, conflicts_with = "dir")]
+        file_format: bool,
     },
     /// Write a new job file NAME.json into the jobs dir, checked as validate
     /// checks it; never overwrites.
@@ -421,12 +426,17 @@ pub fn main() -> ExitCode {
             );
             ExitCode::Success
         }
-        Command::Man { dir } => {
+        Command::Man { dir, file_format } => {
             // As clap_mangen's generate_to does: no `help` command page.
             let cli = Args::command().disable_help_subcommand(true);
+            let jobs_page = crate::job::man::jobs_page();
             let written = match &dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
+                Some(dir) => std::fs::create_dir_all(dir)
+                    .and_then(|()| clap_mangen::generate_to(cli, dir))
+                    .and_then(|()| std::fs::write(dir.join("strata-jobs.5"), &jobs_page)),
+                None if file_format => {
+                    out::write_stdout(jobs_page.as_bytes());
+                    Ok(())
                 }
                 None => clap_mangen::Man::new(cli).render(&mut out::StdoutWriter),
             };

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::locate::{Position, duplicate_keys, locate_or_ancestor};
-use super::model::{JobFile, expected_words, job_schema};
+use super::model::{JobFile, example_text, expected_words, job_schema};
 use super::overlap::{Place, Placed, SystemDirs, clashes};
 use super::probe;
 use super::{Diagnostic, Job, Severity, resolve_path};
@@ -296,25 +296,6 @@ fn schema_field(pointer: &str) -> String {
         }
     }
     out
-}
-
-/// A value as a person writes it in a job file: JSON with a space after
-/// each comma and colon.
-fn example_text(value: &Value) -> String {
-    match value {
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(example_text).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(members) => {
-            let members: Vec<String> = members
-                .iter()
-                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), example_text(v)))
-                .collect();
-            format!("{{{}}}", members.join(", "))
-        }
-        other => other.to_string(),
-    }
 }
 
 /// A value quoted for a message, shortened when long.

@@ -388,6 +388,26 @@ pub fn expected_words(field: &str) -> Option<&'static str> {
     })
 }
 
+/// A value as a person writes it in a job file: JSON with a space after
+/// each comma and colon.
+pub fn example_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(example_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(members) => {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), example_text(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The JSON Schema of a job file, generated from [`JobFile`].
 pub fn job_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(JobFile);
