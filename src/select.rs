@@ -11,7 +11,7 @@
 //! (`include_files`/`track_files`) beats `exclude_files`, which beats the
 //! directory rules; a file both tracked and included is tracked.
 //!
-//! The decisions are written once, generic over a [`Probe`]: the walk
+//! The decisions are written once, generic over a `Probe`: the walk
 //! instantiates them with one that only asks *whether* some rule matches,
 //! and [`Matcher::explain_path`] with one that also says *which* rule, so an
 //! explanation can never disagree with what a run does.

@@ -3,11 +3,11 @@
 //! compilation (a 500,000-character rule, `{a,{a,…}}`, `[[[[`, `**/**/…`,
 //! 100,000 alternatives), which byte-level mutation alone rarely builds.
 //!
-//! `@@N@@UNIT@@` becomes UNIT repeated N times (N up to 300,000); with
+//! `@@N@@UNIT@@` becomes UNIT repeated N times (N up to 1,000,000); with
 //! `@@N@@OPEN@@CLOSE@@`, OPEN N times then CLOSE N times (nesting).
 
 /// The most repetitions of one directive.
-const MAX_COUNT: usize = 300_000;
+const MAX_COUNT: usize = 1_000_000;
 
 /// `text` with every directive expanded; text without one is unchanged.
 pub fn expand(text: &str) -> String {

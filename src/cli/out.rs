@@ -10,7 +10,7 @@
 //! ignored, and every line goes through [`print`]: after EPIPE, output is
 //! dropped and the command finishes its work and exits with its own code.
 //! Any other write error (a full disk behind `> report.json`) is reported
-//! once on stderr and makes the exit code at least 1 ([`exit_code`]), since
+//! once on stderr and makes the exit code at least 1 ([`finish`]), since
 //! CI must not mistake a truncated report for a complete one.
 //!
 //! `cli/mod.rs` defines `println!`, `print!` and `eprintln!` macros that
