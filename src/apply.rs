@@ -1,49 +1,74 @@
 //! Plan -> mirror + increment, on the shared pool.
 //!
-//! Takes a plan's changes ([`ChangeRef`]) and the paths they act on
-//! ([`Target`]); returns one [`Outcome`] per change, in plan order. Two phases: removals first (so a
-//! file replaced by a directory, or the reverse, has its path free), then
-//! copies in parallel.
+//! Takes a plan's changes and where they apply ([`Target`]: the source, the
+//! mirror, the increment being written, all as descriptors); returns one
+//! [`Outcome`] per change, in plan order. Four phases:
 //!
-//! The one rule that matters: a mirror file is never written, `chmod`ed or
-//! `utime`d in place, because an increment may share its inode. A new
-//! version is written to `.strata/tmp/`, given its mode and mtime there, and
-//! renamed over the mirror path; a path the mirror does not have yet gets an
-//! anonymous (`O_TMPFILE`) file in its directory, linked in when complete.
+//! 1. removals: a tracked file moves into the increment's `deleted/` (its
+//!    last version), an included-only one is unlinked; then the directories
+//!    that leave, deepest first;
+//! 2. new directories, parents first, created private (0700);
+//! 3. new and changed files and symlinks, in parallel: the source opened
+//!    beneath its root (no symlink on the way), copied into an anonymous
+//!    inode in the mirror directory (holes kept), given its owner, xattrs,
+//!    mode and times *before* it gets a name, then linked in (a new path) or
+//!    renamed over the old version (a changed one), and hardlinked into
+//!    `track/` when tracked. The names of one source inode (a hardlink
+//!    group) become one mirror inode: the first is copied, the others linked
+//!    to it;
+//! 4. directory metadata, deepest first, once what they hold is in place:
+//!    new and changed directories get the source's owner, xattrs, mode and
+//!    times; directories whose content the run touched get their mtime back.
+//!
+//! The one rule that matters: a mirror file is never written, `chmod`ed,
+//! `chown`ed or `setxattr`ed in place, because an increment may share its
+//! inode. Every new version is a new inode. (Directories are never shared
+//! with an increment, so they are updated in place.)
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::diff::{ChangeRef, Op};
-use crate::report::PathError;
-use crate::scan::{EntryRef, Hash, Kind, Meta, RelPath};
+use crate::diff::Change;
+use crate::entry::{
+    Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath, Timestamp,
+    Xattrs,
+};
+use crate::faults::Faults;
+use crate::fs::copy::{CopyError, copy_data};
+use crate::fs::{Degraded, Dir, FileTypeOf, Finish, finish, fstat, is_root, xattr};
+use crate::progress::Progress;
 use crate::store::meta::FileRecord;
+use crate::store::{IncrementDir, Part};
 
 /// Where a plan is applied.
-#[derive(Debug, Clone)]
 pub struct Target<'a> {
     /// The source tree.
-    pub source: &'a Path,
+    pub source: &'a Dir,
     /// `mirror/`.
-    pub mirror: PathBuf,
-    /// The folder for temp files, on the mirror's filesystem.
-    pub tmp: PathBuf,
-    /// The increment being written (holds `track/` and `deleted/`).
-    pub increment: PathBuf,
+    pub mirror: &'a Dir,
+    /// `.strata/tmp/`, on the mirror's filesystem.
+    pub tmp: &'a Dir,
+    /// The increment being written.
+    pub increment: &'a IncrementDir,
     /// Paths that already have an entry in the increment (carried over from
-    /// an interrupted run): replace it rather than fail on it.
+    /// an interrupted run): replaced where this run records something else.
     pub carried: &'a HashSet<RelPath>,
-    /// Test seam: source paths whose reading fails as if unreadable.
-    pub fail_reading: &'a HashSet<RelPath>,
+    /// The whole scan: the directories whose mtime the run must put back,
+    /// and the unchanged names of a hardlink group.
+    pub scan: &'a [Entry],
+    /// Put back the metadata of every directory, not only of those the run
+    /// touches (after a repair, when an interrupted run may have touched
+    /// any).
+    pub redo_dirs: bool,
+    /// Fault points and injected failures.
+    pub faults: &'a Faults,
+    /// Where progress goes (files and bytes as they are copied).
+    pub progress: &'a dyn Progress,
+    /// What could not be kept, reported once per run.
+    pub degraded: &'a Degraded,
 }
 
 /// What happened to one change.
@@ -52,588 +77,959 @@ pub enum Outcome {
     /// Done.
     Applied(Applied),
     /// Not done; the mirror keeps its previous version of the path.
-    Failed(Box<PathError>),
+    Failed(PathError),
 }
 
-/// A change carried out. Together with its [`ChangeRef`] it gives the
-/// mirror's new state for the path and the increment's record; it holds
-/// only what the change does not, as a first run has one per file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A change carried out. Together with its [`Change`] it gives the mirror's
+/// new state for the path and the increment's record; it holds only what
+/// the change does not, as a first run has one per file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// What the increment recorded for the path (`None`: nothing, for an
-    /// included-only file, or when a removed file was already gone).
+    /// What the increment recorded (`None`: nothing, for an included-only
+    /// entry, or a removed file that was already gone).
     pub recorded: Option<Op>,
     /// Content hash of the mirror's new version: of the copy, or the old
     /// version's when nothing was copied.
     pub hash: Option<Hash>,
-    /// The metadata of the copy when it is not the scan's (the file changed
-    /// between the scan and the copy, and not during it).
-    pub meta: Option<Box<Meta>>,
-    /// The source was copied into the mirror.
-    pub copied: bool,
+    /// Digest of the xattrs the mirror's version has.
+    pub xattrs: Option<Hash>,
+    /// The xattrs themselves, for the increment's record (none: empty).
+    pub xattr_data: Option<Box<Xattrs>>,
+    /// The metadata and ctime of what was copied when they are not the
+    /// scan's (the entry changed between the scan and the copy, and not
+    /// during it).
+    pub meta: Option<Box<(Meta, Timestamp)>>,
+    /// Bytes copied from the source.
+    pub bytes: u64,
     /// The increment got a copy because the filesystem refused a link.
     pub copied_not_linked: bool,
 }
 
 impl Applied {
     /// The mirror's new state for `change`'s path (`None`: removed).
-    pub fn entry<'a>(&self, change: &ChangeRef<'a>) -> Option<EntryRef<'a>> {
-        let mut entry = change.new?.view();
-        if let Some(meta) = &self.meta {
-            entry.meta = **meta;
+    pub fn entry(&self, change: &Change<'_>) -> Option<Entry> {
+        let mut entry = change.new_entry()?.clone();
+        if let Some(m) = &self.meta {
+            entry.meta = m.0;
+            entry.ctime = m.1;
         }
         entry.hash = self.hash;
+        entry.xattrs = self.xattrs;
         Some(entry)
     }
 
     /// What the increment records for `change`'s path.
-    pub fn record(&self, change: &ChangeRef<'_>) -> Option<FileRecord> {
-        match self.recorded? {
-            Op::Deleted => Some(FileRecord::new(change.old.as_deref()?, Op::Deleted)),
-            op => Some(FileRecord::new(&self.entry(change)?.to_entry(), op)),
-        }
-    }
-
-    /// Bytes copied from the source.
-    pub fn bytes(&self, change: &ChangeRef<'_>) -> u64 {
-        match self.entry(change) {
-            Some(e) if self.copied && e.meta.kind == Kind::File => e.meta.size,
-            _ => 0,
-        }
-    }
-}
-
-/// Why a copy failed.
-#[derive(Debug, thiserror::Error)]
-enum CopyError {
-    #[error("cannot read: {0}")]
-    Read(io::Error),
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
-    #[error("changed while being copied; kept the previous version")]
-    Changed,
-    #[error("vanished before it could be copied")]
-    Vanished,
-}
-
-fn write_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
-    move |source| CopyError::Write {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Execute a plan's changes. Returns one outcome per change, in order.
-pub fn apply(changes: &[ChangeRef<'_>], target: &Target<'_>) -> Vec<Outcome> {
-    let removals: Vec<&ChangeRef<'_>> = changes.iter().filter(|c| c.op == Op::Deleted).collect();
-
-    // Phase 1: removals, then the directories they leave empty.
-    let removed: Vec<Outcome> = removals.par_iter().map(|c| remove(c, target)).collect();
-    remove_empty_dirs(&target.mirror, removals.iter().map(|c| c.path()));
-
-    // Phase 2: new and changed files. Directories are made when a file
-    // first needs one (see `in_parent`), on the pool.
-    let copied: Vec<Option<Outcome>> = changes
-        .par_iter()
-        .map(|c| (c.op != Op::Deleted).then(|| update(c, target)))
-        .collect();
-    let mut removed = removed.into_iter();
-    copied
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| removed.next().expect("one outcome per removal")))
-        .collect()
-}
-
-/// Run `op`, which creates `path`; when it fails because `path`'s directory
-/// does not exist yet, make the directory (and those above it) and run it
-/// again. Directories come into being as the files that need them do, in
-/// parallel, and a run that changes files in existing directories makes no
-/// directory calls at all.
-///
-/// Always once more after `NotFound`: the error may also mean that `op`'s
-/// source is missing, and a directory seen to exist now may not have existed
-/// when `op` ran (another thread just made it).
-fn in_parent<T>(path: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    match op() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let Some(parent) = path.parent() else {
-                return Err(e);
-            };
-            fs::create_dir_all(parent)?;
-            op()
-        }
-        result => result,
-    }
-}
-
-/// Remove directories below `base` that the removal of `paths` left empty,
-/// deepest first. A directory that is not empty stays.
-fn remove_empty_dirs<'a>(base: &Path, paths: impl Iterator<Item = &'a RelPath>) {
-    let mut dirs = BTreeSet::new();
-    for path in paths {
-        let mut d = path.parent();
-        while let Some(p) = d {
-            d = p.parent();
-            if !dirs.insert(p) {
-                break;
+    pub fn record(&self, change: &Change<'_>) -> Option<FileRecord> {
+        let op = self.recorded?;
+        let none = Xattrs::default();
+        match op {
+            Op::Deleted => {
+                // The version that leaves: the old state (for a path leaving
+                // the tracked set, the one that was tracked).
+                let old = change.old()?;
+                Some(FileRecord::new(old, Op::Deleted, &none))
+            }
+            op => {
+                let entry = self.entry(change)?;
+                Some(FileRecord::new(
+                    &entry,
+                    op,
+                    self.xattr_data.as_deref().unwrap_or(&none),
+                ))
             }
         }
     }
-    let mut dirs: Vec<RelPath> = dirs.into_iter().collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.as_bytes().iter().filter(|&&b| b == b'/').count()));
-    for dir in dirs {
-        let _ = fs::remove_dir(base.join(dir.as_path()));
-    }
 }
 
-fn failed(path: &RelPath, message: impl Into<String>) -> Outcome {
-    Outcome::Failed(Box::new(PathError {
-        path: path.to_string(),
-        message: message.into(),
-    }))
+fn failed(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(PathError::new(path, kind, message))
 }
 
-/// Remove a path from the mirror: a tracked file moves into `deleted/`
-/// (its last version), an included-only one is unlinked.
-fn remove(change: &ChangeRef<'_>, target: &Target<'_>) -> Outcome {
-    let old = change.old.as_deref().expect("a deletion has an old state");
-    let mirror = target.mirror.join(old.path.as_path());
-    let mut recorded = None;
-    if old.tracked {
-        let dest = target.increment.join("deleted").join(old.path.as_path());
-        if target.carried.contains(&old.path) {
-            clear_increment_entry(target, &old.path);
-        }
-        crate::fault::point();
-        match in_parent(&dest, || fs::rename(&mirror, &dest)) {
-            Ok(()) => recorded = Some(Op::Deleted),
-            // Already gone from the mirror: nothing to keep, nothing lost
-            // (its version is in the increment that brought it).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return failed(
-                    &old.path,
-                    format!(
-                        "cannot move {} to {}: {e}",
-                        mirror.display(),
-                        dest.display()
-                    ),
-                );
-            }
-        }
-    } else if let Err(e) = {
-        crate::fault::point();
-        fs::remove_file(&mirror)
-    } && e.kind() != io::ErrorKind::NotFound
-    {
-        return failed(
-            &old.path,
-            format!("cannot remove {}: {e}", mirror.display()),
-        );
-    }
-    Outcome::Applied(Applied {
-        recorded,
-        hash: None,
-        meta: None,
-        copied: false,
-        copied_not_linked: false,
-    })
-}
-
-/// Bring a new or changed path into the mirror, and into the increment when
-/// it is tracked.
-fn update(change: &ChangeRef<'_>, target: &Target<'_>) -> Outcome {
-    let new = change.new.expect("an update has a new state");
-    let path = &new.path;
-    let mirror = target.mirror.join(path.as_path());
-    let history = change.history_op();
-    // Replace what an interrupted run recorded for this path only when this
-    // run records something else for it.
-    if history.is_some() && target.carried.contains(path) {
-        clear_increment_entry(target, path);
-    }
-    let mut copied_not_linked = false;
-    // Leaving the tracked set: the current mirror version is the last one;
-    // keep it in deleted/ before anything replaces it.
-    if history == Some(Op::Deleted) {
-        let old = change
-            .old
-            .as_ref()
-            .expect("leaving the tracked set needs an old state");
-        let dest = target.increment.join("deleted").join(path.as_path());
-        match link_or_copy(&mirror, &dest, old.meta.kind) {
-            Ok(copied) => copied_not_linked |= copied,
-            Err(e) => return failed(path, format!("cannot keep last version: {e}")),
-        }
-    }
-    let mut applied = Applied {
-        recorded: history,
-        hash: change.old.as_ref().and_then(|o| o.hash),
-        meta: None,
-        copied: false,
-        copied_not_linked: false,
-    };
-    let mut kind = new.meta.kind;
-    if change.needs_copy() {
-        let source = target.source.join(path.as_path());
-        let result = if target.fail_reading.contains(path) {
-            Err(CopyError::Read(io::Error::from_raw_os_error(libc::EACCES)))
-        } else {
-            match (change.op, new.meta.kind) {
-                (Op::New, Kind::File) => copy_in_new(&source, &target.tmp, &mirror),
-                _ => copy_in(&source, new.meta.kind, &target.tmp, &mirror),
-            }
-        };
-        match result {
-            Ok((meta, hash)) => {
-                applied.hash = Some(hash);
-                applied.copied = true;
-                if meta != new.meta {
-                    applied.meta = Some(Box::new(meta));
-                }
-                kind = meta.kind;
-            }
-            Err(e) => {
-                if history == Some(Op::Deleted) {
-                    let _ = fs::remove_file(target.increment.join("deleted").join(path.as_path()));
-                }
-                return failed(path, e.to_string());
-            }
-        }
-    }
-    if let Some(Op::New | Op::Changed) = history {
-        let dest = target.increment.join("track").join(path.as_path());
-        match link_or_copy(&mirror, &dest, kind) {
-            Ok(copied) => copied_not_linked |= copied,
-            Err(e) => {
-                return failed(path, format!("cannot record in increment: {e}"));
-            }
-        }
-    }
-    applied.copied_not_linked = copied_not_linked;
-    Outcome::Applied(applied)
-}
-
-/// Remove what an interrupted run left in the increment for `path`.
-fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
-    for part in ["track", "deleted"] {
-        let _ = fs::remove_file(target.increment.join(part).join(path.as_path()));
-    }
-}
-
-/// Hardlink `from` at `to`; when the filesystem refuses (EMLINK, EXDEV,
-/// EPERM on filesystems without links), copy instead. Returns whether it
-/// copied.
-fn link_or_copy(from: &Path, to: &Path, kind: Kind) -> io::Result<bool> {
-    crate::fault::point();
-    match in_parent(to, || fs::hard_link(from, to)) {
-        Ok(()) => Ok(false),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EMLINK | libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP)
-            ) =>
-        {
-            let tmp = to.with_extension("strata-tmp");
-            copy_in(from, kind, to.parent().unwrap_or(Path::new(".")), &tmp)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            fs::rename(&tmp, to)?;
-            Ok(true)
-        }
-        Err(e) => Err(e),
-    }
+fn write_err(path: &RelPath, what: &str, e: io::Error) -> Outcome {
+    failed(path, ErrorKind::Write, format!("{what}: {e}"))
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn tmp_path(dir: &Path) -> PathBuf {
+/// A fresh name in `.strata/tmp/`, which recovery empties.
+fn tmp_name() -> Vec<u8> {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{}-{n}.tmp", std::process::id()))
+    format!("{}-{n}.tmp", std::process::id()).into_bytes()
 }
 
-thread_local! {
-    static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 256 * 1024]);
-}
+/// Execute a plan's changes. Returns one outcome per change, in order.
+pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
 
-/// Copy `source` (a file or a symlink, never followed) to a temp file in
-/// `tmp_dir`, give it the source's mode, owner (as root) and mtime, check
-/// that the source did not change meanwhile, and rename it to `dest`.
-/// Returns the metadata and hash of what was copied.
-fn copy_in(
-    source: &Path,
-    kind: Kind,
-    tmp_dir: &Path,
-    dest: &Path,
-) -> Result<(Meta, Hash), CopyError> {
-    let tmp = tmp_path(tmp_dir);
-    let result = match kind {
-        Kind::File => copy_file(source, &tmp),
-        Kind::Symlink => copy_symlink(source, &tmp),
-    };
-    match result {
-        Ok(done) => {
-            crate::fault::point();
-            if let Err(e) = in_parent(dest, || fs::rename(&tmp, dest)) {
-                let _ = fs::remove_file(&tmp);
-                return Err(write_err(dest)(e));
-            }
-            Ok(done)
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
+    // Phase 1: removals, files in parallel, then directories deepest first.
+    let removals: Vec<usize> = (0..changes.len())
+        .filter(|&i| matches!(changes[i], Change::Deleted(_)))
+        .collect();
+    let (dir_removals, file_removals): (Vec<usize>, Vec<usize>) = removals
+        .into_iter()
+        .partition(|&i| changes[i].kind() == Kind::Dir);
+    let done: Vec<(usize, Outcome)> = file_removals
+        .par_iter()
+        .map(|&i| (i, remove_file(&changes[i], target)))
+        .collect();
+    for (i, o) in done {
+        outcomes[i] = Some(o);
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn read_error(e: io::Error) -> CopyError {
-    match e.kind() {
-        io::ErrorKind::NotFound => CopyError::Vanished,
-        _ if e.raw_os_error() == Some(libc::ELOOP) => CopyError::Changed,
-        _ => CopyError::Read(e),
+    let mut dirs = dir_removals;
+    dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i].path().depth()));
+    for i in dirs {
+        outcomes[i] = Some(remove_dir(&changes[i], target));
     }
-}
 
-fn copy_file(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-    };
-    copy_file_with(source, create, tmp).map(|(_, meta, hash)| (meta, hash))
-}
-
-/// Copy the regular file `source` into the file that `create` makes (a new,
-/// unshared inode), check that the source did not change meanwhile, and give
-/// the copy the source's mode, owner (as root) and mtime. `what` names the
-/// copy in errors. Returns the copy, still open, with the metadata and hash
-/// of what was copied.
-fn copy_file_with(
-    source: &Path,
-    create: impl FnOnce() -> io::Result<File>,
-    what: &Path,
-) -> Result<(File, Meta, Hash), CopyError> {
-    let mut src = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(source)
-        .map_err(read_error)?;
-    let before = src.metadata().map_err(CopyError::Read)?;
-    let meta = Meta::from_metadata(&before).ok_or(CopyError::Changed)?;
-    if meta.kind != Kind::File {
-        return Err(CopyError::Changed);
-    }
-    let mut out = create().map_err(write_err(what))?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut total = 0u64;
-    BUFFER.with(|buf| -> Result<(), CopyError> {
-        let buf = &mut buf.borrow_mut()[..];
-        loop {
-            let n = match src.read(buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(write_err(what))?;
-            if total == 0 {
-                // Mid-copy: the copy exists, half written.
-                crate::fault::point();
-            }
-            total += n as u64;
-        }
-    })?;
-    let after = src.metadata().map_err(CopyError::Read)?;
-    if Meta::from_metadata(&after) != Some(meta) || total != meta.size {
-        return Err(CopyError::Changed);
-    }
-    finish_file(&out, &before, what)?;
-    Ok((out, meta, Hash(hasher.digest128().to_be_bytes())))
-}
-
-/// Copy the regular file `source` to `dest`, a mirror path the index says
-/// is free, without a temp name: the copy is an anonymous `O_TMPFILE` inode
-/// in `dest`'s directory, linked in once complete (mode and mtime set).
-/// Nothing half-written is ever visible, there is no rename (a cross-directory
-/// rename serializes on a per-filesystem lock), and the inode is allocated
-/// near its directory rather than near `.strata/tmp/`. When the filesystem
-/// has no `O_TMPFILE`, or `dest` exists after all, it takes the
-/// [`copy_in`] way (a named temp file renamed over `dest`).
-fn copy_in_new(source: &Path, tmp_dir: &Path, dest: &Path) -> Result<(Meta, Hash), CopyError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let create = || {
-        in_parent(dest, || {
-            OpenOptions::new()
-                .write(true)
-                .mode(0o600)
-                .custom_flags(libc::O_TMPFILE)
-                .open(dir)
-        })
-    };
-    let (out, meta, hash) = match copy_file_with(source, create, dest) {
-        Ok(done) => done,
-        Err(CopyError::Write { source: e, .. })
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-            ) =>
+    // Phase 2: new directories, parents first (plan order is path order).
+    for (i, change) in changes.iter().enumerate() {
+        if let Change::New(e) = change
+            && e.meta.kind == Kind::Dir
         {
-            return copy_in(source, Kind::File, tmp_dir, dest);
+            outcomes[i] = Some(make_dir(change, target));
         }
-        Err(e) => return Err(e),
+    }
+
+    // Phase 3: files and symlinks; the names of a hardlink group after the
+    // one that carries its data.
+    let groups = Groups::of(changes, target.scan);
+    let files: Vec<usize> = (0..changes.len())
+        .filter(|&i| {
+            outcomes[i].is_none()
+                && changes[i].kind() != Kind::Dir
+                && !matches!(changes[i], Change::Touch { .. })
+        })
+        .collect();
+    let (followers, firsts): (Vec<usize>, Vec<usize>) = files
+        .into_iter()
+        .partition(|&i| groups.follows(i).is_some());
+    let done: Vec<(usize, Outcome)> = firsts
+        .par_iter()
+        .map(|&i| (i, update(&changes[i], None, target)))
+        .collect();
+    let mut leader_outcomes: HashMap<usize, Applied> = HashMap::new();
+    for (i, o) in done {
+        if let Outcome::Applied(a) = &o
+            && groups.leads(i)
+        {
+            leader_outcomes.insert(i, a.clone());
+        }
+        outcomes[i] = Some(o);
+    }
+    let done: Vec<(usize, Outcome)> = followers
+        .par_iter()
+        .map(|&i| {
+            let anchor = groups.follows(i).expect("a follower");
+            let o = match anchor {
+                Anchor::Unchanged(entry) => update(
+                    &changes[i],
+                    Some(Leader {
+                        path: &entry.path,
+                        hash: entry.hash,
+                        xattrs: entry.xattrs,
+                        meta: None,
+                    }),
+                    target,
+                ),
+                Anchor::Change(j) => match leader_outcomes.get(&j) {
+                    Some(a) => update(
+                        &changes[i],
+                        Some(Leader {
+                            path: changes[j].path(),
+                            hash: a.hash,
+                            xattrs: a.xattrs,
+                            meta: a.meta.as_deref().copied(),
+                        }),
+                        target,
+                    ),
+                    None => failed(
+                        changes[i].path(),
+                        ErrorKind::Read,
+                        format!(
+                            "not backed up: {}, a hardlink of the same file, could not be",
+                            changes[j].path()
+                        ),
+                    ),
+                },
+            };
+            (i, o)
+        })
+        .collect();
+    for (i, o) in done {
+        outcomes[i] = Some(o);
+    }
+
+    // Dirs changed only in their tracked flag, and touches: nothing to do
+    // in the mirror (a directory changed in metadata is done in phase 4).
+    for (i, change) in changes.iter().enumerate() {
+        if outcomes[i].is_none() {
+            outcomes[i] = Some(match change {
+                Change::Touch { old, new } => Outcome::Applied(Applied {
+                    hash: new.hash.or(old.hash),
+                    xattrs: old.xattrs,
+                    ..Applied::default()
+                }),
+                _ => Outcome::Applied(Applied {
+                    recorded: change.history_op(),
+                    hash: change.old().and_then(|o| o.hash),
+                    xattrs: change.old().and_then(|o| o.xattrs),
+                    ..Applied::default()
+                }),
+            });
+        }
+    }
+
+    // Phase 4: directory metadata, deepest first.
+    finish_dirs(changes, &mut outcomes, target);
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("one outcome per change"))
+        .collect()
+}
+
+/// Where a hardlink group's data comes from.
+#[derive(Debug, Clone, Copy)]
+enum Anchor<'a> {
+    /// A name of the group the run does not change: its mirror inode is
+    /// the group's.
+    Unchanged(&'a Entry),
+    /// The first changed name of the group (index in the plan).
+    Change(usize),
+}
+
+/// The hardlink groups among the changes that copy a file.
+struct Groups<'a> {
+    /// change index -> its anchor, for the names that link to another.
+    follow: HashMap<usize, Anchor<'a>>,
+    /// change indexes whose copy other names link to.
+    lead: HashSet<usize>,
+}
+
+impl<'a> Groups<'a> {
+    fn of(changes: &[Change<'_>], scan: &'a [Entry]) -> Groups<'a> {
+        let mut follow = HashMap::new();
+        let mut lead = HashSet::new();
+        let mut by_key: HashMap<LinkKey, Vec<usize>> = HashMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            if c.needs_source()
+                && let Some(e) = c.new_entry()
+                && e.meta.kind == Kind::File
+                && e.meta.link != 0
+            {
+                by_key.entry(e.meta.link).or_default().push(i);
+            }
+        }
+        if by_key.is_empty() {
+            return Groups { follow, lead };
+        }
+        let changing: HashSet<&RelPath> = by_key
+            .values()
+            .flatten()
+            .map(|&i| changes[i].path())
+            .collect();
+        let mut unchanged: HashMap<LinkKey, &'a Entry> = HashMap::new();
+        for e in scan {
+            if e.meta.link != 0 && by_key.contains_key(&e.meta.link) && !changing.contains(&e.path)
+            {
+                unchanged.entry(e.meta.link).or_insert(e);
+            }
+        }
+        for (key, members) in by_key {
+            match unchanged.get(&key) {
+                Some(entry) => {
+                    for i in members {
+                        follow.insert(i, Anchor::Unchanged(entry));
+                    }
+                }
+                None => {
+                    let first = members[0];
+                    if members.len() > 1 {
+                        lead.insert(first);
+                    }
+                    for &i in &members[1..] {
+                        follow.insert(i, Anchor::Change(first));
+                    }
+                }
+            }
+        }
+        Groups { follow, lead }
+    }
+
+    fn follows(&self, i: usize) -> Option<Anchor<'a>> {
+        self.follow.get(&i).copied()
+    }
+
+    fn leads(&self, i: usize) -> bool {
+        self.lead.contains(&i)
+    }
+}
+
+/// The mirror inode a hardlink group's other names link to.
+struct Leader<'p> {
+    path: &'p RelPath,
+    hash: Option<Hash>,
+    xattrs: Option<Hash>,
+    meta: Option<(Meta, Timestamp)>,
+}
+
+/// Remove what an interrupted run left in the increment for `path` (files
+/// only: a folder in `deleted/` may hold other paths' last versions).
+fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
+    for part in [Part::Track, Part::Deleted] {
+        if let Ok(Some(dir)) = target.increment.part(part)
+            && let Ok((parent, name)) = dir.parent_of(path.as_bytes())
+            && parent
+                .stat_at(name)
+                .is_ok_and(|s| s.file_type != FileTypeOf::Dir)
+        {
+            let _ = parent.unlink(name);
+        }
+    }
+}
+
+/// The folder `rel`'s parent in a part of the increment, created.
+fn part_parent(target: &Target<'_>, part: Part, rel: &RelPath) -> io::Result<Dir> {
+    let dir = target.increment.create_part(part)?;
+    match rel.parent() {
+        Some(p) if !p.is_root() => dir.create_dirs(p.as_bytes(), 0o700),
+        _ => Ok(dir),
+    }
+}
+
+/// Remove a file or symlink from the mirror: a tracked one moves into
+/// `deleted/` (its last version), an included-only one is unlinked.
+fn remove_file(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+    target.progress.inc(1);
+    let old = change.old().expect("a deletion has an old state");
+    let path = &old.path;
+    let (dir, name) = match target.mirror.parent_of(path.as_bytes()) {
+        Ok(found) => found,
+        // Already gone with its folder: nothing to keep, nothing lost (its
+        // version is in the increment that brought it).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Outcome::Applied(Applied::default());
+        }
+        Err(e) => return write_err(path, "cannot open its mirror folder", e),
     };
-    crate::fault::point();
-    match link_fd(&out, dest) {
+    if old.tracked {
+        if target.carried.contains(path) {
+            clear_increment_entry(target, path);
+        }
+        let dest = match part_parent(target, Part::Deleted, path) {
+            Ok(d) => d,
+            Err(e) => return write_err(path, "cannot make its folder in deleted/", e),
+        };
+        target.faults.point("apply.delete", path);
+        match dir.rename_noreplace(name, &dest, path.file_name()) {
+            Ok(()) => Outcome::Applied(Applied {
+                recorded: Some(Op::Deleted),
+                ..Applied::default()
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Applied(Applied::default()),
+            Err(e) => write_err(path, "cannot move it into the increment's deleted/", e),
+        }
+    } else {
+        target.faults.point("apply.unlink", path);
+        match dir.unlink(name) {
+            Ok(()) => Outcome::Applied(Applied::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Applied(Applied::default()),
+            Err(e) => write_err(path, "cannot remove it from the mirror", e),
+        }
+    }
+}
+
+/// Remove a directory from the mirror (what it held left first).
+fn remove_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+    let old = change.old().expect("a deletion has an old state");
+    let path = &old.path;
+    let recorded = old.tracked.then_some(Op::Deleted);
+    if path.is_root() {
+        return Outcome::Applied(Applied {
+            recorded,
+            ..Applied::default()
+        });
+    }
+    let (dir, name) = match target.mirror.parent_of(path.as_bytes()) {
+        Ok(found) => found,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Outcome::Applied(Applied {
+                recorded,
+                ..Applied::default()
+            });
+        }
+        Err(e) => return write_err(path, "cannot open its mirror folder", e),
+    };
+    target.faults.point("apply.rmdir", path);
+    match dir.rmdir(name) {
+        Ok(()) => Outcome::Applied(Applied {
+            recorded,
+            ..Applied::default()
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Outcome::Applied(Applied {
+            recorded,
+            ..Applied::default()
+        }),
+        Err(e) => write_err(path, "cannot remove the folder from the mirror", e),
+    }
+}
+
+/// Make a new mirror directory, private until phase 4 gives it its mode.
+fn make_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+    let path = change.path();
+    if path.is_root() {
+        return Outcome::Applied(Applied {
+            recorded: change.history_op(),
+            ..Applied::default()
+        });
+    }
+    let (dir, name) = match target.mirror.parent_of(path.as_bytes()) {
+        Ok(found) => found,
+        Err(e) => return write_err(path, "cannot open its parent in the mirror", e),
+    };
+    target.faults.point("apply.mkdir", path);
+    match dir.mkdir(name, 0o700) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Not in the index but in the mirror (left by an interrupted
-            // run): replace it the usual way.
-            let tmp = tmp_path(tmp_dir);
-            link_fd(&out, &tmp).map_err(write_err(&tmp))?;
-            if let Err(e) = fs::rename(&tmp, dest) {
-                let _ = fs::remove_file(&tmp);
-                return Err(write_err(dest)(e));
+            if !dir
+                .stat_at(name)
+                .is_ok_and(|s| s.file_type == FileTypeOf::Dir)
+            {
+                return write_err(path, "cannot make the folder in the mirror", e);
             }
         }
-        Err(e) => return Err(write_err(dest)(e)),
+        Err(e) => return write_err(path, "cannot make the folder in the mirror", e),
     }
-    Ok((meta, hash))
+    // The metadata comes in phase 4.
+    Outcome::Applied(Applied {
+        recorded: change.history_op(),
+        ..Applied::default()
+    })
 }
 
-/// Give the open, unlinked (`O_TMPFILE`) `file` the name `to`.
-fn link_fd(file: &File, to: &Path) -> io::Result<()> {
-    let to = std::ffi::CString::new(to.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let fd = file.as_raw_fd();
-    // SAFETY: fd is an open file we own; both paths are valid C strings
-    // that outlive the calls.
-    let rc = unsafe {
-        libc::linkat(
-            fd,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOENT) {
-        return Err(err);
-    }
-    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link does not.
-    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            proc.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
+/// Link `name` in `dir` into a part of the increment at `path`; when the
+/// filesystem refuses (EMLINK, EXDEV, …; or an injected `apply.link`
+/// failure), copy it there instead, as a new anonymous inode given its
+/// name once complete (never a shared temp name). Returns whether it
+/// copied.
+fn link_into(
+    target: &Target<'_>,
+    part: Part,
+    dir: &Dir,
+    name: &[u8],
+    path: &RelPath,
+) -> io::Result<bool> {
+    let to = part_parent(target, part, path)?;
+    let to_name = path.file_name();
+    target.faults.point("apply.link", path);
+    let refused = if target.faults.fails("apply.link", path) {
+        true
     } else {
-        Err(io::Error::last_os_error())
+        match dir.link(name, &to, to_name) {
+            Ok(()) => return Ok(false),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMLINK | libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP)
+                ) =>
+            {
+                true
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    debug_assert!(refused);
+    let st = dir.stat_at(name)?;
+    match st.file_type {
+        FileTypeOf::Symlink => {
+            let link = dir.read_link(name)?;
+            to.symlink(&link, to_name)?;
+            to.set_link_meta(
+                to_name,
+                is_root().then_some((st.uid, st.gid)),
+                st.mtime,
+                st.atime,
+            )?;
+        }
+        FileTypeOf::File => {
+            let src = dir.open_read(name)?;
+            let out = to.tmpfile(0o600)?;
+            copy_data(&src, &st, &out, &|_| {}).map_err(|e| io::Error::other(e.to_string()))?;
+            let xattrs = xattr::read_all(&src)?;
+            finish(
+                &out,
+                &Finish {
+                    mode: st.mode,
+                    uid: st.uid,
+                    gid: st.gid,
+                    mtime: st.mtime,
+                    atime: st.atime,
+                    xattrs: &xattrs,
+                },
+                target.degraded,
+            )?;
+            to.link_file(&out, to_name)?;
+        }
+        _ => return Err(io::Error::other("neither a file nor a symlink")),
+    }
+    Ok(true)
+}
+
+/// What a copy from the source brought.
+struct Copied {
+    meta: Meta,
+    ctime: Timestamp,
+    hash: Hash,
+    xattrs: Xattrs,
+    bytes: u64,
+}
+
+fn read_error(e: io::Error) -> (ErrorKind, String) {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => (
+            ErrorKind::Vanished,
+            "vanished before it could be copied".into(),
+        ),
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => (
+            ErrorKind::Changed,
+            "changed since the scan (a folder on its way, or the file, is now a symlink or \
+             a file); not followed, kept the previous version"
+                .into(),
+        ),
+        _ => (ErrorKind::Read, format!("cannot read: {e}")),
     }
 }
 
-/// Mode, owner and mtime on the new (unshared) temp file, through its fd.
-fn finish_file(out: &File, source: &fs::Metadata, tmp: &Path) -> Result<(), CopyError> {
-    let fd = out.as_raw_fd();
-    let mode = source.mode() & 0o7777;
-    // SAFETY: fd is an open file we own; the calls take plain integers and a
-    // pointer to a two-element timespec array that lives for the call.
-    unsafe {
-        if is_root() && libc::fchown(fd, source.uid(), source.gid()) != 0 {
-            return Err(write_err(tmp)(io::Error::last_os_error()));
+/// Put a new inode at `name` in `dir`: link it in when the name is free
+/// (`new`), else rename it over what is there, through a temp name in
+/// `.strata/tmp/`.
+fn place(
+    target: &Target<'_>,
+    dir: &Dir,
+    name: &[u8],
+    new: bool,
+    link: impl Fn(&Dir, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    if new {
+        match link(dir, name) {
+            Ok(()) => return Ok(()),
+            // Not in the index but in the mirror (left by an interrupted
+            // run): replace it the usual way.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
-        if libc::fchmod(fd, mode) != 0 {
-            return Err(write_err(tmp)(io::Error::last_os_error()));
-        }
-        let times = [
-            libc::timespec {
-                tv_sec: source.atime(),
-                tv_nsec: source.atime_nsec(),
-            },
-            libc::timespec {
-                tv_sec: source.mtime(),
-                tv_nsec: source.mtime_nsec(),
-            },
-        ];
-        if libc::futimens(fd, times.as_ptr()) != 0 {
-            return Err(write_err(tmp)(io::Error::last_os_error()));
-        }
+    }
+    let tmp = tmp_name();
+    link(target.tmp, &tmp)?;
+    if let Err(e) = target.tmp.rename(&tmp, dir, name) {
+        let _ = target.tmp.unlink(&tmp);
+        return Err(e);
     }
     Ok(())
 }
 
-fn copy_symlink(source: &Path, tmp: &Path) -> Result<(Meta, Hash), CopyError> {
-    let before = fs::symlink_metadata(source).map_err(read_error)?;
-    let meta = Meta::from_metadata(&before).ok_or(CopyError::Changed)?;
-    if meta.kind != Kind::Symlink {
-        return Err(CopyError::Changed);
+/// Copy the source's `path` (a file or symlink) into the mirror.
+fn copy_in(change: &Change<'_>, target: &Target<'_>) -> Result<Copied, (ErrorKind, String)> {
+    let new = change.new_entry().expect("a copy has a new state");
+    let path = &new.path;
+    let is_new = matches!(change, Change::New(_));
+    if target.faults.fails("source.read", path) {
+        return Err(read_error(io::Error::from_raw_os_error(libc::EACCES)));
     }
-    let link = fs::read_link(source).map_err(read_error)?;
-    std::os::unix::fs::symlink(&link, tmp).map_err(write_err(tmp))?;
-    let after = fs::symlink_metadata(source).map_err(read_error)?;
-    if Meta::from_metadata(&after) != Some(meta) {
-        return Err(CopyError::Changed);
-    }
-    set_symlink_times(tmp, &before).map_err(write_err(tmp))?;
-    if is_root() {
-        std::os::unix::fs::lchown(tmp, Some(before.uid()), Some(before.gid()))
-            .map_err(write_err(tmp))?;
-    }
-    Ok((meta, Hash::of(link.as_os_str().as_bytes())))
-}
-
-/// Set a symlink's own times (not its target's).
-pub fn set_symlink_times(path: &Path, source: &fs::Metadata) -> io::Result<()> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let times = [
-        libc::timespec {
-            tv_sec: source.atime(),
-            tv_nsec: source.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: source.mtime(),
-            tv_nsec: source.mtime_nsec(),
-        },
-    ];
-    // SAFETY: a valid C string and a two-element timespec array that outlive
-    // the call.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
+    let (sdir, sname) = target
+        .source
+        .parent_of(path.as_bytes())
+        .map_err(read_error)?;
+    let (mdir, mname) = target.mirror.parent_of(path.as_bytes()).map_err(|e| {
+        (
+            ErrorKind::Write,
+            format!("cannot open its mirror folder: {e}"),
         )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    })?;
+    let write = |what: &str, e: io::Error| (ErrorKind::Write, format!("{what}: {e}"));
+    match new.meta.kind {
+        Kind::File => {
+            let src = sdir.open_read(sname).map_err(read_error)?;
+            let before = fstat(&src).map_err(read_error)?;
+            if before.file_type != FileTypeOf::File {
+                return Err((
+                    ErrorKind::Changed,
+                    "is no longer a regular file; kept the previous version".into(),
+                ));
+            }
+            let xattrs = xattr::read_all(&src).map_err(read_error)?;
+            let out = mdir
+                .tmpfile(0o600)
+                .map_err(|e| write("cannot create the copy", e))?;
+            target.faults.point("apply.copy", path);
+            let progress = |n| target.progress.inc_bytes(n);
+            let hash = copy_data(&src, &before, &out, &progress).map_err(|e| match e {
+                CopyError::Read(e) => read_error(e),
+                CopyError::Write(e) => write("cannot write the copy", e),
+                CopyError::Changed => (ErrorKind::Changed, CopyError::Changed.to_string()),
+            })?;
+            finish(
+                &out,
+                &Finish {
+                    mode: before.mode,
+                    uid: before.uid,
+                    gid: before.gid,
+                    mtime: before.mtime,
+                    atime: before.atime,
+                    xattrs: &xattrs,
+                },
+                target.degraded,
+            )
+            .map_err(|e| write("cannot set its metadata", e))?;
+            target.faults.point("apply.place", path);
+            place(target, &mdir, mname, is_new, |d, n| d.link_file(&out, n))
+                .map_err(|e| write("cannot put the copy in the mirror", e))?;
+            Ok(Copied {
+                meta: before.meta().expect("a regular file"),
+                ctime: before.ctime,
+                hash,
+                xattrs,
+                bytes: before.size,
+            })
+        }
+        Kind::Symlink => {
+            let before = sdir.stat_at(sname).map_err(read_error)?;
+            if before.file_type != FileTypeOf::Symlink {
+                return Err((
+                    ErrorKind::Changed,
+                    "is no longer a symlink; kept the previous version".into(),
+                ));
+            }
+            let link = sdir.read_link(sname).map_err(read_error)?;
+            let after = sdir.stat_at(sname).map_err(read_error)?;
+            // (Reading a link sets its atime: compare what the backup keeps.)
+            if (after.meta(), after.ctime) != (before.meta(), before.ctime)
+                || link.len() as u64 != before.size
+            {
+                return Err((ErrorKind::Changed, CopyError::Changed.to_string()));
+            }
+            let tmp = tmp_name();
+            target
+                .tmp
+                .symlink(&link, &tmp)
+                .map_err(|e| write("cannot create the link", e))?;
+            let owner = is_root().then_some((before.uid, before.gid));
+            if !is_root()
+                && (before.uid, before.gid)
+                    != (
+                        rustix::process::geteuid().as_raw(),
+                        rustix::process::getegid().as_raw(),
+                    )
+            {
+                let _ = &target.degraded;
+            }
+            if let Err(e) = target
+                .tmp
+                .set_link_meta(&tmp, owner, before.mtime, before.atime)
+            {
+                let _ = target.tmp.unlink(&tmp);
+                return Err(write("cannot set the link's metadata", e));
+            }
+            target.faults.point("apply.place", path);
+            if let Err(e) = target.tmp.rename(&tmp, &mdir, mname) {
+                let _ = target.tmp.unlink(&tmp);
+                return Err(write("cannot put the link in the mirror", e));
+            }
+            Ok(Copied {
+                meta: before.meta().expect("a symlink"),
+                ctime: before.ctime,
+                hash: Hash::of(&link),
+                xattrs: Xattrs::default(),
+                bytes: 0,
+            })
+        }
+        Kind::Dir => unreachable!("directories are made in phase 2"),
     }
 }
 
-/// Copy a file or symlink from `from` to a new path `to` (which must not
-/// exist), preserving mode and mtime, without linking. Used by restore.
-pub fn copy_out(from: &Path, kind: Kind, to: &Path) -> io::Result<(Meta, Hash)> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    copy_in(from, kind, dir, to).map_err(|e| io::Error::other(e.to_string()))
+/// Bring a new or changed file or symlink into the mirror, and into the
+/// increment when it is tracked. With `leader`, the path is another name of
+/// a hardlink group whose inode is already in the mirror: link it.
+fn update(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target<'_>) -> Outcome {
+    let new = change.new_entry().expect("an update has a new state");
+    let path = &new.path;
+    let history = change.history_op();
+    if history.is_some() && target.carried.contains(path) {
+        clear_increment_entry(target, path);
+    }
+    let outcome = update_inner(change, leader, target);
+    target.progress.inc(1);
+    outcome
+}
+
+fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target<'_>) -> Outcome {
+    let new = change.new_entry().expect("an update has a new state");
+    let path = &new.path;
+    let history = change.history_op();
+    let (mdir, mname) = match target.mirror.parent_of(path.as_bytes()) {
+        Ok(found) => found,
+        Err(e) => return write_err(path, "cannot open its mirror folder", e),
+    };
+    let mut applied = Applied {
+        recorded: history,
+        hash: change.old().and_then(|o| o.hash),
+        xattrs: change.old().and_then(|o| o.xattrs),
+        ..Applied::default()
+    };
+    // Leaving the tracked set: the current mirror version is the last one;
+    // keep it in deleted/ before anything replaces it.
+    let mut kept_last = false;
+    if history == Some(Op::Deleted) {
+        match link_into(target, Part::Deleted, &mdir, mname, path) {
+            Ok(copied) => {
+                applied.copied_not_linked |= copied;
+                kept_last = true;
+            }
+            Err(e) => return write_err(path, "cannot keep its last version", e),
+        }
+    }
+    let undo = |target: &Target<'_>| {
+        if kept_last {
+            clear_increment_entry(target, path);
+        }
+    };
+    if change.needs_source() {
+        match leader {
+            Some(leader) => {
+                let linked = match target.mirror.parent_of(leader.path.as_bytes()) {
+                    Ok((ldir, lname)) => {
+                        target.faults.point("apply.place", path);
+                        place(
+                            target,
+                            &mdir,
+                            mname,
+                            matches!(change, Change::New(_)),
+                            |d, n| ldir.link(lname, d, n),
+                        )
+                    }
+                    Err(e) => Err(e),
+                };
+                match linked {
+                    Ok(()) => {
+                        applied.hash = leader.hash;
+                        applied.xattrs = leader.xattrs;
+                        applied.meta = leader.meta.map(Box::new);
+                    }
+                    Err(e) => {
+                        undo(target);
+                        return write_err(
+                            path,
+                            "cannot link it to the rest of its hardlink group",
+                            e,
+                        );
+                    }
+                }
+            }
+            None => match copy_in(change, target) {
+                Ok(copied) => {
+                    applied.hash = Some(copied.hash);
+                    applied.xattrs = Some(copied.xattrs.digest());
+                    if !copied.xattrs.is_empty() {
+                        applied.xattr_data = Some(Box::new(copied.xattrs));
+                    }
+                    if copied.meta != new.meta || copied.ctime != new.ctime {
+                        applied.meta = Some(Box::new((copied.meta, copied.ctime)));
+                    }
+                    applied.bytes = copied.bytes;
+                }
+                Err((kind, message)) => {
+                    undo(target);
+                    return failed(path, kind, message);
+                }
+            },
+        }
+    }
+    if let Some(Op::New | Op::Changed) = history {
+        if applied.xattr_data.is_none()
+            && applied.xattrs.is_some_and(|x| x != NO_XATTRS)
+            && let Ok(file) = mdir.open_read(mname)
+            && let Ok(x) = xattr::read_all(&file)
+        {
+            // A version recorded without a copy (entering the tracked set,
+            // or a hardlink of a copied file): its xattrs from the mirror.
+            applied.xattr_data = Some(Box::new(x));
+        }
+        match link_into(target, Part::Track, &mdir, mname, path) {
+            Ok(copied) => applied.copied_not_linked |= copied,
+            Err(e) => return write_err(path, "cannot record it in the increment", e),
+        }
+    }
+    Outcome::Applied(applied)
+}
+
+/// A directory finished: its change (if it is one) and what it got.
+type DirDone = (Option<usize>, Result<Option<Xattrs>, PathError>);
+
+/// Phase 4: the metadata of the directories, deepest first.
+fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target: &Target<'_>) {
+    let scan_dir = |path: &RelPath| -> Option<&Entry> {
+        let i = target.scan.binary_search_by(|e| e.path.cmp(path)).ok()?;
+        // A path may be in the scan once; it is a directory or not.
+        Some(&target.scan[i]).filter(|e| e.meta.kind == Kind::Dir)
+    };
+    // Directories to give the source's metadata: index -> change.
+    let mut full: HashMap<RelPath, usize> = HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if c.kind() == Kind::Dir
+            && c.needs_source()
+            && matches!(outcomes[i], Some(Outcome::Applied(_)))
+        {
+            full.insert(c.path().clone(), i);
+        }
+    }
+    // Directories whose content changed: their mtime goes back.
+    let mut touched: HashSet<RelPath> = HashSet::new();
+    for c in changes {
+        if matches!(c, Change::Touch { .. }) {
+            continue;
+        }
+        if let Some(parent) = c.path().parent() {
+            touched.insert(parent);
+        }
+    }
+    if target.redo_dirs {
+        for e in target.scan.iter().filter(|e| e.meta.kind == Kind::Dir) {
+            touched.insert(e.path.clone());
+        }
+    }
+    let mut all: Vec<RelPath> = full.keys().cloned().chain(touched).collect();
+    all.sort();
+    all.dedup();
+    let mut by_depth: Vec<Vec<RelPath>> = Vec::new();
+    for p in all {
+        let d = p.depth();
+        if by_depth.len() <= d {
+            by_depth.resize(d + 1, Vec::new());
+        }
+        by_depth[d].push(p);
+    }
+    for level in by_depth.into_iter().rev() {
+        let done: Vec<DirDone> = level
+            .par_iter()
+            .filter_map(|p| {
+                let change = full.get(p).copied();
+                let entry = match change {
+                    Some(i) => changes[i].new_entry(),
+                    None => scan_dir(p),
+                }?;
+                Some((change, finish_dir(entry, change.is_some(), target)))
+            })
+            .collect();
+        for (change, result) in done {
+            let Some(i) = change else {
+                if let Err(e) = result {
+                    tracing::debug!("{e}");
+                }
+                continue;
+            };
+            match result {
+                Ok(xattrs) => {
+                    if let Some(Outcome::Applied(a)) = &mut outcomes[i] {
+                        let x = xattrs.unwrap_or_default();
+                        a.xattrs = Some(x.digest());
+                        if !x.is_empty() {
+                            a.xattr_data = Some(Box::new(x));
+                        }
+                    }
+                }
+                Err(e) => outcomes[i] = Some(Outcome::Failed(e)),
+            }
+        }
+    }
+}
+
+/// Give one mirror directory its metadata: the source's (with `full`, its
+/// xattrs read afresh), or the scanned mode, owner and times again.
+fn finish_dir(entry: &Entry, full: bool, target: &Target<'_>) -> Result<Option<Xattrs>, PathError> {
+    let path = &entry.path;
+    let mdir = target.mirror.open_dir(path.as_bytes()).map_err(|e| {
+        PathError::new(
+            path,
+            ErrorKind::Write,
+            format!("cannot open the mirror folder: {e}"),
+        )
+    })?;
+    let xattrs = if full {
+        let sdir = target.source.open_dir(path.as_bytes()).map_err(|e| {
+            let (kind, message) = read_error(e);
+            PathError::new(path, kind, message)
+        })?;
+        let st = sdir
+            .stat()
+            .map_err(|e| PathError::new(path, ErrorKind::Read, format!("cannot stat: {e}")))?;
+        let x = xattr::read_all(&sdir).map_err(|e| {
+            PathError::new(
+                path,
+                ErrorKind::Read,
+                format!("cannot read its xattrs: {e}"),
+            )
+        })?;
+        if st.meta() != Some(entry.meta) {
+            return Err(PathError::new(
+                path,
+                ErrorKind::Changed,
+                "changed while the backup ran; the next run takes its metadata",
+            ));
+        }
+        Some(x)
+    } else {
+        None
+    };
+    target.faults.point("apply.dir", path);
+    let meta = &entry.meta;
+    let result = match &xattrs {
+        Some(x) => finish(
+            &mdir,
+            &Finish {
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime: meta.mtime,
+                atime: meta.mtime,
+                xattrs: x,
+            },
+            target.degraded,
+        ),
+        None => finish_times(&mdir, meta, target.redo_dirs),
+    };
+    result.map_err(|e| {
+        PathError::new(
+            path,
+            ErrorKind::Write,
+            format!("cannot set the folder's metadata: {e}"),
+        )
+    })?;
+    Ok(xattrs)
+}
+
+/// Put a directory's mtime back (and, after a repair, its mode and owner).
+fn finish_times(dir: &Dir, meta: &Meta, all: bool) -> io::Result<()> {
+    if all {
+        if is_root() {
+            let (uid, gid) = (
+                rustix::process::Uid::from_raw(meta.uid),
+                rustix::process::Gid::from_raw(meta.gid),
+            );
+            rustix::fs::fchown(dir, Some(uid), Some(gid))
+                .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+        }
+        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(meta.mode))
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+    }
+    let ts = rustix::fs::Timespec {
+        tv_sec: meta.mtime.sec,
+        tv_nsec: meta.mtime.nsec as _,
+    };
+    rustix::fs::futimens(
+        dir,
+        &rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        },
+    )
+    .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
 }

@@ -7,7 +7,10 @@
 //! - [`Scheduler`] knows, for each scheduled job, when it is next due and
 //!   whether it is running, and answers "what is due now?" — start it, or
 //!   skip this time because its previous run is still going. It reads no
-//!   clock: the loop passes `now`.
+//!   clock: the loop passes `now`. Schedules are read on the wall clock of
+//!   the zone it is made with, the machine's (`RunOptions::zone`, resolved
+//!   by the CLI), so DST changes follow cron(8)'s rule (see
+//!   [`crate::schedule`]).
 //! - [`catch_up_due`] decides whether a job missed a scheduled time since its
 //!   last recorded run (the last line of its `.strata/runs.jsonl`, whoever
 //!   ran it), and so runs once right away. It is asked when the daemon
@@ -39,7 +42,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Local, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
@@ -51,6 +54,7 @@ use crate::run::{RunOptions, run_job};
 use crate::schedule::Schedule;
 use crate::store::Layout;
 use crate::store::meta::last_run;
+use crate::tz::Zone;
 
 /// How often the jobs directory is checked for added, changed or removed
 /// job files (and the wall clock for jumps).
@@ -101,14 +105,16 @@ pub enum DaemonError {
 ///
 /// `last_run` is the start of the latest recorded run, or `None` if the job
 /// never ran; a job that never ran waits for its first scheduled time. A
-/// last run in the future (the clock was set back) missed nothing.
-pub fn catch_up_due<Tz: TimeZone>(
+/// last run in the future (the clock was set back) missed nothing. The
+/// schedule is read on `zone`'s wall clock.
+pub fn catch_up_due(
     schedule: &Schedule,
-    last_run: Option<&DateTime<Tz>>,
-    now: &DateTime<Tz>,
+    last_run: Option<&DateTime<Utc>>,
+    now: &DateTime<Utc>,
+    zone: &Zone,
 ) -> bool {
     match last_run {
-        Some(last) => schedule.last_fire_between(last, now).is_some(),
+        Some(last) => schedule.last_fire_between(last, now, zone).is_some(),
         None => false,
     }
 }
@@ -125,7 +131,7 @@ pub fn clock_jump(monotonic: Duration, wall: TimeDelta) -> Option<TimeDelta> {
 
 /// What the scheduler decided about a job that came due.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tick<K, Tz: TimeZone> {
+pub enum Tick<K> {
     /// Start it (it is now marked running).
     Start(K),
     /// It came due at `due` while its previous run is still going: that
@@ -134,46 +140,48 @@ pub enum Tick<K, Tz: TimeZone> {
         /// The job.
         key: K,
         /// The scheduled time that is skipped.
-        due: DateTime<Tz>,
+        due: DateTime<Utc>,
     },
 }
 
 #[derive(Debug, Clone)]
-struct Slot<Tz: TimeZone> {
+struct Slot {
     schedule: Schedule,
-    next: Option<DateTime<Tz>>,
+    next: Option<DateTime<Utc>>,
 }
 
 /// When each scheduled job is next due, and which jobs are running.
 ///
-/// Pure: every method that needs the time takes `now`. Keys are whatever
-/// identifies a job (the daemon uses the job file's path, so a job keeps
-/// its identity while its file is edited).
+/// Pure: every method that needs the time takes `now`, and the schedules
+/// are read on the wall clock of the zone it was made with (the machine's,
+/// for the daemon). Keys are whatever identifies a job (the daemon uses the
+/// job file's path, so a job keeps its identity while its file is edited).
 #[derive(Debug, Clone)]
-pub struct Scheduler<K: Ord + Clone, Tz: TimeZone> {
-    slots: BTreeMap<K, Slot<Tz>>,
+pub struct Scheduler<K: Ord + Clone> {
+    zone: Zone,
+    slots: BTreeMap<K, Slot>,
     running: BTreeSet<K>,
 }
 
-impl<K: Ord + Clone, Tz: TimeZone> Default for Scheduler<K, Tz> {
-    fn default() -> Self {
+impl<K: Ord + Clone> Scheduler<K> {
+    /// An empty scheduler whose schedules are read in `zone`.
+    pub fn new(zone: Zone) -> Self {
         Scheduler {
+            zone,
             slots: BTreeMap::new(),
             running: BTreeSet::new(),
         }
     }
-}
 
-impl<K: Ord + Clone, Tz: TimeZone> Scheduler<K, Tz> {
-    /// An empty scheduler.
-    pub fn new() -> Self {
-        Self::default()
+    /// The zone the schedules are read in.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
     }
 
     /// Schedule `key` from `now` on. Returns `true` if it was not scheduled
     /// or had another schedule (and is rescheduled); `false`, keeping its
     /// next due time, if the schedule is the same.
-    pub fn set(&mut self, key: K, schedule: &Schedule, now: &DateTime<Tz>) -> bool {
+    pub fn set(&mut self, key: K, schedule: &Schedule, now: &DateTime<Utc>) -> bool {
         if self
             .slots
             .get(&key)
@@ -181,7 +189,7 @@ impl<K: Ord + Clone, Tz: TimeZone> Scheduler<K, Tz> {
         {
             return false;
         }
-        let next = schedule.next_after(now);
+        let next = schedule.next_after(now, &self.zone);
         self.slots.insert(
             key,
             Slot {
@@ -204,13 +212,13 @@ impl<K: Ord + Clone, Tz: TimeZone> Scheduler<K, Tz> {
     }
 
     /// When `key` is next due, if it is scheduled and fires again.
-    pub fn next_of(&self, key: &K) -> Option<&DateTime<Tz>> {
+    pub fn next_of(&self, key: &K) -> Option<&DateTime<Utc>> {
         self.slots.get(key).and_then(|s| s.next.as_ref())
     }
 
     /// The job due first, and when. A running job counts: at its due time
     /// the loop must wake to skip it.
-    pub fn next_due(&self) -> Option<(&K, &DateTime<Tz>)> {
+    pub fn next_due(&self) -> Option<(&K, &DateTime<Utc>)> {
         self.slots
             .iter()
             .filter_map(|(k, s)| s.next.as_ref().map(|t| (k, t)))
@@ -220,13 +228,13 @@ impl<K: Ord + Clone, Tz: TimeZone> Scheduler<K, Tz> {
     /// Every job due at `now`: start it, or skip it if it is still running.
     /// Either way its next due time moves past `now`, so a time missed by a
     /// late wake-up is run once, not once per slot.
-    pub fn due(&mut self, now: &DateTime<Tz>) -> Vec<Tick<K, Tz>> {
+    pub fn due(&mut self, now: &DateTime<Utc>) -> Vec<Tick<K>> {
         let mut ticks = Vec::new();
         for (key, slot) in &mut self.slots {
-            let Some(due) = slot.next.clone().filter(|t| t <= now) else {
+            let Some(due) = slot.next.filter(|t| t <= now) else {
                 continue;
             };
-            slot.next = slot.schedule.next_after(now);
+            slot.next = slot.schedule.next_after(now, &self.zone);
             if self.running.insert(key.clone()) {
                 ticks.push(Tick::Start(key.clone()));
             } else {
@@ -262,9 +270,9 @@ impl<K: Ord + Clone, Tz: TimeZone> Scheduler<K, Tz> {
 
     /// Recompute every next due time from `now` (after a clock jump, the
     /// times computed before it are too far off, in either direction).
-    pub fn reschedule(&mut self, now: &DateTime<Tz>) {
+    pub fn reschedule(&mut self, now: &DateTime<Utc>) {
         for slot in self.slots.values_mut() {
-            slot.next = slot.schedule.next_after(now);
+            slot.next = slot.schedule.next_after(now, &self.zone);
         }
     }
 }
@@ -311,11 +319,6 @@ fn last_run_start(job: &Job) -> Option<DateTime<Utc>> {
     }
 }
 
-/// A local time as the log and `strata list` show it.
-pub fn format_local(t: &DateTime<Local>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
 /// The loop's state.
 struct Daemon {
     jobs_dir: PathBuf,
@@ -329,7 +332,7 @@ struct Daemon {
     dir_unreadable: bool,
     /// The start-up load is done (later loads log what changed).
     loaded_once: bool,
-    scheduler: Scheduler<PathBuf, Local>,
+    scheduler: Scheduler<PathBuf>,
     threads: HashMap<PathBuf, (String, JoinHandle<()>)>,
     events: Sender<Event>,
 }
@@ -360,16 +363,16 @@ pub fn run(options: DaemonOptions) -> Result<Stopped, DaemonError> {
     let mut daemon = Daemon {
         jobs_dir: options.jobs_dir,
         metrics_file: options.metrics_file,
+        scheduler: Scheduler::new(options.run.zone.clone()),
         options: Arc::new(options.run),
         jobs: BTreeMap::new(),
         listing: BTreeMap::new(),
         dir_unreadable: false,
         loaded_once: false,
-        scheduler: Scheduler::new(),
         threads: HashMap::new(),
         events,
     };
-    let now = Local::now();
+    let now = Utc::now();
     let files = listing(&daemon.jobs_dir)?;
     daemon.reload(files, &now)?;
     info!(
@@ -392,7 +395,7 @@ impl Daemon {
         let mut next_poll = Instant::now() + POLL_INTERVAL;
         loop {
             let (mono, wall) = (Instant::now(), Utc::now());
-            let now = wall.with_timezone(&Local);
+            let now = wall;
             if !stopping {
                 if let Some(jump) = clock_jump(mono - last.0, wall - last.1) {
                     self.clock_jumped(jump, &now);
@@ -407,7 +410,7 @@ impl Daemon {
                         Tick::Skip { key, due } => info!(
                             "{}: still running at its scheduled time {}: that run is skipped",
                             self.name_of(&key),
-                            format_local(&due)
+                            self.scheduler.zone().format(&due)
                         ),
                     }
                 }
@@ -424,7 +427,7 @@ impl Daemon {
                 let until_due = self
                     .scheduler
                     .next_due()
-                    .map(|(_, t)| (*t - Local::now()).to_std().unwrap_or(Duration::ZERO));
+                    .map(|(_, t)| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
                 inbox.recv_timeout(until_due.map_or(until_poll, |d| d.min(until_poll)))
             };
             match event {
@@ -460,7 +463,7 @@ impl Daemon {
 
     /// Check the jobs directory; reload if a job file was added, changed or
     /// removed.
-    fn poll(&mut self, now: &DateTime<Local>) {
+    fn poll(&mut self, now: &DateTime<Utc>) {
         let files = match listing(&self.jobs_dir) {
             Ok(files) => files,
             Err(e) => {
@@ -486,7 +489,7 @@ impl Daemon {
     fn reload(
         &mut self,
         files: BTreeMap<PathBuf, Stamp>,
-        now: &DateTime<Local>,
+        now: &DateTime<Utc>,
     ) -> Result<(), LoadError> {
         let loaded = load_paths(std::slice::from_ref(&self.jobs_dir))?;
         for d in &loaded.diagnostics {
@@ -583,16 +586,17 @@ impl Daemon {
     }
 
     /// Run `job` now if it missed a scheduled time since its last run.
-    fn catch_up(&mut self, key: &PathBuf, job: &Job, schedule: &Schedule, now: &DateTime<Local>) {
+    fn catch_up(&mut self, key: &PathBuf, job: &Job, schedule: &Schedule, now: &DateTime<Utc>) {
         if self.scheduler.is_running(key) {
             return;
         }
-        let last = last_run_start(job).map(|t| t.with_timezone(&Local));
-        if catch_up_due(schedule, last.as_ref(), now) {
+        let last = last_run_start(job);
+        let zone = self.scheduler.zone();
+        if catch_up_due(schedule, last.as_ref(), now, zone) {
             info!(
                 "{}: a scheduled time passed since its last run ({}): running it now",
                 job.name,
-                last.as_ref().map(format_local).unwrap_or_default()
+                last.as_ref().map(|t| zone.format(t)).unwrap_or_default()
             );
             self.scheduler.start(key);
             self.spawn(key.clone());
@@ -600,7 +604,7 @@ impl Daemon {
     }
 
     /// After a wall-clock jump: recompute the schedule and catch up.
-    fn clock_jumped(&mut self, jump: TimeDelta, now: &DateTime<Local>) {
+    fn clock_jumped(&mut self, jump: TimeDelta, now: &DateTime<Utc>) {
         info!(
             "the clock jumped by {}s (a suspend, or the time was set): rescheduling",
             jump.num_seconds()
@@ -663,7 +667,11 @@ impl Daemon {
         report.log_summary();
         self.write_metrics(&report);
         if let Some(next) = self.scheduler.next_of(&key) {
-            tracing::debug!("{}: next run {}", report.job, format_local(next));
+            tracing::debug!(
+                "{}: next run {}",
+                report.job,
+                self.scheduler.zone().format(next)
+            );
         }
     }
 
@@ -688,7 +696,11 @@ impl Daemon {
 
     fn next_due_text(&self) -> String {
         match self.scheduler.next_due() {
-            Some((key, at)) => format!("; next: {} at {}", self.name_of(key), format_local(at)),
+            Some((key, at)) => format!(
+                "; next: {} at {}",
+                self.name_of(key),
+                self.scheduler.zone().format(at)
+            ),
             None => String::new(),
         }
     }
@@ -709,10 +721,13 @@ fn signal_name(signal: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::named(name).unwrap()
     }
 
     fn cron(s: &str) -> Schedule {
@@ -725,7 +740,7 @@ mod tests {
         // Last run two days ago, down since: two slots missed, one decision.
         let last = at("2024-05-01T02:00:05Z");
         let now = at("2024-05-03T09:00:00Z");
-        assert!(catch_up_due(&daily, Some(&last), &now));
+        assert!(catch_up_due(&daily, Some(&last), &now, &Zone::utc()));
     }
 
     #[test]
@@ -735,32 +750,41 @@ mod tests {
         assert!(!catch_up_due(
             &daily,
             Some(&last),
-            &at("2024-05-03T09:00:00Z")
+            &at("2024-05-03T09:00:00Z"),
+            &Zone::utc()
         ));
         // Just before the next slot, and exactly at the slot the last run
         // started at.
         assert!(!catch_up_due(
             &daily,
             Some(&last),
-            &at("2024-05-04T01:59:59Z")
+            &at("2024-05-04T01:59:59Z"),
+            &Zone::utc()
         ));
         assert!(!catch_up_due(
             &daily,
             Some(&at("2024-05-03T02:00:00Z")),
-            &at("2024-05-03T02:00:00Z")
+            &at("2024-05-03T02:00:00Z"),
+            &Zone::utc()
         ));
         // The slot itself has passed once "now" reaches it.
         assert!(catch_up_due(
             &daily,
             Some(&last),
-            &at("2024-05-04T02:00:00Z")
+            &at("2024-05-04T02:00:00Z"),
+            &Zone::utc()
         ));
     }
 
     #[test]
     fn a_job_that_never_ran_waits_for_its_first_slot() {
         let daily = cron("0 2 * * *");
-        assert!(!catch_up_due(&daily, None, &at("2024-05-03T09:00:00Z")));
+        assert!(!catch_up_due(
+            &daily,
+            None,
+            &at("2024-05-03T09:00:00Z"),
+            &Zone::utc()
+        ));
     }
 
     #[test]
@@ -771,7 +795,8 @@ mod tests {
         assert!(!catch_up_due(
             &hourly,
             Some(&last),
-            &at("2024-05-03T10:00:00Z")
+            &at("2024-05-03T10:00:00Z"),
+            &Zone::utc()
         ));
     }
 
@@ -779,13 +804,21 @@ mod tests {
     fn catch_up_reads_the_schedule_in_the_given_zone() {
         // 02:00 in New York is 06:00 UTC (EDT): a run at 05:00 UTC has not
         // yet had its day's slot at 05:30 UTC, but has at 06:30 UTC.
-        let tz = chrono_tz::America::New_York;
+        let ny = zone("America/New_York");
         let daily = cron("0 2 * * *");
-        let last = at("2024-05-03T05:00:00Z").with_timezone(&tz);
-        let before = at("2024-05-03T05:30:00Z").with_timezone(&tz);
-        let after = at("2024-05-03T06:30:00Z").with_timezone(&tz);
-        assert!(!catch_up_due(&daily, Some(&last), &before));
-        assert!(catch_up_due(&daily, Some(&last), &after));
+        let last = at("2024-05-03T05:00:00Z");
+        assert!(!catch_up_due(
+            &daily,
+            Some(&last),
+            &at("2024-05-03T05:30:00Z"),
+            &ny
+        ));
+        assert!(catch_up_due(
+            &daily,
+            Some(&last),
+            &at("2024-05-03T06:30:00Z"),
+            &ny
+        ));
     }
 
     #[test]
@@ -807,7 +840,7 @@ mod tests {
     #[test]
     fn next_due_is_the_earliest_among_jobs() {
         let now = at("2024-05-03T09:10:00Z");
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         assert_eq!(s.next_due(), None);
         assert!(s.set("daily", &cron("0 2 * * *"), &now));
         assert!(s.set("quarter", &cron("*/15 * * * *"), &now));
@@ -835,7 +868,7 @@ mod tests {
 
     #[test]
     fn the_same_schedule_keeps_its_due_time_and_a_new_one_is_recomputed() {
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         assert!(s.set("job", &cron("0 2 * * *"), &at("2024-05-03T01:00:00Z")));
         assert!(!s.set("job", &cron("0 2 * * *"), &at("2024-05-03T01:30:00Z")));
         assert_eq!(s.next_of(&"job"), Some(&at("2024-05-03T02:00:00Z")));
@@ -845,7 +878,7 @@ mod tests {
 
     #[test]
     fn a_job_still_running_when_due_again_is_skipped_not_doubled() {
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         let every_minute = cron("* * * * *");
         s.set("job", &every_minute, &at("2024-05-03T09:00:30Z"));
         assert_eq!(s.due(&at("2024-05-03T09:01:00Z")), vec![Tick::Start("job")]);
@@ -868,7 +901,7 @@ mod tests {
 
     #[test]
     fn a_late_wake_up_runs_once_not_once_per_missed_slot() {
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         s.set("job", &cron("* * * * *"), &at("2024-05-03T09:00:30Z"));
         let late = at("2024-05-03T09:10:30Z");
         assert_eq!(s.due(&late), vec![Tick::Start("job")]);
@@ -878,7 +911,7 @@ mod tests {
 
     #[test]
     fn a_running_job_removed_and_readded_is_still_running() {
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         s.set("job", &cron("* * * * *"), &at("2024-05-03T09:00:30Z"));
         assert_eq!(s.due(&at("2024-05-03T09:01:00Z")), vec![Tick::Start("job")]);
         s.remove(&"job");
@@ -891,10 +924,190 @@ mod tests {
 
     #[test]
     fn reschedule_after_a_clock_jump_back() {
-        let mut s: Scheduler<&str, Utc> = Scheduler::new();
+        let mut s: Scheduler<&str> = Scheduler::new(Zone::utc());
         s.set("job", &cron("@hourly"), &at("2024-05-03T09:30:00Z"));
         assert_eq!(s.next_of(&"job"), Some(&at("2024-05-03T10:00:00Z")));
         s.reschedule(&at("2024-05-03T07:30:00Z"));
         assert_eq!(s.next_of(&"job"), Some(&at("2024-05-03T08:00:00Z")));
+    }
+
+    /// What the daemon's loop starts between `from` and `to`: it wakes at
+    /// least every poll interval (a second) and asks the scheduler what is
+    /// due, exactly as `Daemon::serve` does; each run ends at once.
+    fn starts(zone: &Zone, expr: &str, from: &str, to: &str) -> Vec<String> {
+        let (from, to) = (at(from), at(to));
+        let mut s: Scheduler<&str> = Scheduler::new(zone.clone());
+        s.set("job", &cron(expr), &from);
+        let mut started = Vec::new();
+        let mut now = from;
+        while now <= to {
+            for tick in s.due(&now) {
+                assert_eq!(tick, Tick::Start("job"));
+                started.push(zone.at(&now).to_rfc3339());
+                s.finished(&"job");
+            }
+            now += TimeDelta::seconds(1);
+        }
+        started
+    }
+
+    #[test]
+    fn fire_decisions_around_both_changes_of_each_zone() {
+        let berlin = zone("Europe/Berlin");
+        let ny = zone("America/New_York");
+        let lord_howe = zone("Australia/Lord_Howe");
+        let cases: [(&Zone, &str, &str, &str, &[&str]); 12] = [
+            // Berlin, spring: 02:00 CET -> 03:00 CEST at 01:00Z.
+            (
+                &berlin,
+                "30 2 * * *",
+                "2026-03-28T23:00:00Z",
+                "2026-03-29T03:00:00Z",
+                &["2026-03-29T03:00:00+02:00"],
+            ),
+            (
+                &berlin,
+                "*/30 * * * *",
+                "2026-03-29T00:10:00Z",
+                "2026-03-29T01:40:00Z",
+                &[
+                    "2026-03-29T01:30:00+01:00",
+                    "2026-03-29T03:00:00+02:00",
+                    "2026-03-29T03:30:00+02:00",
+                ],
+            ),
+            // Berlin, autumn: 03:00 CEST -> 02:00 CET at 01:00Z.
+            (
+                &berlin,
+                "30 2 * * *",
+                "2026-10-24T23:00:00Z",
+                "2026-10-25T03:00:00Z",
+                &["2026-10-25T02:30:00+02:00"],
+            ),
+            (
+                &berlin,
+                "*/30 * * * *",
+                "2026-10-25T00:10:00Z",
+                "2026-10-25T01:40:00Z",
+                &[
+                    "2026-10-25T02:30:00+02:00",
+                    "2026-10-25T02:00:00+01:00",
+                    "2026-10-25T02:30:00+01:00",
+                ],
+            ),
+            // New York, spring: 02:00 EST -> 03:00 EDT at 07:00Z.
+            (
+                &ny,
+                "30 2 * * *",
+                "2026-03-08T05:00:00Z",
+                "2026-03-08T09:00:00Z",
+                &["2026-03-08T03:00:00-04:00"],
+            ),
+            (
+                &ny,
+                "0 * * * *",
+                "2026-03-08T05:30:00Z",
+                "2026-03-08T08:30:00Z",
+                &[
+                    "2026-03-08T01:00:00-05:00",
+                    "2026-03-08T03:00:00-04:00",
+                    "2026-03-08T04:00:00-04:00",
+                ],
+            ),
+            // New York, autumn: 02:00 EDT -> 01:00 EST at 06:00Z.
+            (
+                &ny,
+                "30 1 * * *",
+                "2026-11-01T04:00:00Z",
+                "2026-11-01T08:00:00Z",
+                &["2026-11-01T01:30:00-04:00"],
+            ),
+            (
+                &ny,
+                "@hourly",
+                "2026-11-01T04:30:00Z",
+                "2026-11-01T07:30:00Z",
+                &[
+                    "2026-11-01T01:00:00-04:00",
+                    "2026-11-01T01:00:00-05:00",
+                    "2026-11-01T02:00:00-05:00",
+                ],
+            ),
+            // Lord Howe, spring: 02:00 +10:30 -> 02:30 +11 at 15:30Z.
+            (
+                &lord_howe,
+                "15 2 * * *",
+                "2026-10-03T14:00:00Z",
+                "2026-10-03T17:00:00Z",
+                &["2026-10-04T02:30:00+11:00"],
+            ),
+            (
+                &lord_howe,
+                "*/20 * * * *",
+                "2026-10-03T15:00:00Z",
+                "2026-10-03T15:55:00Z",
+                &["2026-10-04T01:40:00+10:30", "2026-10-04T02:40:00+11:00"],
+            ),
+            // Lord Howe, autumn: 02:00 +11 -> 01:30 +10:30 at 15:00Z.
+            (
+                &lord_howe,
+                "45 1 * * *",
+                "2026-04-04T13:00:00Z",
+                "2026-04-04T17:00:00Z",
+                &["2026-04-05T01:45:00+11:00"],
+            ),
+            (
+                &lord_howe,
+                "*/20 * * * *",
+                "2026-04-04T14:30:00Z",
+                "2026-04-04T15:25:00Z",
+                &["2026-04-05T01:40:00+11:00", "2026-04-05T01:40:00+10:30"],
+            ),
+        ];
+        for (zone, expr, from, to, want) in cases {
+            assert_eq!(
+                starts(zone, expr, from, to),
+                want,
+                "{zone} {expr} {from}..{to}"
+            );
+        }
+    }
+
+    #[test]
+    fn catch_up_across_dst_changes() {
+        let berlin = zone("Europe/Berlin");
+        let daily = cron("30 2 * * *");
+        // Ran at 02:30 CEST in the first pass; down until 02:40 CET in the
+        // second pass: nothing was missed (cron fires a repeated time once).
+        let first_pass = at("2026-10-25T00:30:05Z");
+        assert!(!catch_up_due(
+            &daily,
+            Some(&first_pass),
+            &at("2026-10-25T01:40:00Z"),
+            &berlin
+        ));
+        // Ran the day before; the 02:30 that did not exist on 2026-03-29
+        // fired at 03:00 CEST: down over it, it is caught up.
+        let day_before = at("2026-03-28T01:30:05Z");
+        assert!(!catch_up_due(
+            &daily,
+            Some(&day_before),
+            &at("2026-03-29T00:59:59Z"),
+            &berlin
+        ));
+        assert!(catch_up_due(
+            &daily,
+            Some(&day_before),
+            &at("2026-03-29T01:00:00Z"),
+            &berlin
+        ));
+        // A wildcard job did miss the second pass.
+        let hourly = cron("30 * * * *");
+        assert!(catch_up_due(
+            &hourly,
+            Some(&first_pass),
+            &at("2026-10-25T01:40:00Z"),
+            &berlin
+        ));
     }
 }

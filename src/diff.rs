@@ -1,289 +1,369 @@
 //! Scan x stored index -> plan. Pure: a merge of two sorted lists.
 //!
-//! The plan is a plain value: `--dry-run` prints it ([`Plan`], which owns
-//! its entries), [`crate::apply`] executes it ([`PlanRef`], which borrows
-//! the new states from the scan, so that a first run does not hold every
-//! entry twice). Each change says what happens to the mirror (`op`) and,
-//! from the tracked flags before and after, what the increment records
-//! (`history_op`).
+//! The plan is a plain value: `--dry-run` prints it (it serializes), a real
+//! run applies it ([`crate::apply`]). Its changes borrow the new states from
+//! the scan, so that a first run does not hold every entry twice; the old
+//! states (a changed or deleted path: few) are owned. Each change says what
+//! happens to the mirror and, from the tracked flags before and after, what
+//! the increment records ([`Change::history_op`]).
+//!
+//! An entry whose `lstat` metadata matches the index but whose ctime moved
+//! may have new extended attributes: the diff lists it as a [`Recheck`], and
+//! [`resolve`] turns each recheck into a change or a [`Change::Touch`] once
+//! the caller has read the attributes (the only metadata a no-change run
+//! does not read, SPEC §3).
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
 
-use crate::job::Compare;
-use crate::scan::{Entry, EntryRef, RelPath};
+use crate::entry::{Entry, EntryRef, EntryWalk, Hash, Kind, RelPath, is_below};
 
-/// What a run does to one mirror path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Op {
-    /// Not in the mirror yet.
-    New,
-    /// In the mirror with other metadata or content, or another tracked flag.
-    Changed,
-    /// In the mirror, gone from the selection.
-    Deleted,
+/// How a changed file is recognised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compare {
+    /// Size, mtime, mode, owner, kind (and xattrs when the ctime moved).
+    #[default]
+    Metadata,
+    /// Also the content hash.
+    Checksum,
 }
 
-impl Op {
-    /// `new`, `changed` or `deleted`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::New => "new",
-            Op::Changed => "changed",
-            Op::Deleted => "deleted",
-        }
-    }
-}
+pub use crate::entry::Op;
 
-/// Whether the mirror needs a fresh copy from the source.
-fn needs_copy(old: Option<EntryRef<'_>>, new: Option<EntryRef<'_>>) -> bool {
-    match (old, new) {
-        (_, None) => false,
-        (None, Some(_)) => true,
-        (Some(old), Some(new)) => {
-            old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
-        }
-    }
-}
-
-/// What the increment records, from the tracked flags before and after.
-fn history_op(was: bool, is: bool) -> Option<Op> {
-    match (was, is) {
-        (false, false) => None,
-        (false, true) => Some(Op::New),
-        (true, false) => Some(Op::Deleted),
-        (true, true) => Some(Op::Changed),
-    }
-}
-
-/// One planned change.
+/// One planned change of the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// What happens to the mirror path.
-    pub op: Op,
-    /// The state in the index (absent for `New`).
-    pub old: Option<Entry>,
-    /// The state in the scan (absent for `Deleted`).
-    pub new: Option<Entry>,
+pub enum Change<'s> {
+    /// The path is not in the mirror yet.
+    New(&'s Entry),
+    /// The path is in the mirror and stays of the same kind (a file or
+    /// symlink, or a directory).
+    Changed {
+        /// The state in the index.
+        old: Box<Entry>,
+        /// The state in the scan.
+        new: &'s Entry,
+        /// The mirror needs the source's data or metadata (a copy, or a
+        /// directory's metadata set); `false` when only the tracked flag
+        /// changed.
+        copy: bool,
+    },
+    /// The path leaves the mirror.
+    Deleted(Box<Entry>),
+    /// Nothing changes but the ctime the index keeps (the xattrs were read
+    /// and are the same).
+    Touch {
+        /// The state in the index (its hash and xattrs stand).
+        old: Box<Entry>,
+        /// The state in the scan.
+        new: &'s Entry,
+    },
 }
 
-impl Change {
+impl<'s> Change<'s> {
     /// The path concerned.
     pub fn path(&self) -> &RelPath {
-        match (&self.new, &self.old) {
-            (Some(e), _) | (None, Some(e)) => &e.path,
-            (None, None) => unreachable!("a change has an old or a new state"),
+        match self {
+            Change::New(e) | Change::Touch { new: e, .. } | Change::Changed { new: e, .. } => {
+                &e.path
+            }
+            Change::Deleted(e) => &e.path,
         }
     }
 
-    /// Whether the mirror needs a fresh copy from the source.
-    pub fn needs_copy(&self) -> bool {
-        needs_copy(
-            self.old.as_ref().map(Entry::view),
-            self.new.as_ref().map(Entry::view),
-        )
+    /// The state in the index, if the path is there.
+    pub fn old(&self) -> Option<&Entry> {
+        match self {
+            Change::Changed { old, .. } | Change::Deleted(old) | Change::Touch { old, .. } => {
+                Some(old)
+            }
+            Change::New(_) => None,
+        }
     }
 
-    /// What the increment records for this path: tracked files entering,
-    /// changing or leaving the tracked set. `None` for included-only files.
+    /// The state in the scan, unless the path leaves.
+    pub fn new_entry(&self) -> Option<&'s Entry> {
+        match self {
+            Change::New(e) | Change::Changed { new: e, .. } | Change::Touch { new: e, .. } => {
+                Some(e)
+            }
+            Change::Deleted(_) => None,
+        }
+    }
+
+    /// The kind of entry concerned (the new one, or the one that leaves).
+    pub fn kind(&self) -> Kind {
+        match self.new_entry() {
+            Some(e) => e.meta.kind,
+            None => self.old().expect("a deletion has an old state").meta.kind,
+        }
+    }
+
+    /// Whether the mirror needs the source (a copy, or directory metadata).
+    pub fn needs_source(&self) -> bool {
+        match self {
+            Change::New(_) => true,
+            Change::Changed { copy, .. } => *copy,
+            Change::Deleted(_) | Change::Touch { .. } => false,
+        }
+    }
+
+    /// The mirror op's word, as `--dry-run` prints it.
+    pub fn op_word(&self) -> &'static str {
+        match self {
+            Change::New(_) => "new",
+            Change::Changed { .. } => "changed",
+            Change::Deleted(_) => "deleted",
+            Change::Touch { .. } => "touch",
+        }
+    }
+
+    /// What the increment records for this path: tracked entries entering,
+    /// changing or leaving the tracked set. `None` for included-only
+    /// entries and for touches.
     pub fn history_op(&self) -> Option<Op> {
-        history_op(
-            self.old.as_ref().is_some_and(|e| e.tracked),
-            self.new.as_ref().is_some_and(|e| e.tracked),
-        )
+        let (was, is) = match self {
+            Change::New(e) => (false, e.tracked),
+            Change::Changed { old, new, .. } => (old.tracked, new.tracked),
+            Change::Deleted(e) => (e.tracked, false),
+            Change::Touch { .. } => return None,
+        };
+        match (was, is) {
+            (false, false) => None,
+            (false, true) => Some(Op::New),
+            (true, false) => Some(Op::Deleted),
+            (true, true) => Some(Op::Changed),
+        }
+    }
+
+    /// Whether the entry concerned is tracked (after the change, or before
+    /// it for a deletion).
+    pub fn tracked(&self) -> bool {
+        match self.new_entry() {
+            Some(e) => e.tracked,
+            None => self.old().is_some_and(|e| e.tracked),
+        }
+    }
+}
+
+impl Serialize for Change<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            path: &'a RelPath,
+            op: &'static str,
+            kind: &'static str,
+            tracked: bool,
+            history: Option<Op>,
+        }
+        Row {
+            path: self.path(),
+            op: self.op_word(),
+            kind: self.kind().as_str(),
+            tracked: self.tracked(),
+            history: self.history_op(),
+        }
+        .serialize(s)
     }
 }
 
 /// What a run will do, computed before anything is touched.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// Every change, sorted by path.
-    pub changes: Vec<Change>,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan<'s> {
+    /// Every change, sorted by path (for one path, a deletion before the
+    /// new entry that replaces it).
+    pub changes: Vec<Change<'s>>,
     /// Entries whose mirror copy is up to date.
     pub unchanged: u64,
-    /// Index entries kept because their directory could not be read.
-    pub kept_unreadable: u64,
+    /// Index entries kept because their directory could not be read (or a
+    /// mount point inside the source is missing).
+    pub kept: u64,
 }
 
-impl Plan {
-    /// Nothing to do.
+impl Plan<'_> {
+    /// Nothing to do (touches included: they rewrite the index).
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
-    /// Count of changes with the given mirror op.
-    pub fn count(&self, op: Op) -> u64 {
-        self.changes.iter().filter(|c| c.op == op).count() as u64
+    /// Changes that remove a path from the mirror.
+    pub fn removals(&self) -> u64 {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c, Change::Deleted(_)))
+            .count() as u64
+    }
+
+    /// Changes other than touches (what a dry run lists).
+    pub fn visible(&self) -> impl Iterator<Item = &Change<'_>> {
+        self.changes
+            .iter()
+            .filter(|c| !matches!(c, Change::Touch { .. }))
     }
 }
 
-/// One planned change, as a run executes it: the new state borrowed from
-/// the scan, the old one (a changed or deleted path: few) owned.
+/// An entry whose metadata matches the index but whose ctime moved (or
+/// whose xattrs the index does not know): its xattrs must be read and
+/// compared before it is known whether it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRef<'a> {
-    /// What happens to the mirror path.
-    pub op: Op,
-    /// The state in the index (absent for `New`).
-    pub old: Option<Box<Entry>>,
-    /// The state in the scan (absent for `Deleted`).
-    pub new: Option<&'a Entry>,
+pub struct Recheck<'s> {
+    /// The state in the index.
+    pub old: Box<Entry>,
+    /// The state in the scan.
+    pub new: &'s Entry,
 }
 
-impl ChangeRef<'_> {
-    /// The path concerned.
-    pub fn path(&self) -> &RelPath {
-        match (self.new, self.old.as_deref()) {
-            (Some(e), _) | (None, Some(e)) => &e.path,
-            (None, None) => unreachable!("a change has an old or a new state"),
-        }
-    }
-
-    /// Whether the mirror needs a fresh copy from the source.
-    pub fn needs_copy(&self) -> bool {
-        needs_copy(
-            self.old.as_deref().map(Entry::view),
-            self.new.map(Entry::view),
-        )
-    }
-
-    /// What the increment records for this path (see [`Change::history_op`]).
-    pub fn history_op(&self) -> Option<Op> {
-        history_op(
-            self.old.as_ref().is_some_and(|e| e.tracked),
-            self.new.is_some_and(|e| e.tracked),
-        )
-    }
-
-    /// An owned copy.
-    pub fn to_change(&self) -> Change {
-        Change {
-            op: self.op,
-            old: self.old.as_deref().cloned(),
-            new: self.new.cloned(),
-        }
-    }
-}
-
-/// A plan whose new states are borrowed from the scan (see [`ChangeRef`]).
+/// A diff before its rechecks are resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlanRef<'a> {
-    /// Every change, sorted by path.
-    pub changes: Vec<ChangeRef<'a>>,
-    /// Entries whose mirror copy is up to date.
-    pub unchanged: u64,
-    /// Index entries kept because their directory could not be read.
-    pub kept_unreadable: u64,
+pub struct Diff<'s> {
+    /// The plan without the rechecks.
+    pub plan: Plan<'s>,
+    /// Entries to look at again, sorted by path.
+    pub rechecks: Vec<Recheck<'s>>,
 }
 
-impl PlanRef<'_> {
-    /// Nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+/// What [`same`] says of an index entry and a scanned one.
+enum Sameness {
+    Same,
+    Recheck,
+    Different,
+}
+
+fn same(old: &EntryRef<'_>, new: &Entry, compare: Compare) -> Sameness {
+    if old.meta != new.meta || old.tracked != new.tracked {
+        return Sameness::Different;
     }
-
-    /// An owned copy.
-    pub fn to_plan(&self) -> Plan {
-        Plan {
-            changes: self.changes.iter().map(ChangeRef::to_change).collect(),
-            unchanged: self.unchanged,
-            kept_unreadable: self.kept_unreadable,
-        }
+    if compare == Compare::Checksum
+        && new.meta.kind != Kind::Dir
+        && (old.hash.is_none() || old.hash != new.hash)
+    {
+        return Sameness::Different;
     }
-}
-
-fn same(old: EntryRef<'_>, new: &Entry, compare: Compare) -> bool {
-    old.meta == new.meta
-        && old.tracked == new.tracked
-        && match compare {
-            Compare::Metadata => true,
-            Compare::Checksum => old.hash.is_some() && old.hash == new.hash,
-        }
-}
-
-/// Whether `path` lies below directory `dir`.
-fn is_below(path: &[u8], dir: &RelPath) -> bool {
-    let dir = dir.as_bytes();
-    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
-}
-
-/// The stored index, walked in path order: an index file's
-/// [`Cursor`](crate::store::index::Cursor), or entries in memory
-/// ([`SliceWalk`]).
-pub trait IndexWalk {
-    /// The entry at hand; `None` after the last.
-    fn current(&self) -> Option<EntryRef<'_>>;
-    /// Move to the next entry.
-    fn advance(&mut self);
-}
-
-/// Entries in memory, as an [`IndexWalk`].
-#[derive(Debug, Clone)]
-pub struct SliceWalk<'a>(pub &'a [Entry]);
-
-impl IndexWalk for SliceWalk<'_> {
-    fn current(&self) -> Option<EntryRef<'_>> {
-        self.0.first().map(Entry::view)
+    if old.ctime != new.ctime || old.xattrs.is_none() {
+        return Sameness::Recheck;
     }
-    fn advance(&mut self) {
-        self.0 = self.0.get(1..).unwrap_or_default();
-    }
+    Sameness::Same
 }
 
-/// Compare the scan with the index. Both must be sorted by path. Index
-/// entries below an unreadable directory are kept as they are.
-pub fn diff(scan: &[Entry], index: &[Entry], unreadable: &[RelPath], compare: Compare) -> Plan {
-    diff_walk(scan, &mut SliceWalk(index), unreadable, compare).to_plan()
+/// Whether the old entry's data must be copied afresh for the new one.
+fn needs_copy(old: &EntryRef<'_>, new: &Entry) -> bool {
+    old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
 }
 
-/// [`diff`] against an index walked in order (an index file, read as it
-/// goes), borrowing the new states from `scan`.
-pub fn diff_walk<'s>(
+/// Compare the scan with the index walked in order (an index file read as
+/// it goes, or entries in memory), borrowing the new states from `scan`.
+/// Both are sorted by path. Index entries below a directory of `keep` (an
+/// unreadable directory, a missing mount point) are kept as they are.
+pub fn diff<'s>(
     scan: &'s [Entry],
-    index: &mut (impl IndexWalk + ?Sized),
-    unreadable: &[RelPath],
+    index: &mut (impl EntryWalk + ?Sized),
+    keep: &[RelPath],
     compare: Compare,
-) -> PlanRef<'s> {
-    let mut plan = PlanRef::default();
+) -> Diff<'s> {
+    let mut out = Diff::default();
+    let plan = &mut out.plan;
     let mut scan = scan.iter().peekable();
-    let under_unreadable = |path: &[u8]| unreadable.iter().any(|d| is_below(path, d));
+    let kept_below = |path: &[u8]| keep.iter().any(|d| is_below(path, d.as_bytes()));
     loop {
-        let (op, old) = match (scan.peek(), index.current()) {
+        let order = match (scan.peek(), index.current()) {
             (None, None) => break,
-            (Some(_), None) => (Op::New, None),
-            (None, Some(old)) => (Op::Deleted, Some(old)),
-            (Some(new), Some(old)) => match new.path.as_bytes().cmp(old.path) {
-                Ordering::Less => (Op::New, None),
-                Ordering::Greater => (Op::Deleted, Some(old)),
-                Ordering::Equal if same(old, new, compare) => {
-                    plan.unchanged += 1;
-                    index.advance();
-                    scan.next();
-                    continue;
-                }
-                Ordering::Equal => (Op::Changed, Some(old)),
-            },
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(new), Some(old)) => new.path.as_bytes().cmp(old.path),
         };
-        if op == Op::Deleted && old.is_some_and(|old| under_unreadable(old.path)) {
-            plan.kept_unreadable += 1;
-            index.advance();
-            continue;
+        match order {
+            Ordering::Less => {
+                plan.changes.push(Change::New(scan.next().expect("peeked")));
+            }
+            Ordering::Greater => {
+                let old = index.current().expect("an index entry");
+                if kept_below(old.path) {
+                    plan.kept += 1;
+                } else {
+                    plan.changes.push(Change::Deleted(Box::new(old.to_entry())));
+                }
+                index.advance();
+            }
+            Ordering::Equal => {
+                let new = scan.next().expect("peeked");
+                let old = index.current().expect("an index entry");
+                let dir_then = old.meta.kind == Kind::Dir;
+                let dir_now = new.meta.kind == Kind::Dir;
+                if dir_then != dir_now {
+                    // A file replaced by a directory, or the reverse: the
+                    // old one leaves, the new one is new.
+                    plan.changes.push(Change::Deleted(Box::new(old.to_entry())));
+                    plan.changes.push(Change::New(new));
+                } else {
+                    match same(&old, new, compare) {
+                        Sameness::Same => plan.unchanged += 1,
+                        Sameness::Recheck => out.rechecks.push(Recheck {
+                            old: Box::new(old.to_entry()),
+                            new,
+                        }),
+                        Sameness::Different => plan.changes.push(Change::Changed {
+                            copy: needs_copy(&old, new),
+                            old: Box::new(old.to_entry()),
+                            new,
+                        }),
+                    }
+                }
+                index.advance();
+            }
         }
-        let old = old.map(|old| Box::new(old.to_entry()));
-        if old.is_some() {
-            index.advance();
-        }
-        let new = if op == Op::Deleted { None } else { scan.next() };
-        plan.changes.push(ChangeRef { op, old, new });
     }
+    out
+}
+
+/// Finish a diff: each recheck whose xattrs (`digests[i]`, read by the
+/// caller; `None` when they could not be read, which counts as a change)
+/// match the index becomes a touch, the others a change that copies.
+pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
+    let Diff { mut plan, rechecks } = diff;
+    if rechecks.is_empty() {
+        return plan;
+    }
+    let mut resolved = Vec::with_capacity(rechecks.len());
+    for (r, digest) in rechecks.into_iter().zip(digests) {
+        match digest {
+            Some(d) if r.old.xattrs == Some(*d) => resolved.push(Change::Touch {
+                old: r.old,
+                new: r.new,
+            }),
+            _ => resolved.push(Change::Changed {
+                old: r.old,
+                new: r.new,
+                copy: true,
+            }),
+        }
+    }
+    // Merge two path-sorted lists; a recheck's path is never in the plan.
+    let changes = std::mem::take(&mut plan.changes);
+    let mut merged = Vec::with_capacity(changes.len() + resolved.len());
+    let mut a = changes.into_iter().peekable();
+    let mut b = resolved.into_iter().peekable();
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) => x.path() <= y.path(),
+        };
+        merged.push(if take_a { a.next() } else { b.next() }.expect("peeked"));
+    }
+    let touched = merged
+        .iter()
+        .filter(|c| matches!(c, Change::Touch { .. }))
+        .count() as u64;
+    plan.unchanged += touched;
+    plan.changes = merged;
     plan
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::{Hash, Kind, Meta};
+    use crate::entry::{Meta, NO_XATTRS, SliceWalk, Timestamp};
 
     fn e(path: &str, size: u64, tracked: bool) -> Entry {
         Entry {
@@ -291,19 +371,32 @@ mod tests {
             meta: Meta {
                 kind: Kind::File,
                 size,
-                mtime: 1_700_000_000,
-                mtime_nsec: 5,
+                mtime: Timestamp {
+                    sec: 1_700_000_000,
+                    nsec: 5,
+                },
                 mode: 0o644,
+                uid: 0,
+                gid: 0,
+                link: 0,
             },
+            ctime: Timestamp::default(),
             tracked,
             hash: None,
+            xattrs: Some(NO_XATTRS),
         }
     }
 
-    fn ops(plan: &Plan) -> Vec<(String, Op, Option<Op>)> {
+    fn plan<'s>(scan: &'s [Entry], index: &[Entry], keep: &[RelPath]) -> Plan<'s> {
+        let d = diff(scan, &mut SliceWalk(index), keep, Compare::Metadata);
+        assert!(d.rechecks.is_empty());
+        d.plan
+    }
+
+    fn ops(plan: &Plan<'_>) -> Vec<(String, &'static str, Option<Op>)> {
         plan.changes
             .iter()
-            .map(|c| (c.path().to_string(), c.op, c.history_op()))
+            .map(|c| (c.path().to_string(), c.op_word(), c.history_op()))
             .collect()
     }
 
@@ -321,54 +414,91 @@ mod tests {
             e("c", 2, false),
             e("e", 1, true),
         ];
-        let plan = diff(&scan, &index, &[], Compare::Metadata);
+        let p = plan(&scan, &index, &[]);
         assert_eq!(
-            ops(&plan),
+            ops(&p),
             [
-                ("b".into(), Op::Changed, Some(Op::Changed)),
-                ("c".into(), Op::Changed, None),
-                ("d".into(), Op::Deleted, Some(Op::Deleted)),
-                ("e".into(), Op::New, Some(Op::New)),
+                ("b".into(), "changed", Some(Op::Changed)),
+                ("c".into(), "changed", None),
+                ("d".into(), "deleted", Some(Op::Deleted)),
+                ("e".into(), "new", Some(Op::New)),
             ]
         );
-        assert_eq!(plan.unchanged, 1);
+        assert_eq!(p.unchanged, 1);
     }
 
     #[test]
     fn tracked_flag_changes_enter_and_leave_history_without_a_copy() {
         let index = [e("a", 1, false), e("b", 1, true)];
         let scan = [e("a", 1, true), e("b", 1, false)];
-        let plan = diff(&scan, &index, &[], Compare::Metadata);
+        let p = plan(&scan, &index, &[]);
         assert_eq!(
-            ops(&plan),
+            ops(&p),
             [
-                ("a".into(), Op::Changed, Some(Op::New)),
-                ("b".into(), Op::Changed, Some(Op::Deleted)),
+                ("a".into(), "changed", Some(Op::New)),
+                ("b".into(), "changed", Some(Op::Deleted)),
             ]
         );
-        assert!(plan.changes.iter().all(|c| !c.needs_copy()));
+        assert!(p.changes.iter().all(|c| !c.needs_source()));
     }
 
     #[test]
-    fn permission_only_change_is_a_change() {
-        let index = [e("a", 1, true)];
-        let mut changed = e("a", 1, true);
-        changed.meta.mode = 0o600;
-        let plan = diff(&[changed], &index, &[], Compare::Metadata);
-        assert_eq!(plan.count(Op::Changed), 1);
-        assert!(plan.changes[0].needs_copy());
+    fn metadata_only_changes_are_changes() {
+        let index = [e("a", 1, true), e("b", 1, true), e("c", 1, true)];
+        let mut scan = [e("a", 1, true), e("b", 1, true), e("c", 1, true)];
+        scan[0].meta.mode = 0o600;
+        scan[1].meta.uid = 1000;
+        scan[2].meta.link = 42;
+        let p = plan(&scan, &index, &[]);
+        assert_eq!(p.changes.len(), 3);
+        assert!(p.changes.iter().all(|c| c.needs_source()));
     }
 
     #[test]
-    fn unreadable_dir_keeps_its_entries() {
-        let index = [e("locked/a", 1, true), e("locked2", 1, true)];
-        let unreadable = [RelPath::from_bytes(b"locked")];
-        let plan = diff(&[], &index, &unreadable, Compare::Metadata);
+    fn a_file_replaced_by_a_directory_is_deleted_then_new() {
+        let index = [e("x", 1, true)];
+        let mut dir = e("x", 0, true);
+        dir.meta.kind = Kind::Dir;
+        let scan = [dir, e("x/y", 1, true)];
         assert_eq!(
-            ops(&plan),
-            [("locked2".into(), Op::Deleted, Some(Op::Deleted))]
+            ops(&plan(&scan, &index, &[])),
+            [
+                ("x".into(), "deleted", Some(Op::Deleted)),
+                ("x".into(), "new", Some(Op::New)),
+                ("x/y".into(), "new", Some(Op::New)),
+            ]
         );
-        assert_eq!(plan.kept_unreadable, 1);
+    }
+
+    #[test]
+    fn kept_directories_keep_their_entries() {
+        let index = [e("locked/a", 1, true), e("locked2", 1, true)];
+        let keep = [RelPath::from_bytes(b"locked")];
+        let p = plan(&[], &index, &keep);
+        assert_eq!(ops(&p), [("locked2".into(), "deleted", Some(Op::Deleted))]);
+        assert_eq!(p.kept, 1);
+    }
+
+    #[test]
+    fn a_moved_ctime_is_rechecked_and_resolved_by_the_xattrs() {
+        let index = [e("a", 1, true), e("b", 1, true), e("c", 2, true)];
+        let mut scan = [e("a", 1, true), e("b", 1, true), e("c", 3, true)];
+        scan[0].ctime.sec = 5;
+        scan[1].ctime.sec = 5;
+        let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Metadata);
+        assert_eq!(d.rechecks.len(), 2);
+        let other = Hash([7; 16]);
+        let p = resolve(d, &[Some(NO_XATTRS), Some(other)]);
+        assert_eq!(
+            ops(&p),
+            [
+                ("a".into(), "touch", None),
+                ("b".into(), "changed", Some(Op::Changed)),
+                ("c".into(), "changed", Some(Op::Changed)),
+            ]
+        );
+        assert!(p.changes[1].needs_source());
+        assert_eq!(p.visible().count(), 2);
     }
 
     #[test]
@@ -377,9 +507,12 @@ mod tests {
         old.hash = Some(Hash::of(b"x"));
         let mut new = e("a", 1, true);
         new.hash = Some(Hash::of(b"y"));
-        assert!(diff(&[new.clone()], &[old.clone()], &[], Compare::Metadata).is_empty());
-        let plan = diff(&[new], &[old], &[], Compare::Checksum);
-        assert_eq!(plan.count(Op::Changed), 1);
-        assert!(plan.changes[0].needs_copy());
+        let index = [old];
+        let scan = [new];
+        let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Metadata);
+        assert!(d.plan.is_empty() && d.rechecks.is_empty());
+        let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Checksum);
+        assert_eq!(d.plan.changes.len(), 1);
+        assert!(d.plan.changes[0].needs_source());
     }
 }

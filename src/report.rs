@@ -34,6 +34,8 @@ pub struct Stats {
     pub skipped_special: u64,
     /// Hardlinks that the filesystem refused and that were copied instead.
     pub copied_not_linked: u64,
+    /// Directories selected (each kept with its own metadata).
+    pub dirs: u64,
 }
 
 impl AddAssign for Stats {
@@ -49,6 +51,7 @@ impl AddAssign for Stats {
         self.errors += o.errors;
         self.skipped_special += o.skipped_special;
         self.copied_not_linked += o.copied_not_linked;
+        self.dirs += o.dirs;
     }
 }
 
@@ -86,14 +89,7 @@ impl Status {
     }
 }
 
-/// A problem with one path during a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PathError {
-    /// The path, relative to source (or absolute for destination paths).
-    pub path: String,
-    /// What went wrong.
-    pub message: String,
-}
+pub use crate::entry::PathError;
 
 /// One job's row.
 #[derive(Debug, Clone, Serialize, Deserialize)]

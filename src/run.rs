@@ -1,46 +1,73 @@
-//! One job's run, top to bottom: lock -> recover -> scan -> diff -> apply ->
-//! commit. Also `run_jobs`, which runs several jobs concurrently on the
-//! shared pool and gathers one report.
+//! One job's run, top to bottom: open the source, open the destination
+//! (through its guards), lock, recover, prepare the plan (scan, diff,
+//! recheck), apply it, commit. Also [`run_jobs`], which runs several jobs
+//! concurrently on the shared pool and gathers one report.
 //!
-//! The commit order is the crash-safety argument: the increment's metadata,
-//! then the increment folder's final name, then the index, then the `dirty`
-//! marker goes. Everything before the index write is repaired by
-//! [`crate::store::recover`] if the process dies.
+//! The commit protocol and its inverse, recovery, live in
+//! [`crate::store::commit`] and [`crate::store::recover`]; this file only
+//! calls them in order.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
+use serde::Serialize;
 
-use crate::apply::{Applied, Outcome, Target, apply};
-use crate::diff::{ChangeRef, IndexWalk, Op, Plan, SliceWalk, diff, diff_walk};
+use crate::apply::{Outcome, Target, apply};
+use crate::diff::{Change, Compare, Plan, diff, resolve};
+use crate::entry::{ErrorKind, Kind, Op, PathError, RelPath};
+use crate::faults::Faults;
+use crate::fs::{Degraded, Dir, xattr};
 use crate::history::prune::prune;
 use crate::history::prune_interrupted;
 use crate::hooks::Around;
-use crate::job::{Compare, Job};
+use crate::job::Job;
 use crate::progress::{Progress, ProgressHandle};
-use crate::report::{JobReport, PathError, Report, Stats, Status};
-use crate::scan::{Entry, RelPath, ScanOptions, scan};
-use crate::store::index::{self, Index, IndexFile};
-use crate::store::meta::{FileRecord, IncrementMeta, RunRecord, append_run, format_time};
-use crate::store::recover::{Recovered, needs_recovery, recover};
-use crate::store::{IoContext, JobLock, Layout, LockError, StoreError, sync_dir, sync_filesystem};
+use crate::report::{JobReport, Report, Stats, Status};
+use crate::scan::{Scan, ScanOptions, scan};
+use crate::store::commit::{Closing, CommitError, StartIndex, Transaction, Update, log_run};
+use crate::store::identity::{Guard, open_for_run};
+use crate::store::meta::{FileRecord, RunRecord, format_time};
+use crate::store::recover::{Carried, Repaired, start, start_readonly};
+use crate::store::{LockError, Store, StoreError};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Compute and return the plan; write nothing.
     pub dry_run: bool,
-    /// Accept a scan that selects nothing although the mirror holds files.
+    /// Accept what the guards refuse: a scan that selects nothing although
+    /// the mirror holds files, a missing mount point, a clock set back, more
+    /// deletions than `max_delete`.
     pub force: bool,
-    /// Test seam: source paths whose reading fails as if unreadable.
-    pub fail_reading: HashSet<RelPath>,
+    /// Start a new history where the destination guards refuse.
+    pub init: bool,
+    /// Where strata remembers each job's destination (see
+    /// [`crate::store::identity`]).
+    pub known: Option<PathBuf>,
+    /// Fault points and injected failures (tests only).
+    pub faults: Faults,
     /// Where the run reports its progress (the default shows nothing).
     pub progress: ProgressHandle,
+    /// The zone of retention's calendar buckets: the machine's (default UTC).
+    pub zone: crate::tz::Zone,
+}
+
+/// One change of a dry run's plan, as it is printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanRow {
+    /// The path.
+    pub path: String,
+    /// `new`, `changed` or `deleted`.
+    pub op: &'static str,
+    /// `file`, `symlink` or `dir`.
+    pub kind: &'static str,
+    /// Tracked.
+    pub tracked: bool,
+    /// What the increment records.
+    pub history: Option<Op>,
 }
 
 /// A job's run: its report row, and the plan for a dry run.
@@ -49,7 +76,7 @@ pub struct JobRun {
     /// The report row.
     pub report: JobReport,
     /// The plan (dry runs only).
-    pub plan: Option<Plan>,
+    pub plan: Option<Vec<PlanRow>>,
 }
 
 /// Why a run stopped without committing.
@@ -66,20 +93,35 @@ pub enum RunError {
     Lock(LockError),
     /// The scan found nothing although the mirror holds files.
     #[error(
-        "the scan selected no files but the mirror holds {0}: is the source unmounted? \
+        "the scan selected no files but the mirror holds some: is the source unmounted? \
          Nothing was changed; run with --force to accept an empty source"
     )]
-    EmptySource(usize),
+    EmptySource,
+    /// The clock reads earlier than the newest increment.
+    #[error(
+        "the clock reads {now}, earlier than the newest increment {newest}: was the clock set \
+         back? Nothing was changed; fix the clock, or run with --force to order this run after \
+         {newest}"
+    )]
+    ClockBack {
+        /// The run's start.
+        now: String,
+        /// The newest increment.
+        newest: String,
+    },
     /// The `before` hook failed: the backup did not run.
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
     /// The plan removes more than the job's `max_delete` allows.
     #[error(transparent)]
     TooManyDeletions(#[from] crate::guard::TooManyDeletions),
+    /// The commit failed.
+    #[error("{0}")]
+    Commit(CommitError),
 }
 
 /// Run several jobs concurrently on the current pool; one report.
-pub fn run_jobs(jobs: &[&Job], options: &RunOptions) -> (Report, Vec<(String, Plan)>) {
+pub fn run_jobs(jobs: &[&Job], options: &RunOptions) -> (Report, Vec<(String, Vec<PlanRow>)>) {
     let started = Instant::now();
     let runs: Vec<JobRun> = jobs.par_iter().map(|job| run_job(job, options)).collect();
     let mut plans = Vec::new();
@@ -93,76 +135,368 @@ pub fn run_jobs(jobs: &[&Job], options: &RunOptions) -> (Report, Vec<(String, Pl
     (Report::new(rows, started.elapsed()), plans)
 }
 
+fn scan_options(job: &Job) -> ScanOptions {
+    use std::os::unix::ffi::OsStrExt;
+    ScanOptions {
+        one_file_system: job.one_file_system,
+        exclude_if_present: job
+            .exclude_if_present
+            .iter()
+            .map(|n| std::ffi::OsStr::new(n).as_bytes().to_vec())
+            .collect(),
+        exclude_caches: job.exclude_caches,
+        checksum: job.compare == crate::job::Compare::Checksum,
+    }
+}
+
+fn compare(job: &Job) -> Compare {
+    match job.compare {
+        crate::job::Compare::Metadata => Compare::Metadata,
+        crate::job::Compare::Checksum => Compare::Checksum,
+    }
+}
+
 /// Run one job.
 pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     let started = Instant::now();
-    let start = Utc::now();
-    let layout = Layout::new(&job.destination);
+    let start_time = Utc::now();
     let progress = options.progress.job(&job.name);
-    let lock = match JobLock::try_acquire(&layout.lock(), !options.dry_run) {
-        Ok(lock) => lock,
-        Err(LockError::Held { .. }) => {
-            let mut report =
-                JobReport::failed(&job.name, "another strata process is running this job");
-            report.status = Status::SkippedLocked;
-            progress.finish();
-            return JobRun { report, plan: None };
-        }
-        Err(e) => {
-            let mut report = JobReport::failed(&job.name, RunError::Lock(e).to_string());
-            // No lock, no before hook; but on_error, finally and the
-            // failure ping still go.
-            Around::new(job, options.dry_run, &*progress).finish(&mut report);
-            progress.finish();
-            return JobRun {
-                report: report.took(started.elapsed()),
-                plan: None,
-            };
-        }
-    };
-    // Hooks and pings run with the lock held, so that a job's hooks never
-    // overlap another run of the same job.
     let mut around = Around::new(job, options.dry_run, &*progress);
-    let result = if options.dry_run {
-        plan_only(job, &layout, options, &*progress).map(|(report, plan)| (report, Some(plan)))
-    } else {
-        around
-            .start()
-            .map_err(RunError::from)
-            .and_then(|()| execute(job, &layout, options, start, &*progress))
-            .map(|mut report| {
-                apply_retention(job, &layout, &mut report);
-                (report, None)
-            })
-    };
+    let result = run_locked(job, options, start_time, &*progress, &mut around);
     let mut run = match result {
-        Ok((report, plan)) => JobRun {
-            report: report.took(started.elapsed()),
-            plan,
-        },
-        Err(e) => {
-            let report = JobReport::failed(&job.name, e.to_string()).took(started.elapsed());
-            if !options.dry_run {
-                let _ = log_run(&layout, start, &report);
+        Ok(run) => run,
+        Err((e, store)) => {
+            let mut report = JobReport::failed(&job.name, e.to_string());
+            if let RunError::Lock(LockError::Held { .. }) = &e {
+                report.message = Some("another strata process is running this job".into());
+                report.status = Status::SkippedLocked;
+                progress.finish();
+                return JobRun { report, plan: None };
+            }
+            if let RunError::Commit(CommitError {
+                committed: Some(name),
+                ..
+            }) = &e
+            {
+                report.increment = Some(name.to_string());
+                report.message = Some(format!(
+                    "{e}; the increment {name} is committed (the backup is in the history), \
+                     but the index could not be written: the next run repairs it"
+                ));
+            }
+            if let Some(store) = &store
+                && !options.dry_run
+            {
+                let _ = log(store, start_time, &report);
             }
             JobRun { report, plan: None }
         }
     };
     around.finish(&mut run.report);
     run.report.seconds = started.elapsed().as_secs_f64();
-    drop(lock);
     progress.finish();
     run
+}
+
+type Failure = (RunError, Option<Store>);
+
+/// Everything between opening the source and the run log, with the lock
+/// held once the destination is open.
+fn run_locked(
+    job: &Job,
+    options: &RunOptions,
+    start_time: DateTime<Utc>,
+    progress: &dyn Progress,
+    around: &mut Around<'_>,
+) -> Result<JobRun, Failure> {
+    let fail = |e: RunError| (e, None);
+    let source_error = |e| {
+        RunError::Scan(crate::scan::ScanError::Source {
+            path: job.source.clone(),
+            source: e,
+        })
+    };
+    let mut source = Dir::open_root(&job.source);
+    if options.dry_run {
+        let source = source.map_err(|e| fail(source_error(e)))?;
+        return dry_run(job, &source, options, progress).map_err(fail);
+    }
+    // A missing source with no destination yet fails before anything is
+    // created there (after the `before` hook, which may mount it).
+    let mut started = false;
+    if source.is_err() && std::fs::symlink_metadata(&job.destination).is_err() {
+        around.start().map_err(|e| fail(e.into()))?;
+        started = true;
+        source = Dir::open_root(&job.source);
+        if let Err(e) = source {
+            return Err(fail(source_error(e)));
+        }
+    }
+    let guard = Guard {
+        init: options.init,
+        known: options.known.clone(),
+    };
+    let (store, _fresh) =
+        open_for_run(&job.destination, &job.name, &guard).map_err(|e| fail(e.into()))?;
+    let _lock = match store.lock() {
+        Ok(lock) => lock,
+        Err(e) => return Err((RunError::Lock(e), None)),
+    };
+    // Hooks and pings run with the lock held, so that a job's hooks never
+    // overlap another run of the same job.
+    if !started && let Err(e) = around.start() {
+        return Err((e.into(), Some(store)));
+    }
+    let source = match source.or_else(|_| Dir::open_root(&job.source)) {
+        Ok(source) => source,
+        Err(e) => return Err((source_error(e), Some(store))),
+    };
+    match execute(job, &source, &store, options, start_time, progress) {
+        Ok(mut report) => {
+            apply_retention(job, &store, options, &mut report);
+            Ok(JobRun { report, plan: None })
+        }
+        Err(e) => Err((e, Some(store))),
+    }
+}
+
+/// The dry run: the plan against the committed state as recovery would
+/// leave it, touching nothing at the destination.
+fn dry_run(
+    job: &Job,
+    source: &Dir,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<JobRun, RunError> {
+    let (index, notes, store) = match Store::open(&job.destination) {
+        Ok(store) => {
+            // A lock file inside an existing .strata/ is all it writes.
+            let _lock = store.lock().map_err(RunError::Lock)?;
+            let (index, a) = start_readonly(&store)?;
+            (index, a.notes, Some(store))
+        }
+        Err(StoreError::Missing { .. }) => {
+            (StartIndex::Memory(Default::default()), Vec::new(), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let scanned = scan_source(job, source, progress)?;
+    let prepared = prepare(job, source, &scanned, &index, store.as_ref(), options)?;
+    let mut report = JobReport::failed(&job.name, "");
+    report.message = None;
+    report.status = Status::DryRun;
+    report.warnings = notes
+        .into_iter()
+        .map(|n| format!("a real run repairs first: {n}"))
+        .collect();
+    report.errors = prepared.scan.problems.clone();
+    report.stats = planned_stats(&prepared);
+    if !options.force
+        && let Err(e) = check_deletions(job, &prepared, &index)
+    {
+        report.warnings.push(format!("a real run would fail: {e}"));
+    }
+    let rows = prepared
+        .plan
+        .visible()
+        .map(|c| PlanRow {
+            path: c.path().to_string(),
+            op: c.op_word(),
+            kind: c.kind().as_str(),
+            tracked: c.tracked(),
+            history: c.history_op(),
+        })
+        .collect();
+    Ok(JobRun {
+        report,
+        plan: Some(rows),
+    })
+}
+
+/// A scan and the plan made from it.
+struct Prepared<'s> {
+    scan: &'s Scan,
+    plan: Plan<'s>,
+    /// Mount points inside the source that are missing now: kept, named.
+    missing_mounts: Vec<RelPath>,
+}
+
+/// The stats a plan promises (a dry run's row).
+fn planned_stats(p: &Prepared<'_>) -> Stats {
+    let mut stats = Stats {
+        selected: p.scan.files().count() as u64,
+        tracked: p.scan.files().filter(|e| e.tracked).count() as u64,
+        dirs: (p.scan.entries.len() - p.scan.files().count()) as u64,
+        skipped_special: p.scan.skipped_special,
+        ..Stats::default()
+    };
+    for c in p.plan.visible() {
+        if c.kind() == Kind::Dir {
+            continue;
+        }
+        match c {
+            Change::New(_) => stats.new += 1,
+            Change::Changed { .. } => stats.changed += 1,
+            Change::Deleted(_) => stats.removed += 1,
+            Change::Touch { .. } => {}
+        }
+        if c.history_op() == Some(Op::Deleted) {
+            stats.deleted += 1;
+        }
+    }
+    stats.mirror = stats.selected + p.plan.kept;
+    stats
+}
+
+/// The mount points a run saw inside the source, remembered in
+/// `.strata/mounts` so that an unmounted one is noticed.
+const MOUNTS: &[u8] = b"mounts";
+
+fn remembered_mounts(store: Option<&Store>) -> Vec<RelPath> {
+    let Some(store) = store else {
+        return Vec::new();
+    };
+    let Ok(Some(bytes)) = store.state().read(MOUNTS) else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<Vec<(String, Option<String>)>>(&bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(t, h)| RelPath::from_text(&t, h.as_deref()).ok())
+        .collect()
+}
+
+fn save_mounts(store: &Store, mounts: &[RelPath]) -> Result<(), StoreError> {
+    let old = remembered_mounts(Some(store));
+    if old == mounts {
+        return Ok(());
+    }
+    let text: Vec<(String, Option<String>)> = mounts.iter().map(RelPath::to_text).collect();
+    let tmp = store.tmp()?;
+    store
+        .state()
+        .write_atomic(MOUNTS, &tmp, b"mounts.new", |w| {
+            serde_json::to_writer(&mut *w, &text)?;
+            Ok(())
+        })
+        .map_err(|e| StoreError::io(&store.state_path(MOUNTS), e))
+}
+
+/// Scan the source (the walk is the run's one look at the source tree
+/// before the copies).
+fn scan_source(job: &Job, source: &Dir, progress: &dyn Progress) -> Result<Scan, RunError> {
+    progress.begin("scanning", None);
+    let scanned = scan(source, &job.source, &job.matcher, scan_options(job))?;
+    progress.inc(scanned.files().count() as u64);
+    Ok(scanned)
+}
+
+/// Diff the scan with the index: the plan (rechecks resolved: the xattrs
+/// of entries whose ctime moved are read now).
+fn prepare<'s>(
+    job: &Job,
+    source: &Dir,
+    scanned: &'s Scan,
+    index: &StartIndex,
+    store: Option<&Store>,
+    options: &RunOptions,
+) -> Result<Prepared<'s>, RunError> {
+    if scanned.files().next().is_none()
+        && !options.force
+        && index.walk(|w| {
+            while let Some(e) = w.current() {
+                if e.meta.kind != Kind::Dir {
+                    return true;
+                }
+                w.advance();
+            }
+            false
+        })?
+    {
+        return Err(RunError::EmptySource);
+    }
+    // A mount point seen before that is now an empty folder: its disk is
+    // not mounted. Keep its part of the mirror.
+    let mut missing_mounts = Vec::new();
+    if !options.force {
+        for m in remembered_mounts(store) {
+            let still = scanned.mounts.contains(&m);
+            let empty = !scanned.entries.iter().any(|e| e.path.is_below(&m));
+            if !still && empty {
+                missing_mounts.push(m);
+            }
+        }
+    }
+    let mut keep = scanned.unreadable_dirs.clone();
+    keep.extend(missing_mounts.iter().cloned());
+    let d = index.walk(|w| diff(&scanned.entries, w, &keep, compare(job)))?;
+    let digests: Vec<Option<crate::entry::Hash>> = d
+        .rechecks
+        .par_iter()
+        .map(|r| read_xattrs(source, &r.new.path, r.new.meta.kind))
+        .collect();
+    let plan = resolve(d, &digests);
+    Ok(Prepared {
+        scan: scanned,
+        plan,
+        missing_mounts,
+    })
+}
+
+/// The digest of the xattrs of the source's entry at `path` (`None` when
+/// they cannot be read: that counts as a change).
+fn read_xattrs(source: &Dir, path: &RelPath, kind: Kind) -> Option<crate::entry::Hash> {
+    match kind {
+        Kind::Symlink => Some(crate::entry::NO_XATTRS),
+        Kind::Dir => {
+            let d = source.open_dir(path.as_bytes()).ok()?;
+            xattr::read_all(&d).ok().map(|x| x.digest())
+        }
+        Kind::File => {
+            let (f, _) = source.open_file(path.as_bytes()).ok()?;
+            xattr::read_all(&f).ok().map(|x| x.digest())
+        }
+    }
+}
+
+/// `max_delete`: files the plan removes from the mirror, against the files
+/// the mirror holds (counted only when there is a limit and a removal).
+fn check_deletions(job: &Job, p: &Prepared<'_>, index: &StartIndex) -> Result<(), RunError> {
+    let removed = p
+        .plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c, Change::Deleted(e) if e.meta.kind != Kind::Dir))
+        .count() as u64;
+    if job.max_delete.is_none() || removed == 0 {
+        return Ok(());
+    }
+    let files = index.walk(|w| {
+        let mut n = 0u64;
+        while let Some(e) = w.current() {
+            n += u64::from(e.meta.kind != Kind::Dir);
+            w.advance();
+        }
+        n
+    })?;
+    crate::guard::check_deletions(removed, files, job.max_delete)?;
+    Ok(())
 }
 
 /// After a committed run, with the lock still held: remove the increments
 /// the job's retention policy does not keep (and finish a prune that a
 /// crash interrupted). A failure is a warning: the backup is committed.
-fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
-    if job.retention.is_none() && !prune_interrupted(layout) {
+fn apply_retention(job: &Job, store: &Store, options: &RunOptions, report: &mut JobReport) {
+    if job.retention.is_none() && !prune_interrupted(store) {
         return;
     }
-    match prune(layout, job.retention.as_ref(), &chrono::Local, false) {
+    match prune(
+        store,
+        job.retention.as_ref(),
+        &options.zone,
+        false,
+        &options.faults,
+    ) {
         Ok(pruned) => {
             report.pruned = pruned.removed.into_iter().map(|r| r.increment).collect();
         }
@@ -170,538 +504,290 @@ fn apply_retention(job: &Job, layout: &Layout, report: &mut JobReport) {
     }
 }
 
-fn scan_options(job: &Job) -> ScanOptions {
-    ScanOptions {
-        one_file_system: job.one_file_system,
-        exclude_if_present: job.exclude_if_present.iter().map(Into::into).collect(),
-        exclude_caches: job.exclude_caches,
-        checksum: job.compare == Compare::Checksum,
-    }
-}
-
-/// The dry run: the plan against the stored index, touching nothing.
-fn plan_only(
-    job: &Job,
-    layout: &Layout,
-    options: &RunOptions,
-    progress: &dyn Progress,
-) -> Result<(JobReport, Plan), RunError> {
-    progress.begin("scanning", None);
-    let scanned = scan(&job.source, &job.matcher, scan_options(job))?;
-    let index = match index::load(&layout.index()) {
-        Ok(index) => index.unwrap_or_default(),
-        Err(StoreError::Corrupt { .. }) => Index::default(),
-        Err(e) => return Err(e.into()),
-    };
-    let plan = diff(
-        &scanned.entries,
-        &index.entries,
-        &scanned.unreadable_dirs,
-        job.compare,
-    );
-    let mut report = JobReport::failed(&job.name, "");
-    report.message = None;
-    report.status = Status::DryRun;
-    report.stats = plan_stats(&plan, &scanned.entries);
-    report.stats.mirror = index.entries.len() as u64 + report.stats.new - report.stats.removed;
-    if needs_recovery(layout) {
-        report
-            .warnings
-            .push("an interrupted run will be repaired first by a real run".into());
-    }
-    if !options.force
-        && let Err(e) = crate::guard::check_deletions(
-            plan.count(Op::Deleted),
-            index.entries.len() as u64,
-            job.max_delete,
-        )
-    {
-        report.warnings.push(format!("a real run would fail: {e}"));
-    }
-    Ok((report, plan))
-}
-
-fn plan_stats(plan: &Plan, scanned: &[Entry]) -> Stats {
-    use crate::diff::Op;
-    let mut stats = Stats {
-        selected: scanned.len() as u64,
-        tracked: scanned.iter().filter(|e| e.tracked).count() as u64,
-        ..Stats::default()
-    };
-    for c in &plan.changes {
-        match c.op {
-            Op::New => stats.new += 1,
-            Op::Changed => stats.changed += 1,
-            Op::Deleted => stats.removed += 1,
-        }
-        if c.op == Op::Deleted && c.history_op() == Some(Op::Deleted) {
-            stats.deleted += 1;
-        }
-    }
-    stats
-}
-
-/// Seconds spent in each stage of a run, logged at debug level (target
-/// `strata::timing`; `make bench` reads them): where the time goes, and what
-/// the `syncfs` before the commit costs.
-#[derive(Debug, Default)]
-struct Timing {
-    started: Option<Instant>,
-    recover: f64,
-    scan: f64,
-    diff: f64,
-    apply: f64,
-    sync: f64,
-    commit: f64,
-}
-
-impl Timing {
-    /// Seconds since the previous lap.
-    fn lap(&mut self) -> f64 {
-        let now = Instant::now();
-        let secs = self
-            .started
-            .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
-        self.started = Some(now);
-        secs
-    }
-
-    fn log(&self, job: &str, changes: usize) {
-        tracing::debug!(
-            target: "strata::timing",
-            job,
-            changes,
-            recover_s = self.recover,
-            scan_s = self.scan,
-            diff_s = self.diff,
-            apply_s = self.apply,
-            sync_s = self.sync,
-            commit_s = self.commit,
-            "stage times"
-        );
-    }
-}
-
-/// The committed index a run starts from.
-enum OldIndex {
-    /// The index file, checked, read as the run goes.
-    File(IndexFile),
-    /// The index that recovery rebuilt.
-    Memory(Index),
-}
-
-impl OldIndex {
-    fn len(&self) -> u64 {
-        match self {
-            OldIndex::File(file) => file.len(),
-            OldIndex::Memory(index) => index.entries.len() as u64,
-        }
-    }
-
-    fn last_increment(&self) -> Option<&str> {
-        match self {
-            OldIndex::File(file) => file.last_increment(),
-            OldIndex::Memory(index) => index.last_increment.as_deref(),
-        }
-    }
-
-    /// Run `f` on a walk of the entries. An error when reading the file
-    /// broke off: what `f` made of the walk is then void.
-    fn walk<R>(&self, f: impl FnOnce(&mut dyn IndexWalk) -> R) -> Result<R, StoreError> {
-        match self {
-            OldIndex::File(file) => {
-                let mut cursor = file.cursor()?;
-                let result = f(&mut cursor);
-                cursor.finish()?;
-                Ok(result)
-            }
-            OldIndex::Memory(index) => Ok(f(&mut SliceWalk(&index.entries))),
-        }
-    }
-
-    /// Make it the committed index file (after recovery rebuilt it).
-    fn save(&self, path: &Path) -> Result<(), StoreError> {
-        match self {
-            OldIndex::File(file) => file.save(path),
-            OldIndex::Memory(index) => index::save(path, index),
-        }
-    }
-}
-
-/// Where a run starts from: the committed index and what an interrupted
-/// run left to continue.
-struct Start {
-    index: OldIndex,
-    increment: Option<PathBuf>,
-    carried: BTreeMap<RelPath, FileRecord>,
-    repairs: Vec<String>,
-}
-
-/// The committed state, through recovery when a previous run was
-/// interrupted (or the index is missing or unreadable). Without anything to
-/// repair, the index file is only checked, not loaded.
-fn start_state(layout: &Layout) -> Result<Start, StoreError> {
-    // A finished run leaves `.strata/tmp/` empty, and removing it is all
-    // that recovery would do with it (a directory with files stays).
-    let _ = fs::remove_dir(layout.tmp());
-    if !needs_recovery(layout)
-        && let Ok(Some(index)) = IndexFile::open(&layout.index())
-    {
-        return Ok(Start {
-            index: OldIndex::File(index),
-            increment: None,
-            carried: BTreeMap::new(),
-            repairs: Vec::new(),
-        });
-    }
-    let Recovered {
-        index,
-        increment,
-        carried,
-        repairs,
-    } = recover(layout)?;
-    Ok(Start {
-        index: OldIndex::Memory(index),
-        increment,
-        carried,
-        repairs,
-    })
-}
-
+/// The real run, lock held: recover, prepare, apply, commit.
 fn execute(
     job: &Job,
-    layout: &Layout,
+    source: &Dir,
+    store: &Store,
     options: &RunOptions,
-    start: DateTime<Utc>,
+    start_time: DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<JobReport, RunError> {
-    let mut timing = Timing::default();
-    timing.lap();
-    let state = layout.state();
-    fs::create_dir_all(&state).at(&state)?;
-    let Start {
-        index: old,
-        increment: carried_dir,
+    let faults = &options.faults;
+    let Repaired {
+        index,
+        increment: carried_name,
         carried,
         repairs,
-    } = start_state(layout)?;
-    timing.recover = timing.lap();
-
-    progress.begin("scanning", None);
-    let scanned = scan(&job.source, &job.matcher, scan_options(job))?;
-    timing.scan = timing.lap();
-    progress.inc(scanned.entries.len() as u64);
-    if scanned.entries.is_empty() && old.len() > 0 && !options.force {
-        return Err(RunError::EmptySource(old.len() as usize));
-    }
-    let plan = old.walk(|walk| {
-        diff_walk(
-            &scanned.entries,
-            walk,
-            &scanned.unreadable_dirs,
-            job.compare,
-        )
-    })?;
-    timing.diff = timing.lap();
+        redo_dirs,
+    } = start(store, faults)?;
+    let scanned = scan_source(job, source, progress)?;
+    let prepared = prepare(job, source, &scanned, &index, Some(store), options)?;
     if !options.force {
-        let removed = plan.changes.iter().filter(|c| c.op == Op::Deleted).count();
-        crate::guard::check_deletions(removed as u64, old.len(), job.max_delete)?;
+        check_deletions(job, &prepared, &index)?;
     }
-
     let mut report = JobReport::failed(&job.name, "");
     report.message = None;
     report.status = Status::Success;
     report.warnings = repairs;
-    report.stats.selected = scanned.entries.len() as u64;
-    report.stats.tracked = scanned.entries.iter().filter(|e| e.tracked).count() as u64;
-    report.stats.skipped_special = scanned.skipped_special;
-    report.errors = scanned
-        .problems
-        .iter()
-        .map(|p| PathError {
-            path: p.path.to_string(),
-            message: p.message.clone(),
-        })
-        .collect();
+    report.errors = prepared.scan.problems.clone();
+    for m in &prepared.missing_mounts {
+        report.errors.push(PathError::new(
+            m,
+            ErrorKind::Read,
+            "was a mount point and is now an empty folder: is its disk unmounted? Its part of \
+             the mirror is kept; run with --force to accept it as empty",
+        ));
+    }
+    let mut mounts = prepared.scan.mounts.clone();
+    mounts.extend(prepared.missing_mounts.iter().cloned());
+    mounts.sort();
 
-    if plan.is_empty() && carried.is_empty() {
-        report.stats.mirror = old.len();
+    if prepared.plan.is_empty() && carried.is_empty() && !redo_dirs {
+        report.stats = planned_stats(&prepared);
         finish(&mut report);
-        if layout.dirty().exists() {
-            // Recovery rebuilt the index: make it the committed one.
-            crate::fault::point();
-            old.save(&layout.index())?;
-            remove_dirty(layout)?;
-        }
-        log_run(layout, start, &report)?;
-        timing.commit = timing.lap();
-        timing.log(&job.name, 0);
+        save_mounts(store, &mounts)?;
+        log(store, start_time, &report)?;
         return Ok(report);
     }
 
-    // Apply into the increment folder (the interrupted one, if any).
-    let mirror = layout.mirror();
-    let tmp = layout.tmp();
-    fs::create_dir_all(&mirror).at(&mirror)?;
-    fs::create_dir_all(&tmp).at(&tmp)?;
-    crate::fault::point();
-    mark_dirty(layout)?;
-    let increment_dir = match carried_dir {
-        Some(dir) => dir,
+    // The increment's name: the interrupted one, continued, or a new one
+    // that sorts after every increment there is.
+    let name = match carried_name {
+        Some(name) => name,
         None => {
-            let dir = layout.inprogress().join(layout.new_increment_name(start));
-            fs::create_dir_all(&dir).at(&dir)?;
-            dir
-        }
-    };
-    let carried_paths: HashSet<RelPath> = carried.keys().cloned().collect();
-    let target = Target {
-        source: &job.source,
-        mirror,
-        tmp,
-        increment: increment_dir.clone(),
-        carried: &carried_paths,
-        fail_reading: &options.fail_reading,
-    };
-    progress.begin(
-        &format!("applying {} changes", plan.changes.len()),
-        Some(plan.changes.len() as u64),
-    );
-    let outcomes = apply(&plan.changes, &target);
-    progress.inc(plan.changes.len() as u64);
-
-    // Tally; the new index is the old one with every applied change.
-    let mut mirror_count = old.len();
-    let mut records = carried.len();
-    for (change, outcome) in plan.changes.iter().zip(&outcomes) {
-        match outcome {
-            Outcome::Applied(applied) => {
-                let stats = &mut report.stats;
-                match change.op {
-                    Op::New => stats.new += 1,
-                    Op::Changed => stats.changed += 1,
-                    Op::Deleted => stats.removed += 1,
-                }
-                stats.bytes_copied += applied.bytes(change);
-                if applied.copied_not_linked {
-                    stats.copied_not_linked += 1;
-                    report.warnings.push(format!(
-                        "{}: the filesystem refused a hardlink; the increment holds a copy",
-                        change.path()
-                    ));
-                }
-                // No record: nothing for the history, and an interrupted
-                // run's record of this path, if any, stands.
-                if let Some(op) = applied.recorded {
-                    if op == Op::Deleted {
-                        stats.deleted += 1;
+            let name = store.new_increment_name(start_time)?;
+            match store.increments()?.pop() {
+                Some(newest) if name <= newest => {
+                    if !options.force {
+                        return Err(RunError::ClockBack {
+                            now: format_time(start_time),
+                            newest: newest.to_string(),
+                        });
                     }
-                    records += 1;
+                    report.warnings.push(format!(
+                        "the clock reads {}, earlier than the newest increment {newest}: \
+                         this run is ordered after it",
+                        format_time(start_time)
+                    ));
+                    let mut after = newest.next_suffix();
+                    while store.new_increment_name(after.time())? > after {
+                        after = after.next_suffix();
+                    }
+                    after
                 }
-                mirror_count -= u64::from(change.old.is_some());
-                mirror_count += u64::from(change.new.is_some());
+                _ => name,
             }
-            Outcome::Failed(error) => report.errors.push(PathError::clone(error)),
         }
+    };
+    let mirror = store.create_mirror()?;
+    let txn = Transaction::begin(store, &name, faults)?;
+    let carried_paths: HashSet<RelPath> = carried.keys().cloned().collect();
+    let degraded = Degraded::default();
+    let changes = &prepared.plan.changes;
+    // Progress counts files (directories are quick, and made by the way).
+    let file_changes = changes
+        .iter()
+        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
+        .count() as u64;
+    progress.begin(
+        &format!("applying {file_changes} changes"),
+        Some(file_changes),
+    );
+    let outcomes = apply(
+        changes,
+        &Target {
+            source,
+            mirror: &mirror,
+            tmp: &txn.tmp,
+            increment: &txn.increment,
+            carried: &carried_paths,
+            scan: &prepared.scan.entries,
+            redo_dirs,
+            faults,
+            progress,
+            degraded: &degraded,
+        },
+    );
+    report.warnings.extend(degraded.warnings());
+    let tally = Tally::of(&prepared, &outcomes);
+    report.stats = tally.stats;
+    report.errors.extend(tally.errors);
+    for path in &tally.copied_not_linked {
+        report.warnings.push(format!(
+            "{path}: the filesystem refused a hardlink; the increment holds a copy"
+        ));
     }
-    report.stats.mirror = mirror_count;
     finish(&mut report);
 
-    timing.apply = timing.lap();
-
-    // Commit: data durable, metadata, folder name, index, dirty marker.
-    progress.inc_bytes(report.stats.bytes_copied);
     progress.begin("committing", None);
-    sync_filesystem(layout.root())?;
-    timing.sync = timing.lap();
-    let mut last_increment = old.last_increment().map(str::to_string);
-    let increment_name = increment_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("increment folders have UTF-8 names")
-        .to_string();
-    if records == 0 {
-        fs::remove_dir_all(&increment_dir).at(&increment_dir)?;
-    } else {
-        let meta = MetaOut {
+    let fresh = tally.records;
+    let records = merge_records(carried, fresh);
+    let files = (!records.is_empty()).then(|| records.into_iter());
+    let count = (index.len() as i64 + tally.count_delta) as u64;
+    let committed = txn
+        .commit(Closing {
             job: &job.name,
-            increment: &increment_name,
-            start: format_time(start),
-            finish: format_time(Utc::now()),
-            files: FilesOut {
-                changes: &plan.changes,
-                outcomes: &outcomes,
-                carried: &carried,
-            },
+            start: start_time,
             stats: report.stats,
-        };
-        crate::fault::point();
-        save_meta(
-            &IncrementMeta::path_in(&increment_dir, &increment_name),
-            &meta,
-        )?;
-        crate::fault::point();
-        let final_dir = layout.increment(&increment_name);
-        fs::rename(&increment_dir, &final_dir).at(&final_dir)?;
-        crate::fault::point();
-        sync_dir(layout.root())?;
-        report.increment = Some(increment_name.clone());
-        last_increment = Some(increment_name);
-    }
-    crate::fault::point();
-    save_index(
-        &layout.index(),
-        &old,
-        &plan.changes,
-        &outcomes,
-        last_increment.as_deref(),
-        mirror_count,
-    )?;
-    crate::fault::point();
-    remove_dirty(layout)?;
-    crate::fault::point();
-    log_run(layout, start, &report)?;
-    timing.commit = timing.lap();
-    timing.log(&job.name, plan.changes.len());
+            files,
+            old: &index,
+            updates: &tally.updates,
+            count,
+        })
+        .map_err(RunError::Commit)?;
+    report.increment = committed.increment.map(|n| n.to_string());
+    save_mounts(store, &mounts)?;
+    log(store, start_time, &report)?;
     Ok(report)
 }
 
-/// An increment's metadata as [`IncrementMeta`] serializes it, with the
-/// file records made one at a time while writing: a first run records every
-/// file, and holding them all (or the text) would cost more memory than the
-/// rest of the run.
-#[derive(serde::Serialize)]
-struct MetaOut<'a> {
-    job: &'a str,
-    increment: &'a str,
-    start: String,
-    finish: String,
-    files: FilesOut<'a>,
+/// What the outcomes add up to: the stats, the errors, the increment's
+/// records, and the index's updates.
+struct Tally {
     stats: Stats,
+    errors: Vec<PathError>,
+    copied_not_linked: Vec<RelPath>,
+    records: Vec<FileRecord>,
+    updates: Vec<Update>,
+    /// Entries the new index has more (or fewer) than the old one.
+    count_delta: i64,
 }
 
-/// The records of an increment, in path order: those an interrupted run
-/// left (`carried`), unless this run recorded the path anew.
-struct FilesOut<'a> {
-    changes: &'a [ChangeRef<'a>],
-    outcomes: &'a [Outcome],
-    carried: &'a BTreeMap<RelPath, FileRecord>,
-}
-
-impl serde::Serialize for FilesOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use std::borrow::Cow;
-        use std::cmp::Ordering;
-        let mut carried = self.carried.iter().peekable();
-        let mut fresh = self
-            .changes
-            .iter()
-            .zip(self.outcomes)
-            .filter_map(|(c, o)| match o {
-                Outcome::Applied(
-                    a @ Applied {
-                        recorded: Some(_), ..
-                    },
-                ) => Some((c, a)),
-                _ => None,
-            })
-            .peekable();
-        let record = |(c, a): (&ChangeRef<'_>, &Applied)| {
-            Cow::Owned(a.record(c).expect("a recorded change has a record"))
+impl Tally {
+    fn of(p: &Prepared<'_>, outcomes: &[Outcome]) -> Tally {
+        let mut stats = planned_stats(p);
+        stats.new = 0;
+        stats.changed = 0;
+        stats.removed = 0;
+        stats.deleted = 0;
+        let mut tally = Tally {
+            stats,
+            errors: Vec::new(),
+            copied_not_linked: Vec::new(),
+            records: Vec::new(),
+            updates: Vec::new(),
+            count_delta: 0,
         };
-        serializer.collect_seq(std::iter::from_fn(|| {
-            let order = match (carried.peek(), fresh.peek()) {
-                (Some((path, _)), Some((c, _))) => (*path).cmp(c.path()),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => return None,
-            };
-            match order {
-                Ordering::Less => carried.next().map(|(_, r)| Cow::Borrowed(r)),
-                Ordering::Equal => {
-                    carried.next();
-                    fresh.next().map(record)
-                }
-                Ordering::Greater => fresh.next().map(record),
+        let changes = &p.plan.changes;
+        let mut mirror_files = tally.stats.mirror as i64;
+        let mut i = 0;
+        while i < changes.len() {
+            // The changes of one path: one, or a deletion and the new entry
+            // that replaces it.
+            let mut j = i + 1;
+            while j < changes.len() && changes[j].path() == changes[i].path() {
+                j += 1;
             }
-        }))
+            let mut last = None;
+            let mut had = false;
+            for k in i..j {
+                let (change, outcome) = (&changes[k], &outcomes[k]);
+                had |= change.old().is_some();
+                let is_file = change.kind() != Kind::Dir;
+                match outcome {
+                    Outcome::Applied(a) => {
+                        let s = &mut tally.stats;
+                        if is_file {
+                            match change {
+                                Change::New(_) => s.new += 1,
+                                Change::Changed { .. } => s.changed += 1,
+                                Change::Deleted(_) => s.removed += 1,
+                                Change::Touch { .. } => {}
+                            }
+                            if a.recorded == Some(Op::Deleted) {
+                                s.deleted += 1;
+                            }
+                        }
+                        s.bytes_copied += a.bytes;
+                        if a.copied_not_linked {
+                            s.copied_not_linked += 1;
+                            tally.copied_not_linked.push(change.path().clone());
+                        }
+                        if let Some(r) = a.record(change) {
+                            tally.records.push(r);
+                        }
+                        last = Some(a.entry(change));
+                    }
+                    Outcome::Failed(e) => {
+                        tally.errors.push(e.clone());
+                        if is_file {
+                            match change {
+                                Change::New(_) => mirror_files -= 1,
+                                Change::Deleted(_) => mirror_files += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(entry) = last {
+                tally.count_delta += i64::from(entry.is_some()) - i64::from(had);
+                tally.updates.push(Update {
+                    path: changes[i].path().clone(),
+                    entry,
+                });
+            }
+            i = j;
+        }
+        tally.stats.mirror = mirror_files.max(0) as u64;
+        tally
     }
 }
 
-/// Write a file atomically from a writer: a temp file beside it, fsync,
-/// rename, fsync of the directory (what [`crate::store::write_atomic`]
-/// does with bytes in memory).
-fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut out = BufWriter::with_capacity(256 * 1024, File::create(&tmp).at(&tmp)?);
-    write(&mut out).at(&tmp)?;
-    let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
-    file.sync_all().at(&tmp)?;
-    drop(file);
-    fs::rename(&tmp, path).at(path)?;
-    sync_dir(dir)
-}
-
-/// Write an increment's metadata file (pretty JSON and a newline, as
-/// [`IncrementMeta::save`] writes it).
-fn save_meta(path: &Path, meta: &MetaOut<'_>) -> Result<(), StoreError> {
-    write_atomic_with(path, |out| {
-        serde_json::to_writer_pretty(&mut *out, meta)?;
-        out.write_all(b"\n")
-    })
-}
-
-/// Write the new index: `old`'s entries, with each applied change's new
-/// state in place of its path's entry (or none, for a removal). `count` is
-/// the number of entries that makes.
-fn save_index(
-    path: &Path,
-    old: &OldIndex,
-    changes: &[ChangeRef<'_>],
-    outcomes: &[Outcome],
-    last_increment: Option<&str>,
-    count: u64,
-) -> Result<(), StoreError> {
-    let mut out = index::Writer::create(path, last_increment, count)?;
-    old.walk(|olds| -> Result<(), StoreError> {
-        for (change, outcome) in changes.iter().zip(outcomes) {
-            let path = change.path().as_bytes();
-            while let Some(entry) = olds.current().filter(|e| e.path < path) {
-                out.entry(entry)?;
-                olds.advance();
-            }
-            let kept = olds.current().filter(|e| e.path == path);
-            match outcome {
-                Outcome::Applied(applied) => {
-                    if let Some(entry) = applied.entry(change) {
-                        out.entry(entry)?;
+/// The increment's records: this run's, and those an interrupted run left
+/// (carried) for paths this run does not record. Where this run records a
+/// carried path anew, its op is relabelled against the committed history
+/// (which the carried record tells): a path the history did not have is
+/// `new`, and its deletion is no deletion at all.
+fn merge_records(mut carried: Carried, fresh: Vec<FileRecord>) -> Vec<FileRecord> {
+    if carried.is_empty() {
+        return fresh;
+    }
+    let mut by_path: BTreeMap<RelPath, Vec<FileRecord>> = BTreeMap::new();
+    for r in fresh {
+        let path = r.rel_path().expect("strata's own records are valid");
+        by_path.entry(path).or_default().push(r);
+    }
+    for (path, mut records) in by_path {
+        if let Some(old) = carried.remove(&path) {
+            let existed = |kind: &str| {
+                let is_dir = kind == "dir";
+                old.iter().any(|r| {
+                    (r.kind == "dir") == is_dir && matches!(r.op, Op::Changed | Op::Deleted)
+                })
+            };
+            records = records
+                .into_iter()
+                .filter_map(|mut r| {
+                    let existed = existed(&r.kind);
+                    match r.op {
+                        Op::Deleted if !existed => None,
+                        Op::Deleted => Some(r),
+                        _ => {
+                            r.op = if existed { Op::Changed } else { Op::New };
+                            Some(r)
+                        }
                     }
-                }
-                Outcome::Failed(_) => {
-                    if let Some(entry) = kept {
-                        out.entry(entry)?;
-                    }
+                })
+                .collect();
+            // Carried deletions of the other class stand beside them.
+            let fresh_classes: Vec<bool> = records.iter().map(|r| r.kind == "dir").collect();
+            for r in old {
+                if r.op == Op::Deleted && !fresh_classes.contains(&(r.kind == "dir")) {
+                    records.insert(0, r);
                 }
             }
-            if kept.is_some() {
-                olds.advance();
-            }
         }
-        while let Some(entry) = olds.current() {
-            out.entry(entry)?;
-            olds.advance();
-        }
-        Ok(())
-    })??;
-    out.commit()
+        carried.insert(path, records);
+    }
+    let mut out: Vec<FileRecord> = Vec::new();
+    for (_, mut records) in carried {
+        // A deletion before the addition that replaces it.
+        records.sort_by_key(|r| r.op != Op::Deleted);
+        out.extend(records);
+    }
+    out
 }
 
 fn finish(report: &mut JobReport) {
@@ -711,27 +797,9 @@ fn finish(report: &mut JobReport) {
     }
 }
 
-fn mark_dirty(layout: &Layout) -> Result<(), StoreError> {
-    let path = layout.dirty();
-    fs::write(&path, b"a run is changing the mirror\n").at(&path)?;
-    sync_dir(&layout.state())
-}
-
-fn remove_dirty(layout: &Layout) -> Result<(), StoreError> {
-    let path = layout.dirty();
-    match fs::remove_file(&path) {
-        Ok(()) => sync_dir(&layout.state()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(&path),
-    }
-}
-
-fn log_run(layout: &Layout, start: DateTime<Utc>, report: &JobReport) -> Result<(), StoreError> {
-    if !layout.state().exists() {
-        return Ok(());
-    }
-    append_run(
-        &layout.runs(),
+fn log(store: &Store, start: DateTime<Utc>, report: &JobReport) -> Result<(), StoreError> {
+    log_run(
+        store,
         &RunRecord {
             start: format_time(start),
             finish: format_time(Utc::now()),
@@ -750,199 +818,71 @@ fn log_run(layout: &Layout, start: DateTime<Utc>, report: &JobReport) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::{Hash, Kind, Meta};
+    use crate::entry::{Entry, Xattrs};
 
-    fn e(path: &str, size: u64) -> Entry {
-        Entry {
-            path: RelPath::from_bytes(path.as_bytes()),
-            meta: Meta {
-                kind: Kind::File,
-                size,
-                mtime: 0,
-                mtime_nsec: 0,
+    fn rec(path: &str, op: Op, kind: Kind) -> FileRecord {
+        let e = Entry {
+            path: RelPath::parse(path.as_bytes()).unwrap(),
+            meta: crate::entry::Meta {
+                kind,
+                size: 1,
+                mtime: Default::default(),
                 mode: 0o644,
+                uid: 0,
+                gid: 0,
+                link: 0,
             },
-            tracked: false,
+            ctime: Default::default(),
+            tracked: true,
             hash: None,
-        }
+            xattrs: None,
+        };
+        FileRecord::new(&e, op, &Xattrs::default())
     }
 
-    fn applied(recorded: Option<Op>, hash: Option<Hash>) -> Outcome {
-        Outcome::Applied(Applied {
-            recorded,
-            hash,
-            meta: None,
-            copied: true,
-            copied_not_linked: false,
-        })
-    }
-
-    fn failed(path: &str) -> Outcome {
-        Outcome::Failed(Box::new(PathError {
-            path: path.into(),
-            message: "no".into(),
-        }))
+    fn ops(records: &[FileRecord]) -> Vec<(String, Op, String)> {
+        records
+            .iter()
+            .map(|r| (r.path.clone(), r.op, r.kind.clone()))
+            .collect()
     }
 
     #[test]
-    fn the_new_index_is_the_old_one_with_the_applied_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
-        index::save(
-            &path,
-            &Index {
-                entries: vec![e("a", 1), e("c", 1), e("d", 1), e("e", 1), e("g", 1)],
-                last_increment: None,
-            },
-        )
-        .unwrap();
-        let old = OldIndex::File(IndexFile::open(&path).unwrap().unwrap());
-        let scan = [e("b", 2), e("e", 3), e("f", 4), e("h", 5), e("d", 6)];
-        let boxed = |x: Entry| Some(Box::new(x));
-        let changes = [
-            ChangeRef {
-                op: Op::New,
-                old: None,
-                new: Some(&scan[0]),
-            },
-            ChangeRef {
-                op: Op::Deleted,
-                old: boxed(e("c", 1)),
-                new: None,
-            },
-            ChangeRef {
-                op: Op::Changed,
-                old: boxed(e("d", 1)),
-                new: Some(&scan[4]),
-            },
-            ChangeRef {
-                op: Op::Changed,
-                old: boxed(e("e", 1)),
-                new: Some(&scan[1]),
-            },
-            ChangeRef {
-                op: Op::New,
-                old: None,
-                new: Some(&scan[2]),
-            },
-            ChangeRef {
-                op: Op::New,
-                old: None,
-                new: Some(&scan[3]),
-            },
+    fn carried_records_merge_with_the_runs_own() {
+        let mut carried = Carried::new();
+        carried.insert(
+            RelPath::from_bytes(b"a"),
+            vec![rec("a", Op::New, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"b"),
+            vec![rec("b", Op::Changed, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"c"),
+            vec![rec("c", Op::New, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"x"),
+            vec![rec("x", Op::Deleted, Kind::File)],
+        );
+        let fresh = vec![
+            rec("a", Op::Changed, Kind::File), // still new to the history
+            rec("c", Op::Deleted, Kind::File), // came and went
+            rec("d", Op::New, Kind::File),
+            rec("x", Op::New, Kind::Dir), // a file replaced by a directory
         ];
-        let h = Some(Hash::of(b"x"));
-        let outcomes = [
-            applied(None, h),
-            applied(None, None),
-            failed("d"),
-            applied(None, h),
-            failed("f"),
-            applied(None, h),
-        ];
-        save_index(&path, &old, &changes, &outcomes, Some("backup_x"), 6).unwrap();
-        let new = index::load(&path).unwrap().unwrap();
-        let got: Vec<(String, u64, bool)> = new
-            .entries
-            .iter()
-            .map(|x| (x.path.to_string(), x.meta.size, x.hash.is_some()))
-            .collect();
+        let merged = merge_records(carried, fresh);
+        let s = |x: &str| x.to_string();
         assert_eq!(
-            got,
+            ops(&merged),
             [
-                ("a".into(), 1, false),
-                ("b".into(), 2, true),
-                ("d".into(), 1, false),
-                ("e".into(), 3, true),
-                ("g".into(), 1, false),
-                ("h".into(), 5, true),
+                (s("a"), Op::New, s("file")),
+                (s("b"), Op::Changed, s("file")),
+                (s("d"), Op::New, s("file")),
+                (s("x"), Op::Deleted, s("file")),
+                (s("x"), Op::New, s("dir")),
             ]
         );
-        assert_eq!(new.last_increment.as_deref(), Some("backup_x"));
-    }
-
-    #[test]
-    fn streamed_metadata_is_what_increment_meta_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let tracked = |p: &[u8], size| Entry {
-            path: RelPath::from_bytes(p),
-            tracked: true,
-            ..e("", size)
-        };
-        let scan = [tracked(b"b\xff", 2), tracked(b"d", 4)];
-        let changes = [
-            ChangeRef {
-                op: Op::Deleted,
-                old: Some(Box::new(tracked(b"a", 1))),
-                new: None,
-            },
-            ChangeRef {
-                op: Op::New,
-                old: None,
-                new: Some(&scan[0]),
-            },
-            ChangeRef {
-                op: Op::Changed,
-                old: Some(Box::new(tracked(b"d", 1))),
-                new: Some(&scan[1]),
-            },
-        ];
-        let h = Some(Hash::of(b"content"));
-        let outcomes = [
-            applied(Some(Op::Deleted), None),
-            applied(Some(Op::New), h),
-            applied(Some(Op::Changed), h),
-        ];
-        let mut carried = BTreeMap::new();
-        for (p, op) in [("0", Op::New), ("d", Op::New), ("z", Op::Deleted)] {
-            carried.insert(
-                RelPath::from_bytes(p.as_bytes()),
-                FileRecord::new(&tracked(p.as_bytes(), 9), op),
-            );
-        }
-        let stats = Stats {
-            new: 1,
-            ..Stats::default()
-        };
-        let streamed = dir.path().join("streamed.json");
-        save_meta(
-            &streamed,
-            &MetaOut {
-                job: "j",
-                increment: "backup_20260101_000000",
-                start: "s".into(),
-                finish: "f".into(),
-                files: FilesOut {
-                    changes: &changes,
-                    outcomes: &outcomes,
-                    carried: &carried,
-                },
-                stats,
-            },
-        )
-        .unwrap();
-        let mut records = carried.clone();
-        for (c, o) in changes.iter().zip(&outcomes) {
-            let Outcome::Applied(a) = o else {
-                unreachable!()
-            };
-            records.insert(c.path().clone(), a.record(c).unwrap());
-        }
-        // A struct literal: a field added to IncrementMeta fails to compile
-        // here, and MetaOut must learn it.
-        let meta = IncrementMeta {
-            job: "j".into(),
-            increment: "backup_20260101_000000".into(),
-            start: "s".into(),
-            finish: "f".into(),
-            files: records.into_values().collect(),
-            stats,
-        };
-        meta.save(dir.path()).unwrap();
-        let saved = IncrementMeta::path_in(dir.path(), "backup_20260101_000000");
-        assert_eq!(fs::read(&streamed).unwrap(), fs::read(&saved).unwrap());
-        let paths: Vec<String> = meta.files.iter().map(|f| f.path.clone()).collect();
-        assert_eq!(paths, ["0", "a", "b\u{fffd}", "d", "z"]);
-        assert_eq!(meta.files[3].op, Op::Changed);
     }
 }

@@ -1,233 +1,38 @@
 //! Parallel walk of a source tree that applies the selection rules while
-//! walking. Takes a source path and a [`Matcher`]; returns the selected
-//! entries sorted by path. Knows nothing of the backup layout.
+//! walking. Takes the source's [`Dir`] and a [`Matcher`]; returns the
+//! selected entries (files, symlinks and directories) sorted by path.
+//! Knows nothing of the backup layout.
 //!
-//! Each directory is a task on the shared rayon pool (`rayon::scope`): a task
-//! reads its directory, asks the matcher about each name, `lstat`s only the
-//! entries it selects, and spawns one task per subdirectory it enters. Each
-//! directory's results join one list, sorted once at the end, so the outcome
-//! is the same whatever the thread count. Symlinks are never followed.
+//! Each directory is a task on the shared rayon pool (`rayon::scope`). A
+//! task holds its directory's descriptor, reads its entries from it, asks
+//! the matcher about each name, `fstatat`s only the entries it selects, and
+//! spawns one task per subdirectory it enters; that task opens the
+//! subdirectory by name from the parent's descriptor with `O_NOFOLLOW |
+//! O_DIRECTORY`. So no path is ever resolved from the root again: a
+//! directory swapped for a symlink after it was listed fails to open (it is
+//! not followed), and one swapped for another directory is read as what it
+//! now is, still below the source. A descriptor lives while its children
+//! are being opened; tasks run depth first on each thread (rayon's local
+//! queues are LIFO), so the number open stays near depth × threads.
+//!
+//! Directories are entries too (SPEC §2): one that a directory rule selects,
+//! or that lies on the way to a selected entry. Which ones lie on the way
+//! is known only at the end, so every directory entered is noted and the
+//! unneeded ones dropped after the walk. Results from all tasks join one
+//! list, sorted once at the end, so the outcome is the same whatever the
+//! thread count. Symlinks are never followed.
 
-use std::cmp::Ordering;
-use std::ffi::OsStr;
-use std::fmt;
-use std::fs::{self, Metadata};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 
+use rustix::fs::FileType;
+
+use crate::entry::{Entry, ErrorKind, Hash, Kind, PathError, RelPath, by_path};
+use crate::fs::{Dir, FileTypeOf, Stat};
 use crate::select::{DirDecision, DirState, Matcher, Selection};
-
-/// A path relative to the source root, `/`-separated, as raw bytes (file
-/// names need not be UTF-8). Ordered bytewise, which is the order of the
-/// scan, the index and the plan.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RelPath(Box<[u8]>);
-
-impl RelPath {
-    /// From raw bytes.
-    pub fn from_bytes(bytes: &[u8]) -> RelPath {
-        RelPath(bytes.into())
-    }
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-    /// As a relative [`Path`].
-    pub fn as_path(&self) -> &Path {
-        Path::new(OsStr::from_bytes(&self.0))
-    }
-    /// Lossy text, for messages and metadata.
-    pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
-    }
-    /// Whether this path lies below directory `dir` (not equal to it).
-    pub fn is_below(&self, dir: &RelPath) -> bool {
-        self.0.len() > dir.0.len() && self.0.starts_with(&dir.0) && self.0[dir.0.len()] == b'/'
-    }
-    /// The parent directory, `None` for a path directly in the root.
-    pub fn parent(&self) -> Option<RelPath> {
-        let i = self.0.iter().rposition(|&b| b == b'/')?;
-        Some(RelPath::from_bytes(&self.0[..i]))
-    }
-    fn join(&self, name: &[u8]) -> RelPath {
-        if self.0.is_empty() {
-            return RelPath::from_bytes(name);
-        }
-        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
-        v.extend_from_slice(&self.0);
-        v.push(b'/');
-        v.extend_from_slice(name);
-        RelPath(v.into_boxed_slice())
-    }
-}
-
-impl fmt::Debug for RelPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.to_string_lossy())
-    }
-}
-
-impl fmt::Display for RelPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
-    }
-}
-
-/// What a backed-up entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A regular file.
-    File,
-    /// A symbolic link, stored as a link.
-    Symlink,
-}
-
-impl Kind {
-    /// `file` or `symlink`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::File => "file",
-            Kind::Symlink => "symlink",
-        }
-    }
-}
-
-/// A 128-bit content hash (xxh3-128).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Hash(pub [u8; 16]);
-
-impl Hash {
-    /// Lowercase hex.
-    pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-    /// Parse lowercase or uppercase hex.
-    pub fn from_hex(text: &str) -> Option<Hash> {
-        if text.len() != 32 {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Hash(out))
-    }
-    /// The hash of a byte slice.
-    pub fn of(bytes: &[u8]) -> Hash {
-        Hash(xxhash_rust::xxh3::xxh3_128(bytes).to_be_bytes())
-    }
-}
-
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// The metadata that decides whether a file changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    /// File or symlink.
-    pub kind: Kind,
-    /// Size in bytes (a symlink: its target's length).
-    pub size: u64,
-    /// Modification time, seconds since the epoch.
-    pub mtime: i64,
-    /// Nanoseconds part of the modification time.
-    pub mtime_nsec: u32,
-    /// Permission bits (`st_mode & 0o7777`).
-    pub mode: u32,
-}
-
-impl Meta {
-    /// From `lstat` metadata; `None` for anything but a file or symlink.
-    pub fn from_metadata(m: &Metadata) -> Option<Meta> {
-        let ft = m.file_type();
-        let kind = if ft.is_file() {
-            Kind::File
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else {
-            return None;
-        };
-        Some(Meta {
-            kind,
-            size: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec() as u32,
-            mode: m.mode() & 0o7777,
-        })
-    }
-}
-
-/// One selected file or symlink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Path relative to source.
-    pub path: RelPath,
-    /// Its metadata.
-    pub meta: Meta,
-    /// Versioned (a track rule) or mirrored only.
-    pub tracked: bool,
-    /// Content hash, when known (after a copy, or with `compare: checksum`).
-    pub hash: Option<Hash>,
-}
-
-impl Entry {
-    /// Borrow it as an [`EntryRef`].
-    pub fn view(&self) -> EntryRef<'_> {
-        EntryRef {
-            path: self.path.as_bytes(),
-            meta: self.meta,
-            tracked: self.tracked,
-            hash: self.hash,
-        }
-    }
-}
-
-/// An [`Entry`] whose path is borrowed (from an index file's bytes, or
-/// from an [`Entry`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryRef<'a> {
-    /// Path relative to source, as raw bytes.
-    pub path: &'a [u8],
-    /// Its metadata.
-    pub meta: Meta,
-    /// Versioned (a track rule) or mirrored only.
-    pub tracked: bool,
-    /// Content hash, when known.
-    pub hash: Option<Hash>,
-}
-
-impl EntryRef<'_> {
-    /// An owned copy.
-    pub fn to_entry(&self) -> Entry {
-        Entry {
-            path: RelPath::from_bytes(self.path),
-            meta: self.meta,
-            tracked: self.tracked,
-            hash: self.hash,
-        }
-    }
-}
-
-/// Order entries by path.
-pub fn by_path(a: &Entry, b: &Entry) -> Ordering {
-    a.path.cmp(&b.path)
-}
-
-/// A problem met while walking, with the path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ScanProblem {
-    /// Path relative to source.
-    pub path: RelPath,
-    /// What went wrong.
-    pub message: String,
-}
 
 /// Why a scan could not start.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +43,7 @@ pub enum ScanError {
         /// The source path.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: io::Error,
     },
     /// The rules exclude the whole source.
     #[error("the rules exclude the whole source (exclude_dirs holds \".\")")]
@@ -248,15 +53,26 @@ pub enum ScanError {
 /// The outcome of a scan.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Selected entries, sorted by path.
+    /// Selected entries, sorted by path (the root first, when anything is
+    /// selected).
     pub entries: Vec<Entry>,
     /// Directories that could not be read: what lies below them is unknown,
     /// so nothing there may be treated as deleted.
     pub unreadable_dirs: Vec<RelPath>,
     /// Problems met, by path.
-    pub problems: Vec<ScanProblem>,
+    pub problems: Vec<PathError>,
     /// Selected sockets, FIFOs and devices, which are skipped.
     pub skipped_special: u64,
+    /// Directories entered that are on another filesystem than their
+    /// parent: the mount points inside the source.
+    pub mounts: Vec<RelPath>,
+}
+
+impl Scan {
+    /// Selected files and symlinks (directories left out).
+    pub fn files(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.meta.kind != Kind::Dir)
+    }
 }
 
 /// Options of a scan.
@@ -267,7 +83,7 @@ pub struct ScanOptions {
     /// Do not enter directories on another filesystem than the source's.
     pub one_file_system: bool,
     /// Skip a directory holding a file with one of these names.
-    pub exclude_if_present: Vec<std::ffi::OsString>,
+    pub exclude_if_present: Vec<Vec<u8>>,
     /// Skip a directory holding a valid `CACHEDIR.TAG`.
     pub exclude_caches: bool,
 }
@@ -276,149 +92,295 @@ pub struct ScanOptions {
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 impl ScanOptions {
-    /// Whether the directory at `abs` carries a marker that excludes it.
-    fn marked(&self, abs: &Path) -> bool {
+    /// Whether the directory carries a marker that excludes it. Markers are
+    /// looked at from the directory's descriptor; `CACHEDIR.TAG` is opened
+    /// without blocking (a FIFO of that name cannot hang the walk) and read
+    /// only if it is a regular file.
+    fn marked(&self, dir: &Dir) -> bool {
         if self
             .exclude_if_present
             .iter()
-            .any(|name| fs::symlink_metadata(abs.join(name)).is_ok())
+            .any(|name| dir.stat_at(name).is_ok())
         {
             return true;
         }
-        if self.exclude_caches {
-            use std::io::Read;
-            use std::os::unix::fs::OpenOptionsExt;
+        if self.exclude_caches
+            && let Ok(tag) = dir.open_read(b"CACHEDIR.TAG")
+            && crate::fs::fstat(&tag).is_ok_and(|st| st.file_type == FileTypeOf::File)
+        {
+            use std::os::unix::fs::FileExt;
             let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-            let tag = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(abs.join("CACHEDIR.TAG"));
-            if let Ok(mut tag) = tag
-                && tag.read_exact(&mut head).is_ok()
-                && head == CACHEDIR_SIGNATURE
-            {
-                return true;
-            }
+            return tag.read_exact_at(&mut head, 0).is_ok() && head == CACHEDIR_SIGNATURE;
         }
         false
     }
 }
 
+/// A directory entered, before it is known whether it is selected.
+struct SeenDir {
+    entry: Entry,
+    /// A directory rule covers it.
+    by_rule: bool,
+}
+
 struct Walk<'a> {
-    source: &'a Path,
     matcher: &'a Matcher,
     options: ScanOptions,
     /// The source's device, for `one_file_system`.
     root_dev: u64,
     entries: Mutex<Vec<Entry>>,
-    problems: Mutex<Vec<ScanProblem>>,
+    dirs: Mutex<Vec<SeenDir>>,
+    problems: Mutex<Vec<PathError>>,
     unreadable: Mutex<Vec<RelPath>>,
+    mounts: Mutex<Vec<RelPath>>,
     special: AtomicU64,
 }
 
-/// Walk `source` and return what `matcher` selects. Runs on the current
-/// rayon pool.
-pub fn scan(source: &Path, matcher: &Matcher, options: ScanOptions) -> Result<Scan, ScanError> {
+fn dir_entry(path: RelPath, st: &Stat, tracked: bool) -> Option<Entry> {
+    Some(Entry {
+        path,
+        meta: st.meta()?,
+        ctime: st.ctime,
+        tracked,
+        hash: None,
+        xattrs: None,
+    })
+}
+
+/// Walk the source opened as `source` (its path for messages) and return
+/// what `matcher` selects. Runs on the current rayon pool.
+pub fn scan(
+    source: &Dir,
+    source_path: &std::path::Path,
+    matcher: &Matcher,
+    options: ScanOptions,
+) -> Result<Scan, ScanError> {
     let source_error = |e| ScanError::Source {
-        path: source.to_path_buf(),
+        path: source_path.to_path_buf(),
         source: e,
     };
-    let meta = fs::metadata(source).map_err(source_error)?;
-    if !meta.is_dir() {
-        return Err(source_error(std::io::Error::new(
-            std::io::ErrorKind::NotADirectory,
-            "not a directory",
-        )));
-    }
+    let st = source.stat().map_err(source_error)?;
     // Read the root here, so that an unreadable source fails the job rather
     // than looking like an empty tree.
-    let root_entries = fs::read_dir(source).map_err(source_error)?;
+    let root_entries = source.entries().map_err(source_error)?;
     let state = matcher.root().ok_or(ScanError::AllExcluded)?;
     let walk = Walk {
-        source,
         matcher,
         options,
-        root_dev: meta.dev(),
+        root_dev: st.dev,
         entries: Mutex::new(Vec::new()),
+        dirs: Mutex::new(Vec::new()),
         problems: Mutex::new(Vec::new()),
         unreadable: Mutex::new(Vec::new()),
+        mounts: Mutex::new(Vec::new()),
         special: AtomicU64::new(0),
     };
+    if let Some(entry) = dir_entry(RelPath::root(), &st, state.tracked) {
+        walk.dirs.lock().unwrap().push(SeenDir {
+            entry,
+            by_rule: state.tracked || state.included,
+        });
+    }
+    let root = Arc::new(source.try_clone().map_err(source_error)?);
     rayon::scope(|s| {
-        walk.visit(s, root_entries, RelPath::from_bytes(b""), state);
+        walk.visit(s, &root, root_entries, RelPath::root(), state, st.dev);
     });
-    let mut entries = walk.entries.into_inner().unwrap();
+    let Walk {
+        entries,
+        dirs,
+        problems,
+        unreadable,
+        mounts,
+        special,
+        ..
+    } = walk;
+    let mut entries = entries.into_inner().unwrap();
+    let dirs = dirs.into_inner().unwrap();
+    entries.extend(selected_dirs(&entries, dirs));
     entries.sort_unstable_by(by_path);
-    let mut problems = walk.problems.into_inner().unwrap();
+    let mut problems = problems.into_inner().unwrap();
     problems.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut unreadable_dirs = walk.unreadable.into_inner().unwrap();
+    let mut unreadable_dirs = unreadable.into_inner().unwrap();
     unreadable_dirs.sort();
+    let mut mounts = mounts.into_inner().unwrap();
+    mounts.sort();
     Ok(Scan {
         entries,
         unreadable_dirs,
         problems,
-        skipped_special: walk.special.into_inner(),
+        skipped_special: special.into_inner(),
+        mounts,
     })
 }
 
+/// The directories that are selected: those a directory rule covers, and
+/// those on the way to a selected entry. A directory is tracked when a
+/// track rule covers it or a tracked entry lies below it.
+fn selected_dirs(files: &[Entry], dirs: Vec<SeenDir>) -> Vec<Entry> {
+    // path -> (needed, tracked)
+    let mut marks: HashMap<RelPath, (bool, bool)> = HashMap::with_capacity(dirs.len());
+    let mark_up = |marks: &mut HashMap<RelPath, (bool, bool)>, from: &RelPath, tracked: bool| {
+        let mut up = from.parent();
+        while let Some(dir) = up {
+            let m = marks.entry(dir.clone()).or_insert((false, false));
+            if m.0 && (m.1 || !tracked) {
+                break;
+            }
+            m.0 = true;
+            m.1 |= tracked;
+            up = dir.parent();
+        }
+    };
+    for f in files {
+        mark_up(&mut marks, &f.path, f.tracked);
+    }
+    for d in dirs.iter().filter(|d| d.by_rule) {
+        let m = marks.entry(d.entry.path.clone()).or_insert((false, false));
+        m.0 = true;
+        m.1 |= d.entry.tracked;
+        let tracked = m.1;
+        mark_up(&mut marks, &d.entry.path, tracked);
+    }
+    dirs.into_iter()
+        .filter_map(|mut d| {
+            let (needed, tracked) = marks.get(&d.entry.path).copied()?;
+            needed.then(|| {
+                d.entry.tracked = tracked;
+                d.entry
+            })
+        })
+        .collect()
+}
+
 impl<'a> Walk<'a> {
-    fn problem(&self, path: RelPath, message: String) {
+    fn problem(&self, path: &RelPath, kind: ErrorKind, message: String) {
         self.problems
             .lock()
             .unwrap()
-            .push(ScanProblem { path, message });
+            .push(PathError::new(path, kind, message));
     }
 
-    fn enter<'s>(&'s self, s: &rayon::Scope<'s>, rel: RelPath, state: DirState) {
-        let abs = self.source.join(rel.as_path());
-        if self.options.marked(&abs) {
+    fn unreadable(&self, path: RelPath, e: &io::Error) {
+        self.problem(
+            &path,
+            ErrorKind::Read,
+            format!("cannot read directory: {e}"),
+        );
+        self.unreadable.lock().unwrap().push(path);
+    }
+
+    /// Open the subdirectory `name` of `parent` and walk it.
+    fn enter<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        parent: Arc<Dir>,
+        parent_dev: u64,
+        name: Vec<u8>,
+        rel: RelPath,
+        state: DirState,
+    ) {
+        let by_rule = state.tracked || state.included;
+        let dir = match parent.child_dir(&name) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                // Replaced by a symlink or a file since it was listed: not
+                // followed; the next run sees what it is.
+                self.problem(
+                    &rel,
+                    ErrorKind::Changed,
+                    "changed from a directory while the source was read; not followed".into(),
+                );
+                return;
+            }
+            Err(e) => {
+                // Unreadable (permissions): keep it, and what the mirror
+                // holds below it.
+                if let Ok(st) = parent.stat_at(&name)
+                    && st.file_type == FileTypeOf::Dir
+                    && let Some(entry) = dir_entry(rel.clone(), &st, state.tracked)
+                {
+                    self.dirs.lock().unwrap().push(SeenDir {
+                        entry,
+                        by_rule: true,
+                    });
+                }
+                self.unreadable(rel, &e);
+                return;
+            }
+        };
+        drop(parent);
+        let st = match dir.stat() {
+            Ok(st) => st,
+            Err(e) => return self.unreadable(rel, &e),
+        };
+        if self.options.one_file_system && st.dev != self.root_dev {
+            tracing::debug!("{rel}: another filesystem, not entered");
+            return;
+        }
+        if self.options.marked(&dir) {
             tracing::debug!("{rel}: excluded by a marker file");
             return;
         }
-        match fs::read_dir(&abs) {
-            Ok(entries) => self.visit(s, entries, rel, state),
-            Err(e) => {
-                self.problem(rel.clone(), format!("cannot read directory: {e}"));
-                self.unreadable.lock().unwrap().push(rel);
-            }
+        if st.dev != parent_dev {
+            self.mounts.lock().unwrap().push(rel.clone());
         }
+        let entries = match dir.entries() {
+            Ok(entries) => entries,
+            Err(e) => {
+                if let Some(entry) = dir_entry(rel.clone(), &st, state.tracked) {
+                    self.dirs.lock().unwrap().push(SeenDir {
+                        entry,
+                        by_rule: true,
+                    });
+                }
+                return self.unreadable(rel, &e);
+            }
+        };
+        if let Some(entry) = dir_entry(rel.clone(), &st, state.tracked) {
+            self.dirs.lock().unwrap().push(SeenDir { entry, by_rule });
+        }
+        self.visit(s, &Arc::new(dir), entries, rel, state, st.dev);
     }
 
     fn visit<'s>(
         &'s self,
         s: &rayon::Scope<'s>,
-        entries: fs::ReadDir,
-        dir: RelPath,
+        dir: &Arc<Dir>,
+        entries: Vec<(Vec<u8>, FileType)>,
+        rel_dir: RelPath,
         state: DirState,
+        dev: u64,
     ) {
         let mut found = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.problem(dir.clone(), format!("cannot read directory: {e}"));
-                    self.unreadable.lock().unwrap().push(dir.clone());
-                    continue;
+        for (name, file_type) in entries {
+            let rel = rel_dir.join(&name);
+            // d_type from getdents: no stat for directories and unselected
+            // files. DT_UNKNOWN (some filesystems) needs one.
+            let mut stat = None;
+            let mut file_type = file_type;
+            if file_type == FileType::Unknown {
+                match dir.stat_at(&name) {
+                    Ok(st) => {
+                        file_type = match st.file_type {
+                            FileTypeOf::Dir => FileType::Directory,
+                            FileTypeOf::File => FileType::RegularFile,
+                            FileTypeOf::Symlink => FileType::Symlink,
+                            FileTypeOf::Special => FileType::Fifo,
+                        };
+                        stat = Some(st);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.problem(&rel, ErrorKind::Read, format!("cannot stat: {e}"));
+                        continue;
+                    }
                 }
-            };
-            let rel = dir.join(entry.file_name().as_bytes());
-            // d_type from readdir: no stat for directories and unselected files.
-            let file_type = match entry.file_type() {
-                Ok(t) => t,
-                Err(e) => {
-                    self.problem(rel, format!("cannot stat: {e}"));
-                    continue;
-                }
-            };
-            if file_type.is_dir() {
-                if self.options.one_file_system
-                    && entry.metadata().is_ok_and(|m| m.dev() != self.root_dev)
-                {
-                    tracing::debug!("{rel}: another filesystem, not entered");
-                    continue;
-                }
+            }
+            if file_type == FileType::Directory {
                 if let DirDecision::Enter(sub) = self.matcher.enter_dir(state, rel.as_path()) {
-                    s.spawn(move |s| self.enter(s, rel, sub));
+                    let parent = Arc::clone(dir);
+                    s.spawn(move |s| self.enter(s, parent, dev, name, rel, sub));
                 }
                 continue;
             }
@@ -426,33 +388,36 @@ impl<'a> Walk<'a> {
             if !selection.is_selected() {
                 continue;
             }
-            if file_type.is_socket()
-                || file_type.is_fifo()
-                || file_type.is_block_device()
-                || file_type.is_char_device()
-            {
+            if !matches!(file_type, FileType::RegularFile | FileType::Symlink) {
                 self.special.fetch_add(1, AtomicOrdering::Relaxed);
                 continue;
             }
-            let metadata = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) => {
-                    // Vanished since readdir, or unreadable: not selected now;
-                    // a vanished file is a deletion, which is what it is.
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        self.problem(rel, format!("cannot stat: {e}"));
+            let st = match stat {
+                Some(st) => st,
+                None => match dir.stat_at(&name) {
+                    Ok(st) => st,
+                    // Vanished since it was listed: not selected now; a
+                    // vanished file is a deletion, which is what it is.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.problem(&rel, ErrorKind::Read, format!("cannot stat: {e}"));
+                        continue;
                     }
+                },
+            };
+            let meta = match st.meta() {
+                Some(meta) if meta.kind != Kind::Dir => meta,
+                Some(_) => continue, // became a directory: the next run sees it
+                None => {
+                    self.special.fetch_add(1, AtomicOrdering::Relaxed);
                     continue;
                 }
             };
-            let Some(meta) = Meta::from_metadata(&metadata) else {
-                continue;
-            };
             let hash = if self.options.checksum {
-                match hash_entry(&self.source.join(rel.as_path()), meta.kind) {
+                match hash_in(dir, &name, meta.kind) {
                     Ok(h) => Some(h),
                     Err(e) => {
-                        self.problem(rel.clone(), format!("cannot read: {e}"));
+                        self.problem(&rel, ErrorKind::Read, format!("cannot read: {e}"));
                         None
                     }
                 }
@@ -462,48 +427,48 @@ impl<'a> Walk<'a> {
             found.push(Entry {
                 path: rel,
                 meta,
+                ctime: st.ctime,
                 tracked: selection == Selection::Tracked,
                 hash,
+                xattrs: None,
             });
         }
         // Into the one list right away: a directory's own list is freed
-        // here and its memory reused by the next directory, rather than
-        // every directory's list living (with its spare capacity) until the
-        // end of the walk.
+        // here and its memory reused by the next directory.
         if !found.is_empty() {
             self.entries.lock().unwrap().append(&mut found);
         }
     }
 }
 
-/// The content hash of a file (or a symlink's target text), read without
-/// following symlinks.
-pub fn hash_entry(path: &Path, kind: Kind) -> std::io::Result<Hash> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    if kind == Kind::Symlink {
-        return Ok(Hash::of(fs::read_link(path)?.as_os_str().as_bytes()));
-    }
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+/// The content hash of the file or symlink `name` in `dir` (a symlink: of
+/// its target's text), never following it.
+pub fn hash_in(dir: &Dir, name: &[u8], kind: Kind) -> io::Result<Hash> {
+    match kind {
+        Kind::Symlink => Ok(Hash::of(&dir.read_link(name)?)),
+        Kind::File => {
+            let file = dir.open_read(name)?;
+            if crate::fs::fstat(&file)?.file_type != FileTypeOf::File {
+                return Err(io::Error::other("not a regular file"));
+            }
+            crate::fs::copy::hash_file(&file)
         }
-        hasher.update(&buf[..n]);
+        Kind::Dir => Err(io::Error::other("a directory has no content hash")),
     }
-    Ok(Hash(hasher.digest128().to_be_bytes()))
+}
+
+/// The content hash of the entry at `rel` below `root`.
+pub fn hash_at(root: &Dir, rel: &RelPath, kind: Kind) -> io::Result<Hash> {
+    let (dir, name) = root.parent_of(rel.as_bytes())?;
+    hash_in(&dir, name, kind)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::select::RuleLists;
+    use std::fs;
+    use std::path::Path;
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -519,6 +484,7 @@ mod tests {
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, body).unwrap();
         }
+        fs::create_dir_all(dir.path().join("docs/empty")).unwrap();
         std::os::unix::fs::symlink("../a.txt", dir.path().join("docs/link")).unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("src/out")).unwrap();
         dir
@@ -526,6 +492,16 @@ mod tests {
 
     fn paths(scan: &Scan) -> Vec<String> {
         scan.entries.iter().map(|e| e.path.to_string()).collect()
+    }
+
+    fn run(dir: &Path, matcher: &Matcher) -> Scan {
+        scan(
+            &Dir::open_root(dir).unwrap(),
+            dir,
+            matcher,
+            ScanOptions::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -539,24 +515,69 @@ mod tests {
             ..RuleLists::default()
         })
         .unwrap();
-        let scan = scan(dir.path(), &matcher, ScanOptions::default()).unwrap();
+        let scan = run(dir.path(), &matcher);
         assert_eq!(
             paths(&scan),
             [
+                ".",
                 "a.txt",
+                "docs",
                 "docs/b.md",
+                "docs/deep",
                 "docs/deep/c.md",
+                "docs/empty",
                 "docs/link",
+                "src",
                 "src/main.rs",
                 "src/out"
             ]
         );
-        let link = scan
+        let kind = |p: &str| {
+            scan.entries
+                .iter()
+                .find(|e| e.path.to_string() == p)
+                .unwrap()
+                .meta
+                .kind
+        };
+        assert_eq!(kind("src/out"), Kind::Symlink);
+        assert_eq!(kind("docs/empty"), Kind::Dir);
+        assert!(scan.entries.iter().all(|e| e.tracked));
+    }
+
+    #[test]
+    fn directories_on_the_way_are_selected_and_tracked_by_what_they_hold() {
+        let dir = tree();
+        let include = vec!["src".to_string()];
+        let track_files = vec!["docs/*.md:rec".to_string()];
+        let matcher = Matcher::new(RuleLists {
+            include_dirs: &include,
+            track_files: &track_files,
+            ..RuleLists::default()
+        })
+        .unwrap();
+        let scan = run(dir.path(), &matcher);
+        let got: Vec<(String, bool)> = scan
             .entries
             .iter()
-            .find(|e| e.path.to_string() == "src/out");
-        assert_eq!(link.unwrap().meta.kind, Kind::Symlink);
-        assert!(scan.entries.iter().all(|e| e.tracked));
+            .map(|e| (e.path.to_string(), e.tracked))
+            .collect();
+        let want: Vec<(String, bool)> = [
+            (".", true),
+            ("docs", true),
+            ("docs/b.md", true),
+            ("docs/deep", true),
+            ("docs/deep/c.md", true),
+            ("src", false),
+            ("src/main.rs", false),
+            ("src/node_modules", false),
+            ("src/node_modules/y.js", false),
+            ("src/out", false),
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), *t))
+        .collect();
+        assert_eq!(got, want, "docs/empty holds nothing selected");
     }
 
     #[test]
@@ -576,41 +597,41 @@ mod tests {
             .num_threads(4)
             .build()
             .unwrap();
-        let a = one.install(|| scan(dir.path(), &matcher, ScanOptions::default()).unwrap());
-        let b = four.install(|| scan(dir.path(), &matcher, ScanOptions::default()).unwrap());
+        let a = one.install(|| run(dir.path(), &matcher));
+        let b = four.install(|| run(dir.path(), &matcher));
         assert_eq!(a.entries, b.entries);
     }
 
     #[test]
     fn missing_source_is_an_error() {
+        assert!(Dir::open_root(Path::new("/nonexistent/strata")).is_err());
+    }
+
+    #[test]
+    fn a_fifo_named_cachedir_tag_does_not_hang() {
+        let dir = tree();
+        let fifo = std::ffi::CString::new(
+            dir.path()
+                .join("docs/CACHEDIR.TAG")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         let inc = vec![".".to_string()];
         let matcher = Matcher::new(RuleLists {
             include_dirs: &inc,
             ..RuleLists::default()
         })
         .unwrap();
-        let err = scan(
-            Path::new("/nonexistent/strata"),
-            &matcher,
-            ScanOptions::default(),
-        );
-        assert!(matches!(err, Err(ScanError::Source { .. })));
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        let h = Hash::of(b"hello");
-        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
-        assert_eq!(Hash::from_hex("zz"), None);
-    }
-
-    #[test]
-    fn rel_path_relations() {
-        let a = RelPath::from_bytes(b"a/b");
-        assert!(RelPath::from_bytes(b"a/b/c").is_below(&a));
-        assert!(!RelPath::from_bytes(b"a/bc").is_below(&a));
-        assert!(!a.is_below(&a));
-        assert_eq!(a.parent(), Some(RelPath::from_bytes(b"a")));
-        assert_eq!(RelPath::from_bytes(b"x").parent(), None);
+        let options = ScanOptions {
+            exclude_caches: true,
+            ..ScanOptions::default()
+        };
+        let root = Dir::open_root(dir.path()).unwrap();
+        let scan = scan(&root, dir.path(), &matcher, options).unwrap();
+        assert!(paths(&scan).contains(&"docs/b.md".to_string()));
+        assert_eq!(scan.skipped_special, 1);
     }
 }

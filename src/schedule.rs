@@ -2,12 +2,12 @@
 //!
 //! [`Schedule::parse`] takes a schedule as a job file writes it: five fields
 //! as crontab(5) reads them, six or seven with seconds first and a year last,
-//! or an `@` shortcut. It checks every field and names the field and the
-//! reason when one is wrong, which is what `strata validate` prints.
-//! [`Schedule::next_after`] and [`Schedule::last_fire_between`] turn a schedule
-//! into instants in whatever [`chrono::TimeZone`] the caller passes (the
-//! daemon passes `Local`, the tests pass chrono-tz zones). Nothing here reads
-//! the clock or the filesystem.
+//! or an `@` shortcut. It checks every field and names each bad field and the
+//! reason, which is what `strata validate` prints. [`Schedule::next_after`]
+//! and [`Schedule::last_fire_between`] turn a schedule into instants on a
+//! [`Zone`]'s timeline (the daemon and `list` pass the machine's zone, tests
+//! pass named ones). Nothing here reads the clock, the environment or the
+//! filesystem.
 //!
 //! Fields are parsed and searched here rather than handed to the `cron`
 //! crate, because its conventions differ from crontab's where users notice:
@@ -23,26 +23,29 @@
 //!
 //! The search works in local wall-clock time and jumps field by field (year,
 //! month, day, hour, minute, second), so a yearly schedule costs a handful of
-//! steps. Each matching wall-clock time is then placed on the zone's timeline:
+//! steps. Around a DST change, cron(8)'s rule decides what fires (SPEC §1.1;
+//! cronie's `cron.c` calls the two kinds "wildcard" and "fixed" jobs):
 //!
-//! - a time inside a spring-forward gap fires once, at the first instant after
-//!   the gap;
-//! - a time that occurs twice at fall-back fires once, at its first occurrence;
-//! - except that a schedule that repeats within the hour (the second or minute
-//!   field has more than one value, or the hour field covers all 24 hours)
-//!   keeps its rhythm in real time instead: it fires in both passes of a
-//!   repeated hour and skips the times a gap removes, so `*/5 * * * *` fires
-//!   every five real minutes and `30 * * * *` every real hour through both
-//!   changes. This is what Vixie cron does for its "wildcard" jobs.
+//! - a **wildcard** job, whose minute or hour field starts with `*`
+//!   (`*/5 * * * *`, `* 2 * * *`, `@hourly`), follows the wall clock as it
+//!   reads: it fires at every instant whose wall-clock time matches, so
+//!   nothing fires in a spring-forward gap and both passes of a repeated
+//!   hour fire. The search runs through the zone's periods of constant
+//!   offset, in each of which wall-clock time and real time move together;
+//! - every other job is **fixed-time** (`30 2 * * *`, `0,30 2 * * *`,
+//!   `0 0-23 * * *`): each matching wall-clock time fires once, at its only
+//!   occurrence, at its first occurrence if it occurs twice (the earlier
+//!   offset), or, if a gap swallowed it, at the first instant after the gap.
+//!   That placing keeps wall-clock order, so the search can step through
+//!   wall-clock matches and place each one.
 
-use std::cmp::{max, min};
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{
-    DateTime, Datelike, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset,
-    TimeDelta, TimeZone, Timelike,
-};
+use chrono::Timelike;
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+
+use crate::tz::{Placed, Zone};
 
 /// How far the search looks before deciding that a schedule never fires. The
 /// Gregorian calendar repeats every 400 years, so a combination of month, day
@@ -50,7 +53,9 @@ use chrono::{
 const SEARCH_YEARS: i32 = 400;
 
 /// The shortcuts crontab(5) knows, with the five fields each one stands for.
-/// (`@reboot` is not a time and has no meaning for a backup schedule.)
+/// (`@reboot` is not a time and has no meaning for a backup schedule.) As in
+/// cronie, `@hourly` is a wildcard job (its hour is `*`) and the others are
+/// fixed-time jobs.
 const SHORTCUTS: &[(&str, &str)] = &[
     ("@yearly", "0 0 1 1 *"),
     ("@annually", "0 0 1 1 *"),
@@ -112,6 +117,17 @@ impl Field {
         }
     }
 
+    /// The values a range that wraps runs through, in order: a range
+    /// `a-b` with `a > b` runs from `a` to the last and on from the first
+    /// to `b`. Days of week cycle through 0–6 (7 is 0). Years do not wrap.
+    fn cycle(self) -> Option<(u32, u32)> {
+        match self {
+            Field::DayOfWeek => Some((0, 6)),
+            Field::Year => None,
+            _ => Some(self.bounds()),
+        }
+    }
+
     /// The names the field accepts and the number of the first one.
     fn names(self) -> Option<(&'static [&'static str], u32)> {
         match self {
@@ -130,6 +146,7 @@ impl fmt::Display for Field {
 
 /// Why a schedule was rejected. Every variant about a field carries the
 /// [`Field`], and `Display` starts with its name: `dow: 8 is out of range 0-7`.
+/// An expression with several bad fields is [`ScheduleError::Fields`].
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ScheduleError {
     /// The expression does not have 5, 6 or 7 whitespace-separated fields.
@@ -180,7 +197,19 @@ pub enum ScheduleError {
         /// The largest step the field accepts.
         max: u32,
     },
-    /// A range whose start is after its end (`17-9`).
+    /// A step after a single number (`10/20`): cron needs a range or `*`
+    /// before the `/`.
+    #[error("{field}: \"{item}\" has a step without a range (write {suggestion})")]
+    StepWithoutRange {
+        /// The field holding the item.
+        field: Field,
+        /// The list item as written.
+        item: String,
+        /// What was probably meant (`10-59/20`).
+        suggestion: String,
+    },
+    /// A year range whose start is after its end (`2030-2027`). Other
+    /// fields' ranges wrap (`SAT-SUN`, `22-2`).
     #[error("{field}: range {range} runs backwards")]
     BackwardRange {
         /// The field holding the range.
@@ -204,6 +233,26 @@ pub enum ScheduleError {
         /// The list item as written.
         item: String,
     },
+    /// More than one field is wrong: each problem, in field order. `Display`
+    /// joins them with `; `.
+    #[error("{}", join(.0))]
+    Fields(Vec<ScheduleError>),
+}
+
+impl ScheduleError {
+    /// Each problem on its own: the ones of [`ScheduleError::Fields`], or
+    /// this one.
+    pub fn problems(&self) -> &[ScheduleError] {
+        match self {
+            ScheduleError::Fields(all) => all,
+            one => std::slice::from_ref(one),
+        }
+    }
+}
+
+fn join(errors: &[ScheduleError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("; ")
 }
 
 /// The values a field accepts, sorted, without duplicates.
@@ -226,10 +275,6 @@ impl Set {
         let i = self.0.partition_point(|&v| v <= value);
         i.checked_sub(1).map(|i| self.0[i])
     }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// How day of month and day of week combine (crontab(5)): if either field
@@ -241,7 +286,8 @@ enum DayRule {
     Either,
 }
 
-/// A parsed cron schedule: the set of wall-clock times it fires at.
+/// A parsed cron schedule: the set of wall-clock times it fires at, and
+/// which of cron's two DST rules it follows.
 ///
 /// Build one with [`Schedule::parse`] or [`str::parse`]; ask it for fire
 /// times with [`Schedule::next_after`] and [`Schedule::last_fire_between`].
@@ -258,6 +304,9 @@ pub struct Schedule {
     /// `None` when the expression has no year field or it is `*`.
     years: Option<Set>,
     days: DayRule,
+    /// The minute or the hour field starts with `*` (cron(8)'s wildcard
+    /// job): it follows the wall clock across DST changes.
+    wildcard: bool,
 }
 
 impl Schedule {
@@ -265,11 +314,16 @@ impl Schedule {
     /// `sec min hour dom mon dow [year]`, or one of `@hourly`, `@daily`,
     /// `@midnight`, `@weekly`, `@monthly`, `@yearly`, `@annually`.
     ///
-    /// Fields take `*`, numbers, `a-b`, lists `a,b`, steps `*/n`, `a-b/n` and
-    /// `a/n` (from `a` to the field's end), and month and day names
-    /// (`JAN`–`DEC`, `SUN`–`SAT`, any case). In the 6- and 7-field forms,
-    /// day of month and day of week also accept `?`, meaning `*` (the `cron`
-    /// crate's convention); crontab's 5-field form does not.
+    /// Fields take `*`, numbers, ranges `a-b`, lists `a,b`, steps `*/n` and
+    /// `a-b/n`, and month and day names (`JAN`–`DEC`, `SUN`–`SAT`, any
+    /// case). A range whose start is after its end wraps around the end of
+    /// the field (`SAT-SUN`, `FRI-MON`, `22-2` in hours), except in the year
+    /// field. As in cron, a step needs a range or `*` before it (`10/20` is
+    /// an error). In the 6- and 7-field forms, day of month and day of week
+    /// also accept `?`, meaning `*` (the `cron` crate's convention);
+    /// crontab's 5-field form does not.
+    ///
+    /// Every field is checked: the error names each bad one.
     pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
         let source = expr.trim();
         let text = if source.starts_with('@') {
@@ -292,18 +346,35 @@ impl Schedule {
         };
         // `?` is the 6/7-field (Quartz and `cron` crate) spelling of `*`.
         let question_mark = fields.len() > 5;
-        let (seconds, _) = parse_field(Field::Second, second, false)?;
-        let (minutes, _) = parse_field(Field::Minute, rest[0], false)?;
-        let (hours, _) = parse_field(Field::Hour, rest[1], false)?;
-        let (days_of_month, dom_star) = parse_field(Field::DayOfMonth, rest[2], question_mark)?;
-        let (months, _) = parse_field(Field::Month, rest[3], false)?;
-        let (days_of_week, dow_star) = parse_field(Field::DayOfWeek, rest[4], question_mark)?;
-        let years = match year {
-            Some(year) => match parse_field(Field::Year, year, false)? {
-                (_, true) if year == "*" => None,
-                (set, _) => Some(set),
-            },
+        let mut errors = Vec::new();
+        let mut field = |field: Field, text: &str, question_mark: bool| {
+            parse_field(field, text, question_mark)
+                .map_err(|e| errors.push(e))
+                .ok()
+        };
+        let seconds = field(Field::Second, second, false);
+        let minutes = field(Field::Minute, rest[0], false);
+        let hours = field(Field::Hour, rest[1], false);
+        let days_of_month = field(Field::DayOfMonth, rest[2], question_mark);
+        let months = field(Field::Month, rest[3], false);
+        let days_of_week = field(Field::DayOfWeek, rest[4], question_mark);
+        let years = year.map(|year| (year, field(Field::Year, year, false)));
+        let (
+            Some((seconds, _)),
+            Some((minutes, _)),
+            Some((hours, _)),
+            Some((days_of_month, dom_star)),
+            Some((months, _)),
+            Some((days_of_week, dow_star)),
+        ) = (seconds, minutes, hours, days_of_month, months, days_of_week)
+        else {
+            return Err(one_or_all(errors));
+        };
+        let years = match years {
             None => None,
+            Some((_, None)) => return Err(one_or_all(errors)),
+            Some(("*", Some(_))) => None,
+            Some((_, Some((set, _)))) => Some(set),
         };
         Ok(Schedule {
             source: source.to_string(),
@@ -319,6 +390,7 @@ impl Schedule {
             } else {
                 DayRule::Either
             },
+            wildcard: rest[0].starts_with('*') || rest[1].starts_with('*'),
         })
     }
 
@@ -328,63 +400,46 @@ impl Schedule {
         &self.source
     }
 
-    /// The first fire time strictly after `after`, in the same zone.
+    /// Whether this is a wildcard job in cron(8)'s sense (its minute or hour
+    /// field starts with `*`, as in `@hourly`), which follows the wall clock
+    /// across DST changes; otherwise it is a fixed-time job.
+    pub fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
+    /// Whether any date the fields allow exists (`0 2 31 2 *` never fires;
+    /// `0 2 29 2 *` fires in leap years). Years before now count: this is a
+    /// property of the expression, not of the clock.
+    pub fn can_fire(&self) -> bool {
+        let (first, last) = match &self.years {
+            Some(Set(years)) => match (years.first(), years.last()) {
+                (Some(&first), Some(&last)) => (first as i32, last as i32),
+                _ => return false,
+            },
+            None => (2000, 2000 + SEARCH_YEARS),
+        };
+        NaiveDate::from_ymd_opt(first, 1, 1)
+            .and_then(|d| self.next_local(d.and_time(NaiveTime::MIN), last))
+            .is_some()
+    }
+
+    /// The first fire time strictly after `after`, on `zone`'s timeline.
     ///
     /// `None` if the schedule never fires again (`0 0 31 2 *`, or a year
     /// field entirely in the past). The search is bounded, so that answer
     /// comes as quickly as any other.
-    pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let tz = after.timezone();
-        let local = after.naive_local().with_nanosecond(0)?;
+    pub fn next_after(&self, after: &DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
+        // Fire times are whole seconds: one at or before `after`'s second
+        // is not after it.
+        let after = whole_second(after)?;
+        let local = zone.local(&after);
         let last_year = local.year().saturating_add(SEARCH_YEARS);
-        let repeats = self.repeats_within_hour();
-
-        // In the first pass of a repeated hour, a repeating schedule also fires
-        // in the second pass, at wall-clock times the forward search below has
-        // already left behind.
-        let second_pass = match tz.from_local_datetime(&local) {
-            LocalResult::Ambiguous(first, second) if repeats && *after < second => {
-                let shift = transition_within(&tz, &first, &second)?;
-                self.next_local(shift.naive_local(), last_year)
-                    .and_then(|n| match tz.from_local_datetime(&n) {
-                        LocalResult::Ambiguous(_, second) => Some(second),
-                        _ => None,
-                    })
-            }
-            _ => None,
-        };
-
-        let mut from = local.checked_add_signed(TimeDelta::seconds(1))?;
-        while let Some(n) = self.next_local(from, last_year) {
-            let found = match tz.from_local_datetime(&n) {
-                LocalResult::Single(t) => Some(t).filter(|t| t > after),
-                LocalResult::Ambiguous(first, second) => {
-                    if first > *after {
-                        Some(first)
-                    } else {
-                        Some(second).filter(|t| repeats && t > after)
-                    }
-                }
-                LocalResult::None => {
-                    let end = gap_end(&tz, n)?;
-                    if !repeats {
-                        Some(end).filter(|t| t > after)
-                    } else {
-                        // Nothing in the gap fires: carry on from its end.
-                        from = end.naive_local();
-                        continue;
-                    }
-                }
-            };
-            if let Some(t) = found {
-                return Some(match second_pass {
-                    Some(s) => min(s, t),
-                    None => t,
-                });
-            }
-            from = n.checked_add_signed(TimeDelta::seconds(1))?;
+        let from = local.checked_add_signed(TimeDelta::seconds(1))?;
+        if self.wildcard {
+            self.next_on_wall_clock(after, from, last_year, zone)
+        } else {
+            self.next_fixed(after, from, last_year, zone)
         }
-        second_pass
     }
 
     /// The latest fire time at or before `at` and strictly after `since`, or
@@ -395,77 +450,165 @@ impl Schedule {
     /// from `at`, field by field, rather than stepping through every fire
     /// time since `since`: an every-second schedule and a year's gap cost no
     /// more than a daily one.
-    pub fn last_fire_between<Tz: TimeZone>(
+    pub fn last_fire_between(
         &self,
-        since: &DateTime<Tz>,
-        at: &DateTime<Tz>,
-    ) -> Option<DateTime<Tz>> {
+        since: &DateTime<Utc>,
+        at: &DateTime<Utc>,
+        zone: &Zone,
+    ) -> Option<DateTime<Utc>> {
         if at <= since {
             return None;
         }
-        let tz = at.timezone();
-        let local = at.naive_local().with_nanosecond(0)?;
+        let at = whole_second(at)?;
+        let local = zone.local(&at);
         // A fire time after `since` reads a wall-clock time at most a DST
         // shift earlier than `since`'s, so a year before it is far enough.
-        let first_year = (since.naive_local().year() - 1).max(local.year() - SEARCH_YEARS);
-        let repeats = self.repeats_within_hour();
-
-        // In the second pass of a repeated hour, wall-clock times later than
-        // `at`'s have already fired in the first pass.
-        let first_pass = match tz.from_local_datetime(&local) {
-            LocalResult::Ambiguous(first, second) if *at >= second => {
-                let shift = transition_within(&tz, &first, &second)?;
-                let last_of_first_pass = (shift - TimeDelta::seconds(1)).naive_local();
-                self.prev_local(last_of_first_pass, first_year)
-                    .filter(|n| *n > local)
-                    .and_then(|n| match tz.from_local_datetime(&n) {
-                        LocalResult::Ambiguous(first, _) => Some(first),
-                        _ => None,
-                    })
-            }
-            _ => None,
+        let first_year = (zone.local(since).year() - 1).max(local.year() - SEARCH_YEARS);
+        let found = if self.wildcard {
+            self.last_on_wall_clock(since, at, local, first_year, zone)
+        } else {
+            self.last_fixed(at, local, first_year, zone)
         };
+        found.filter(|t| t > since)
+    }
 
-        let mut upto = local;
-        let mut found = None;
-        while let Some(n) = self.prev_local(upto, first_year) {
-            found = match tz.from_local_datetime(&n) {
-                LocalResult::Single(t) => Some(t).filter(|t| t <= at),
-                LocalResult::Ambiguous(first, second) => {
-                    if repeats && second <= *at {
-                        Some(second)
-                    } else {
-                        Some(first).filter(|t| t <= at)
+    /// A wildcard job's next fire: the first instant after `after` whose
+    /// wall-clock time matches. Within one period of constant offset,
+    /// wall-clock time is real time shifted, so the first wall-clock match
+    /// from `from` is the answer if it falls before the period ends;
+    /// otherwise the search goes on from the start of the next period.
+    fn next_on_wall_clock(
+        &self,
+        after: DateTime<Utc>,
+        mut from: NaiveDateTime,
+        last_year: i32,
+        zone: &Zone,
+    ) -> Option<DateTime<Utc>> {
+        let mut start = after;
+        loop {
+            let offset = TimeDelta::seconds(zone.offset_seconds(&start));
+            let end = zone.next_transition(&start);
+            match self.next_local(from, last_year) {
+                Some(n) => {
+                    let t = n.checked_sub_signed(offset)?.and_utc();
+                    if end.is_none_or(|end| t < end) {
+                        return Some(t);
                     }
                 }
-                LocalResult::None => {
-                    let end = gap_end(&tz, n)?;
-                    if !repeats {
-                        Some(end).filter(|t| t <= at)
-                    } else {
-                        // Nothing in the gap fires: carry on from before it.
-                        upto = (end - TimeDelta::seconds(1)).naive_local();
-                        continue;
+                // Nothing matches from `from` on; only clocks going back
+                // right ahead can show earlier wall-clock times again.
+                None => {
+                    if end.is_none_or(|end| zone.local(&end) >= from) {
+                        return None;
                     }
+                }
+            }
+            let next = end?;
+            start = next;
+            from = zone.local(&next);
+        }
+    }
+
+    /// A wildcard job's latest fire at or before `at`: the same search as
+    /// [`Schedule::next_on_wall_clock`], backward through the periods.
+    fn last_on_wall_clock(
+        &self,
+        since: &DateTime<Utc>,
+        at: DateTime<Utc>,
+        mut upto: NaiveDateTime,
+        first_year: i32,
+        zone: &Zone,
+    ) -> Option<DateTime<Utc>> {
+        let mut end = at;
+        loop {
+            let offset = TimeDelta::seconds(zone.offset_seconds(&end));
+            let begin = zone.last_transition(&end);
+            let before_begin = begin.and_then(|b| b.checked_sub_signed(TimeDelta::seconds(1)));
+            match self.prev_local(upto, first_year) {
+                Some(n) => {
+                    let t = n.checked_sub_signed(offset)?.and_utc();
+                    if begin.is_none_or(|begin| t >= begin) {
+                        return Some(t);
+                    }
+                }
+                // Nothing matches up to `upto`; only clocks that went
+                // forward just before showed later wall-clock times.
+                None => {
+                    if before_begin.is_none_or(|b| zone.local(&b) <= upto) {
+                        return None;
+                    }
+                }
+            }
+            let previous = before_begin?;
+            if previous < *since {
+                return None;
+            }
+            end = previous;
+            upto = zone.local(&previous);
+        }
+    }
+
+    /// A fixed-time job's next fire: the first wall-clock match from `from`
+    /// whose placing (see the module header) is after `after`.
+    fn next_fixed(
+        &self,
+        after: DateTime<Utc>,
+        mut from: NaiveDateTime,
+        last_year: i32,
+        zone: &Zone,
+    ) -> Option<DateTime<Utc>> {
+        loop {
+            let n = self.next_local(from, last_year)?;
+            let step = n.checked_add_signed(TimeDelta::seconds(1))?;
+            let (t, resume) = match zone.place(&n)? {
+                Placed::Unique(t) => (t, step),
+                Placed::Gap { end } => (end, step),
+                // In the second pass the first pass has fired already: go on
+                // from the first wall-clock time after the repeated ones.
+                Placed::Fold { earlier, shift, .. } => {
+                    let first_pass_end = shift.checked_sub_signed(TimeDelta::seconds(1))?;
+                    let after_fold = zone
+                        .local(&first_pass_end)
+                        .checked_add_signed(TimeDelta::seconds(1))?;
+                    (earlier, step.max(after_fold))
                 }
             };
-            if found.is_some() {
-                break;
+            if t > after {
+                return Some(t);
+            }
+            from = resume;
+        }
+    }
+
+    /// A fixed-time job's latest fire at or before `at` (wall-clock time
+    /// `local`).
+    fn last_fixed(
+        &self,
+        at: DateTime<Utc>,
+        local: NaiveDateTime,
+        first_year: i32,
+        zone: &Zone,
+    ) -> Option<DateTime<Utc>> {
+        // In the second pass of a repeated hour, the wall-clock times after
+        // `local` up to the end of the first pass have fired already.
+        let mut upto = match zone.place(&local) {
+            Some(Placed::Fold { shift, .. }) if at >= shift => {
+                zone.local(&shift.checked_sub_signed(TimeDelta::seconds(1))?)
+            }
+            _ => local,
+        };
+        loop {
+            let n = self.prev_local(upto, first_year)?;
+            let t = match zone.place(&n)? {
+                Placed::Unique(t) => t,
+                Placed::Gap { end } => end,
+                Placed::Fold { earlier, .. } => earlier,
+            };
+            if t <= at {
+                return Some(t);
             }
             upto = n.checked_sub_signed(TimeDelta::seconds(1))?;
         }
-        let latest = match (found, first_pass) {
-            (Some(a), Some(b)) => Some(max(a, b)),
-            (a, b) => a.or(b),
-        };
-        latest.filter(|t| t > since)
-    }
-
-    /// Whether the schedule fires more than once an hour or every hour: such
-    /// schedules keep their rhythm in real time across DST changes rather than
-    /// firing once per wall-clock time.
-    fn repeats_within_hour(&self) -> bool {
-        self.seconds.len() > 1 || self.minutes.len() > 1 || self.hours.len() == 24
     }
 
     fn day_matches(&self, date: NaiveDate) -> bool {
@@ -626,6 +769,19 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// `t` without its fraction of a second.
+fn whole_second(t: &DateTime<Utc>) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.timestamp(), 0)
+}
+
+fn one_or_all(mut errors: Vec<ScheduleError>) -> ScheduleError {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        ScheduleError::Fields(errors)
+    }
+}
+
 /// Parses one field into the set of values it accepts, and whether it starts
 /// with `*` (or is `?`), which is what crontab(5) calls unrestricted.
 fn parse_field(
@@ -649,23 +805,39 @@ fn parse_field(
             Some((range, step)) => (range, Some(parse_step(field, step, item)?)),
             None => (item, None),
         };
-        let (start, end) = if range == "*" {
-            (min, max)
+        let step = step.unwrap_or(1) as usize;
+        if range == "*" {
+            values.extend((min..=max).step_by(step));
         } else if let Some((a, b)) = range.split_once('-') {
-            let (a, b) = (parse_value(field, a, item)?, parse_value(field, b, item)?);
-            if a > b {
-                return Err(ScheduleError::BackwardRange {
-                    field,
-                    range: range.to_string(),
-                });
+            let (mut a, b) = (parse_value(field, a, item)?, parse_value(field, b, item)?);
+            if field == Field::DayOfWeek && a == 7 {
+                // `7-2` is Sunday to Tuesday.
+                a = 0;
             }
-            (a, b)
+            if a <= b {
+                values.extend((a..=b).step_by(step));
+            } else {
+                let Some((first, last)) = field.cycle() else {
+                    return Err(ScheduleError::BackwardRange {
+                        field,
+                        range: range.to_string(),
+                    });
+                };
+                // A wrapping range: on to the end of the cycle, then from
+                // its start; the step counts along the whole run.
+                values.extend((a..=last).chain(first..=b).step_by(step));
+            }
         } else {
             let a = parse_value(field, range, item)?;
-            // `a/n` runs from `a` to the end of the field.
-            (a, if step.is_some() { max } else { a })
-        };
-        values.extend((start..=end).step_by(step.unwrap_or(1) as usize));
+            if let Some((_, step_text)) = item.split_once('/') {
+                return Err(ScheduleError::StepWithoutRange {
+                    field,
+                    item: item.to_string(),
+                    suggestion: format!("{range}-{max}/{step_text}"),
+                });
+            }
+            values.push(a);
+        }
     }
     if field == Field::DayOfWeek {
         // 7 is Sunday too.
@@ -835,100 +1007,132 @@ fn last_of_month(date: NaiveDate) -> Option<NaiveDate> {
     first_of_next_month(date)?.pred_opt()
 }
 
-/// The instant `timestamp` (Unix seconds) in `tz`.
-fn instant<Tz: TimeZone>(tz: &Tz, timestamp: i64) -> Option<DateTime<Tz>> {
-    let utc = DateTime::from_timestamp(timestamp, 0)?;
-    Some(tz.from_utc_datetime(&utc.naive_utc()))
-}
-
-/// The smallest timestamp in `(lo, hi]` for which `holds` is true, given that
-/// it is false at `lo`, true at `hi`, and changes once in between. chrono's
-/// `TimeZone` does not expose its transitions, so they are found by bisection:
-/// about twenty offset lookups.
-fn first_where(mut lo: i64, mut hi: i64, holds: impl Fn(i64) -> bool) -> i64 {
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if holds(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    hi
-}
-
-/// The first instant after the spring-forward gap that swallows the
-/// wall-clock time `missing`: the moment the clocks jump.
-fn gap_end<Tz: TimeZone>(tz: &Tz, missing: NaiveDateTime) -> Option<DateTime<Tz>> {
-    // UTC offsets stay within ±26 hours, so these instants read a wall-clock
-    // time before and after `missing`.
-    let window = TimeDelta::hours(26);
-    let lo = missing.checked_sub_signed(window)?.and_utc().timestamp();
-    let hi = missing.checked_add_signed(window)?.and_utc().timestamp();
-    let end = first_where(lo, hi, |ts| {
-        instant(tz, ts).is_none_or(|t| t.naive_local() > missing)
-    });
-    instant(tz, end)
-}
-
-/// The moment the clocks go back, given the two instants of one wall-clock
-/// time in the repeated hour. The second pass of that hour starts here.
-fn transition_within<Tz: TimeZone>(
-    tz: &Tz,
-    first: &DateTime<Tz>,
-    second: &DateTime<Tz>,
-) -> Option<DateTime<Tz>> {
-    let before = first.offset().fix();
-    let shift = first_where(first.timestamp(), second.timestamp(), |ts| {
-        instant(tz, ts).is_none_or(|t| t.offset().fix() != before)
-    });
-    instant(tz, shift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{FixedOffset, Utc, Weekday};
-    use chrono_tz::America::New_York;
-    use chrono_tz::Australia::Lord_Howe;
-    use chrono_tz::Europe::Berlin;
+    use chrono::Weekday;
+    use std::cmp::Ordering;
+    use std::ops::{Add, Sub};
 
-    /// `text` ("2026-03-29 01:30[:00]") as a wall-clock time in `tz`; the
-    /// first occurrence if it occurs twice.
-    fn local<Tz: TimeZone>(tz: Tz, text: &str) -> DateTime<Tz> {
+    const BERLIN: &str = "Europe/Berlin";
+    const NEW_YORK: &str = "America/New_York";
+    const LORD_HOWE: &str = "Australia/Lord_Howe";
+
+    /// An instant and the zone the test reads it in.
+    #[derive(Clone, Copy, Debug)]
+    struct At {
+        t: DateTime<Utc>,
+        zone: &'static Zone,
+    }
+
+    impl fmt::Display for At {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&show(self))
+        }
+    }
+
+    impl PartialEq for At {
+        fn eq(&self, other: &At) -> bool {
+            self.t == other.t
+        }
+    }
+
+    impl PartialOrd for At {
+        fn partial_cmp(&self, other: &At) -> Option<Ordering> {
+            self.t.partial_cmp(&other.t)
+        }
+    }
+
+    impl Add<TimeDelta> for At {
+        type Output = At;
+        fn add(self, d: TimeDelta) -> At {
+            At {
+                t: self.t + d,
+                zone: self.zone,
+            }
+        }
+    }
+
+    impl Sub<TimeDelta> for At {
+        type Output = At;
+        fn sub(self, d: TimeDelta) -> At {
+            At {
+                t: self.t - d,
+                zone: self.zone,
+            }
+        }
+    }
+
+    impl Sub<At> for At {
+        type Output = TimeDelta;
+        fn sub(self, other: At) -> TimeDelta {
+            self.t - other.t
+        }
+    }
+
+    /// The schedule's answers for instants read in a zone.
+    trait Ask {
+        fn next(&self, after: &At) -> Option<At>;
+        fn last(&self, since: &At, at: &At) -> Option<At>;
+    }
+
+    impl Ask for Schedule {
+        fn next(&self, after: &At) -> Option<At> {
+            self.next_after(&after.t, after.zone).map(|t| At {
+                t,
+                zone: after.zone,
+            })
+        }
+
+        fn last(&self, since: &At, at: &At) -> Option<At> {
+            self.last_fire_between(&since.t, &at.t, at.zone)
+                .map(|t| At { t, zone: at.zone })
+        }
+    }
+
+    /// The zone `name`, for the life of the test binary (so that `At` is
+    /// `Copy`; a zone from the database is a shared handle, this leaks
+    /// little).
+    fn zone(name: &str) -> &'static Zone {
+        Box::leak(Box::new(
+            Zone::named(name).unwrap_or_else(|e| panic!("{e}")),
+        ))
+    }
+
+    /// `text` ("2026-03-29 01:30[:00]") as a wall-clock time in the zone
+    /// `name`; the first occurrence if it occurs twice.
+    fn local(name: &str, text: &str) -> At {
         let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
             .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
             .unwrap_or_else(|e| panic!("bad test time {text:?}: {e}"));
-        tz.from_local_datetime(&naive).earliest().unwrap()
+        let zone = zone(name);
+        let t = match zone.place(&naive) {
+            Some(Placed::Unique(t)) => t,
+            Some(Placed::Fold { earlier, .. }) => earlier,
+            other => panic!("{text} in {name}: {other:?}"),
+        };
+        At { t, zone }
     }
 
-    fn utc(text: &str) -> DateTime<Utc> {
-        local(Utc, text)
+    fn utc(text: &str) -> At {
+        local("UTC", text)
     }
 
     fn schedule(expr: &str) -> Schedule {
         Schedule::parse(expr).unwrap_or_else(|e| panic!("{expr:?}: {e}"))
     }
 
-    fn show<Tz: TimeZone>(t: &DateTime<Tz>) -> String
-    where
-        Tz::Offset: fmt::Display,
-    {
-        t.format("%Y-%m-%d %H:%M:%S%:z").to_string()
+    fn show(at: &At) -> String {
+        at.zone.at(&at.t).format("%Y-%m-%d %H:%M:%S%:z").to_string()
     }
 
     /// The first `n` fire times after `after`, shown with their offsets.
-    fn fires<Tz: TimeZone>(expr: &str, after: DateTime<Tz>, n: usize) -> Vec<String>
-    where
-        Tz::Offset: fmt::Display,
-    {
+    fn fires(expr: &str, after: At, n: usize) -> Vec<String> {
         let s = schedule(expr);
         let mut out = Vec::new();
         let mut t = after;
         for _ in 0..n {
-            t = s
-                .next_after(&t)
-                .unwrap_or_else(|| panic!("{expr}: ran out"));
+            t = s.next(&t).unwrap_or_else(|| panic!("{expr}: ran out"));
             out.push(show(&t));
         }
         out
@@ -944,12 +1148,12 @@ mod tests {
     /// Checks `last_fire_between` against `next_after` for every fire in
     /// `(from, to]`: each fire is the latest one up to itself, and nothing
     /// fires between two consecutive fires.
-    fn check_backward_agrees<Tz: TimeZone>(s: &Schedule, from: DateTime<Tz>, to: DateTime<Tz>) {
+    fn check_backward_agrees(s: &Schedule, from: At, to: At) {
         let mut prev = from;
-        while let Some(next) = s.next_after(&prev).filter(|t| *t <= to) {
-            assert_eq!(s.last_fire_between(&prev, &next).as_ref(), Some(&next));
-            let just_before = next.clone() - TimeDelta::seconds(1);
-            assert_eq!(s.last_fire_between(&prev, &just_before), None);
+        while let Some(next) = s.next(&prev).filter(|t| *t <= to) {
+            assert_eq!(s.last(&prev, &next).as_ref(), Some(&next));
+            let just_before = next - TimeDelta::seconds(1);
+            assert_eq!(s.last(&prev, &just_before), None);
             prev = next;
         }
     }
@@ -969,9 +1173,9 @@ mod tests {
             ]
         );
         let next = schedule("30 4 * * 1")
-            .next_after(&utc("2026-03-01 12:00"))
+            .next(&utc("2026-03-01 12:00"))
             .unwrap();
-        assert_eq!(next.weekday(), Weekday::Mon);
+        assert_eq!(next.zone.local(&next.t).weekday(), Weekday::Mon);
     }
 
     #[test]
@@ -981,8 +1185,8 @@ mod tests {
         assert_eq!(zero, fires("0 3 * * 7", from, 3));
         assert_eq!(zero, fires("0 3 * * SUN", from, 3));
         assert_eq!(zero[0], "2026-03-08 03:00:00+00:00");
-        let t = schedule("0 3 * * 7").next_after(&from).unwrap();
-        assert_eq!(t.weekday(), Weekday::Sun);
+        let t = schedule("0 3 * * 7").next(&from).unwrap();
+        assert_eq!(t.zone.local(&t.t).weekday(), Weekday::Sun);
         // 0-7 is every day, once.
         assert_eq!(schedule("0 3 * * 0-7").days_of_week, Set((0..7).collect()));
     }
@@ -1041,8 +1245,8 @@ mod tests {
                 "2026-04-15 00:00:00+00:00"
             ]
         );
-        // `a/n` runs to the end of the field.
-        assert_eq!(schedule("10/20 * * * *").minutes, Set(vec![10, 30, 50]));
+        // A step needs a range: `10-59/20`, not `10/20` (cron rejects it).
+        assert_eq!(schedule("10-59/20 * * * *").minutes, Set(vec![10, 30, 50]));
         assert_eq!(
             schedule("1-10/3,58 * * * *").minutes,
             Set(vec![1, 4, 7, 10, 58])
@@ -1093,7 +1297,7 @@ mod tests {
             ["2027-01-01 00:00:00+00:00", "2028-01-01 00:00:00+00:00"]
         );
         let s = schedule("0 0 0 1 1 * 2027-2028");
-        assert_eq!(s.next_after(&utc("2028-01-01 00:00")), None);
+        assert_eq!(s.next(&utc("2028-01-01 00:00")), None);
         // `?` is `*` in the long forms.
         assert_eq!(
             fires("0 0 12 ? * MON", utc("2026-03-01 00:00"), 1),
@@ -1179,29 +1383,26 @@ mod tests {
         let from = utc("2026-03-01 00:00");
         for expr in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
             let s = schedule(expr);
-            assert_eq!(s.next_after(&from), None, "{expr}");
-            assert_eq!(s.last_fire_between(&utc("1970-01-01 00:00"), &from), None);
+            assert_eq!(s.next(&from), None, "{expr}");
+            assert_eq!(s.last(&utc("1970-01-01 00:00"), &from), None);
         }
         // A year that has passed.
         let past = schedule("0 0 0 1 1 * 2020");
-        assert_eq!(past.next_after(&from), None);
-        assert_eq!(
-            past.last_fire_between(&utc("2020-01-01 00:00"), &from),
-            None
-        );
+        assert_eq!(past.next(&from), None);
+        assert_eq!(past.last(&utc("2020-01-01 00:00"), &from), None);
         // A leap day is possible, just rare.
         assert_eq!(fires("0 0 29 2 *", from, 2)[1], "2032-02-29 00:00:00+00:00");
     }
 
     #[test]
-    fn works_in_any_time_zone_type() {
-        let plus_five = FixedOffset::east_opt(5 * 3600).unwrap();
+    fn works_in_any_zone() {
+        // Etc/GMT-5 is five hours east of UTC, all year.
         assert_eq!(
-            fires("30 4 * * 1", local(plus_five, "2026-03-01 12:00"), 1),
+            fires("30 4 * * 1", local("Etc/GMT-5", "2026-03-01 12:00"), 1),
             ["2026-03-02 04:30:00+05:00"]
         );
         assert_eq!(
-            fires("30 4 * * 1", local(Berlin, "2026-03-01 12:00"), 1),
+            fires("30 4 * * 1", local(BERLIN, "2026-03-01 12:00"), 1),
             ["2026-03-02 04:30:00+01:00"]
         );
         // Sub-second `after`: a time earlier in the same second does not count.
@@ -1238,8 +1439,18 @@ mod tests {
             ("*/60 * * * *", "minute: step 60 is out of range 1-59"),
             ("@fortnightly", "@fortnightly is not a known shortcut"),
             ("@reboot", "@reboot is not a known shortcut"),
-            ("0 17-9 * * *", "hour: range 17-9 runs backwards"),
-            ("0 0 * * FRI-MON", "dow: range FRI-MON runs backwards"),
+            (
+                "0 0 0 1 1 * 2030-2027",
+                "year: range 2030-2027 runs backwards",
+            ),
+            (
+                "10/20 * * * *",
+                "minute: \"10/20\" has a step without a range (write 10-59/20)",
+            ),
+            (
+                "0 3/2 * * *",
+                "hour: \"3/2\" has a step without a range (write 3-23/2)",
+            ),
             ("1,,2 * * * *", "minute: empty item in \"1,,2\""),
             ("5, * * * *", "minute: empty item in \"5,\""),
             (
@@ -1288,15 +1499,15 @@ mod tests {
     #[test]
     fn berlin_spring_forward() {
         // 2026-03-29: 02:00 CET jumps to 03:00 CEST.
-        let from = local(Berlin, "2026-03-28 12:00");
+        let from = local(BERLIN, "2026-03-28 12:00");
         // A fixed time in the gap fires once, when the gap ends (01:00 UTC).
         let got = fires("30 2 * * *", from, 2);
         assert_eq!(
             got,
             ["2026-03-29 03:00:00+02:00", "2026-03-30 02:30:00+02:00"]
         );
-        let t = schedule("30 2 * * *").next_after(&from).unwrap();
-        assert_eq!(t.with_timezone(&Utc), utc("2026-03-29 01:00"));
+        let t = schedule("30 2 * * *").next(&from).unwrap();
+        assert_eq!(t, utc("2026-03-29 01:00"));
         // Two fixed times that land on the same instant fire once.
         assert_eq!(
             fires("0 2,3 * * *", from, 2),
@@ -1304,7 +1515,7 @@ mod tests {
         );
         // Repeating schedules keep their rhythm.
         assert_eq!(
-            fires("*/5 * * * *", local(Berlin, "2026-03-29 01:50"), 3),
+            fires("*/5 * * * *", local(BERLIN, "2026-03-29 01:50"), 3),
             [
                 "2026-03-29 01:55:00+01:00",
                 "2026-03-29 03:00:00+02:00",
@@ -1312,7 +1523,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            fires("30 * * * *", local(Berlin, "2026-03-29 01:00"), 2),
+            fires("30 * * * *", local(BERLIN, "2026-03-29 01:00"), 2),
             ["2026-03-29 01:30:00+01:00", "2026-03-29 03:30:00+02:00"]
         );
     }
@@ -1320,20 +1531,20 @@ mod tests {
     #[test]
     fn berlin_fall_back() {
         // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:00-02:59 twice.
-        let from = local(Berlin, "2026-10-24 12:00");
+        let from = local(BERLIN, "2026-10-24 12:00");
         // A fixed time fires once, in the first pass.
         assert_eq!(
             fires("30 2 * * *", from, 2),
             ["2026-10-25 02:30:00+02:00", "2026-10-26 02:30:00+01:00"]
         );
         // ... also when asked from inside the first pass, after it fired.
-        let in_first_pass = local(Berlin, "2026-10-25 02:45");
+        let in_first_pass = local(BERLIN, "2026-10-25 02:45");
         assert_eq!(
             fires("30 2 * * *", in_first_pass, 1),
             ["2026-10-26 02:30:00+01:00"]
         );
         assert_eq!(
-            fires("30 * * * *", local(Berlin, "2026-10-25 01:00"), 4),
+            fires("30 * * * *", local(BERLIN, "2026-10-25 01:00"), 4),
             [
                 "2026-10-25 01:30:00+02:00",
                 "2026-10-25 02:30:00+02:00",
@@ -1342,7 +1553,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            fires("*/5 * * * *", local(Berlin, "2026-10-25 02:50"), 4),
+            fires("*/5 * * * *", local(BERLIN, "2026-10-25 02:50"), 4),
             [
                 "2026-10-25 02:55:00+02:00",
                 "2026-10-25 02:00:00+01:00",
@@ -1350,29 +1561,46 @@ mod tests {
                 "2026-10-25 02:10:00+01:00"
             ]
         );
-        // A repeating schedule with a fixed hour fires in both passes too.
+        // A list in the minute field is still a fixed-time job (cron(8)
+        // looks at whether the field starts with `*`): first pass only.
+        for expr in ["0,30 2 * * *", "0-59/30 2 * * *"] {
+            assert_eq!(
+                fires(expr, from, 4),
+                [
+                    "2026-10-25 02:00:00+02:00",
+                    "2026-10-25 02:30:00+02:00",
+                    "2026-10-26 02:00:00+01:00",
+                    "2026-10-26 02:30:00+01:00"
+                ],
+                "{expr}"
+            );
+        }
+        // `*/2` in the hour makes a wildcard job: both passes.
         assert_eq!(
-            fires("0,30 2 * * *", from, 5),
+            fires("30 */2 * * *", local(BERLIN, "2026-10-25 01:00"), 3),
             [
-                "2026-10-25 02:00:00+02:00",
                 "2026-10-25 02:30:00+02:00",
-                "2026-10-25 02:00:00+01:00",
                 "2026-10-25 02:30:00+01:00",
-                "2026-10-26 02:00:00+01:00"
+                "2026-10-25 04:30:00+01:00"
             ]
+        );
+        // Every hour listed is fixed: 02:00 once, and 03:00 CET follows.
+        assert_eq!(
+            fires("0 0-23 * * *", local(BERLIN, "2026-10-25 01:30"), 2),
+            ["2026-10-25 02:00:00+02:00", "2026-10-25 03:00:00+01:00"]
         );
     }
 
     #[test]
     fn new_york_spring_forward() {
         // 2026-03-08: 02:00 EST jumps to 03:00 EDT.
-        let from = local(New_York, "2026-03-07 12:00");
+        let from = local(NEW_YORK, "2026-03-07 12:00");
         assert_eq!(
             fires("30 2 * * *", from, 2),
             ["2026-03-08 03:00:00-04:00", "2026-03-09 02:30:00-04:00"]
         );
         assert_eq!(
-            fires("*/5 * * * *", local(New_York, "2026-03-08 01:50"), 3),
+            fires("*/5 * * * *", local(NEW_YORK, "2026-03-08 01:50"), 3),
             [
                 "2026-03-08 01:55:00-05:00",
                 "2026-03-08 03:00:00-04:00",
@@ -1380,7 +1608,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            fires("30 * * * *", local(New_York, "2026-03-08 01:00"), 2),
+            fires("30 * * * *", local(NEW_YORK, "2026-03-08 01:00"), 2),
             ["2026-03-08 01:30:00-05:00", "2026-03-08 03:30:00-04:00"]
         );
     }
@@ -1388,13 +1616,13 @@ mod tests {
     #[test]
     fn new_york_fall_back() {
         // 2026-11-01: 02:00 EDT goes back to 01:00 EST; 01:00-01:59 twice.
-        let from = local(New_York, "2026-10-31 12:00");
+        let from = local(NEW_YORK, "2026-10-31 12:00");
         assert_eq!(
             fires("30 1 * * *", from, 2),
             ["2026-11-01 01:30:00-04:00", "2026-11-02 01:30:00-05:00"]
         );
         assert_eq!(
-            fires("30 * * * *", local(New_York, "2026-11-01 00:00"), 4),
+            fires("30 * * * *", local(NEW_YORK, "2026-11-01 00:00"), 4),
             [
                 "2026-11-01 00:30:00-04:00",
                 "2026-11-01 01:30:00-04:00",
@@ -1403,7 +1631,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            fires("*/5 * * * *", local(New_York, "2026-11-01 01:50"), 3),
+            fires("*/5 * * * *", local(NEW_YORK, "2026-11-01 01:50"), 3),
             [
                 "2026-11-01 01:55:00-04:00",
                 "2026-11-01 01:00:00-05:00",
@@ -1416,12 +1644,12 @@ mod tests {
     fn repeating_schedules_keep_real_time_rhythm_all_day() {
         let days = [
             (
-                local(Berlin, "2026-03-28 22:00"),
-                local(Berlin, "2026-03-30 02:00"),
+                local(BERLIN, "2026-03-28 22:00"),
+                local(BERLIN, "2026-03-30 02:00"),
             ),
             (
-                local(Berlin, "2026-10-24 22:00"),
-                local(Berlin, "2026-10-26 02:00"),
+                local(BERLIN, "2026-10-24 22:00"),
+                local(BERLIN, "2026-10-26 02:00"),
             ),
         ];
         for (from, to) in days {
@@ -1431,9 +1659,9 @@ mod tests {
                 ("0 */10 * * * *", 10),
             ] {
                 let s = schedule(expr);
-                let mut t = s.next_after(&from).unwrap();
+                let mut t = s.next(&from).unwrap();
                 while t < to {
-                    let next = s.next_after(&t).unwrap();
+                    let next = s.next(&t).unwrap();
                     assert_eq!(next - t, TimeDelta::minutes(every), "{expr} at {t}");
                     t = next;
                 }
@@ -1442,27 +1670,27 @@ mod tests {
         // New York, and Lord Howe Island, whose clocks move by half an hour.
         let other_days = [
             (
-                local(New_York, "2026-03-07 22:00"),
-                local(New_York, "2026-03-09 02:00"),
+                local(NEW_YORK, "2026-03-07 22:00"),
+                local(NEW_YORK, "2026-03-09 02:00"),
             ),
             (
-                local(New_York, "2026-10-31 22:00"),
-                local(New_York, "2026-11-02 02:00"),
+                local(NEW_YORK, "2026-10-31 22:00"),
+                local(NEW_YORK, "2026-11-02 02:00"),
             ),
             (
-                local(Lord_Howe, "2026-04-04 22:00"),
-                local(Lord_Howe, "2026-04-06 02:00"),
+                local(LORD_HOWE, "2026-04-04 22:00"),
+                local(LORD_HOWE, "2026-04-06 02:00"),
             ),
             (
-                local(Lord_Howe, "2026-10-03 22:00"),
-                local(Lord_Howe, "2026-10-05 02:00"),
+                local(LORD_HOWE, "2026-10-03 22:00"),
+                local(LORD_HOWE, "2026-10-05 02:00"),
             ),
         ];
         for (from, to) in other_days {
             let s = schedule("*/5 * * * *");
-            let mut t = s.next_after(&from).unwrap();
+            let mut t = s.next(&from).unwrap();
             while t < to {
-                let next = s.next_after(&t).unwrap();
+                let next = s.next(&t).unwrap();
                 assert_eq!(next - t, TimeDelta::minutes(5), "at {t}");
                 t = next;
             }
@@ -1476,24 +1704,18 @@ mod tests {
         let s = schedule("0 3 * * *");
         let since = utc("2026-03-01 02:00");
         let at = utc("2026-03-01 10:00");
-        assert_eq!(
-            s.last_fire_between(&since, &at),
-            Some(utc("2026-03-01 03:00"))
-        );
+        assert_eq!(s.last(&since, &at), Some(utc("2026-03-01 03:00")));
         // Several missed: the latest one.
         let at = utc("2026-03-05 10:00");
-        assert_eq!(
-            s.last_fire_between(&since, &at),
-            Some(utc("2026-03-05 03:00"))
-        );
+        assert_eq!(s.last(&since, &at), Some(utc("2026-03-05 03:00")));
         // None missed.
         let since = utc("2026-03-01 04:00");
-        assert_eq!(s.last_fire_between(&since, &utc("2026-03-01 10:00")), None);
+        assert_eq!(s.last(&since, &utc("2026-03-01 10:00")), None);
         // `at` is included, `since` is not.
         let slot = utc("2026-03-02 03:00");
-        assert_eq!(s.last_fire_between(&since, &slot), Some(slot));
-        assert_eq!(s.last_fire_between(&slot, &utc("2026-03-02 10:00")), None);
-        assert_eq!(s.last_fire_between(&slot, &slot), None);
+        assert_eq!(s.last(&since, &slot), Some(slot));
+        assert_eq!(s.last(&slot, &utc("2026-03-02 10:00")), None);
+        assert_eq!(s.last(&slot, &slot), None);
     }
 
     #[test]
@@ -1501,40 +1723,40 @@ mod tests {
         // A year of every-second fires: answered from the `at` end.
         let s = schedule("* * * * * *");
         let at = utc("2027-03-01 10:00") + TimeDelta::milliseconds(700);
-        let got = s.last_fire_between(&utc("2026-03-01 10:00"), &at);
+        let got = s.last(&utc("2026-03-01 10:00"), &at);
         assert_eq!(got, Some(utc("2027-03-01 10:00")));
         let yearly = schedule("0 0 1 1 *");
-        let got = yearly.last_fire_between(&utc("1970-01-01 00:00"), &utc("2026-03-01 00:00"));
+        let got = yearly.last(&utc("1970-01-01 00:00"), &utc("2026-03-01 00:00"));
         assert_eq!(got, Some(utc("2026-01-01 00:00")));
     }
 
     #[test]
     fn last_fire_between_across_dst() {
-        let day_before = local(Berlin, "2026-10-24 12:00");
+        let day_before = local(BERLIN, "2026-10-24 12:00");
         // In the second pass of the repeated hour, the fixed 02:30 already
         // fired in the first pass.
-        let second_pass = local(Berlin, "2026-10-25 03:10") - TimeDelta::hours(1);
+        let second_pass = local(BERLIN, "2026-10-25 03:10") - TimeDelta::hours(1);
         assert_eq!(show(&second_pass), "2026-10-25 02:10:00+01:00");
-        let got = schedule("30 2 * * *").last_fire_between(&day_before, &second_pass);
+        let got = schedule("30 2 * * *").last(&day_before, &second_pass);
         assert_eq!(
             got.map(|t| show(&t)).as_deref(),
             Some("2026-10-25 02:30:00+02:00")
         );
         // Same for an hourly one: :50 of the first pass is the latest.
-        let got = schedule("50 * * * *").last_fire_between(&day_before, &second_pass);
+        let got = schedule("50 * * * *").last(&day_before, &second_pass);
         assert_eq!(
             got.map(|t| show(&t)).as_deref(),
             Some("2026-10-25 02:50:00+02:00")
         );
-        let got = schedule("*/5 * * * *").last_fire_between(&day_before, &second_pass);
+        let got = schedule("*/5 * * * *").last(&day_before, &second_pass);
         assert_eq!(
             got.map(|t| show(&t)).as_deref(),
             Some("2026-10-25 02:10:00+01:00")
         );
         // Spring forward: the 02:30 that did not exist fired at 03:00.
-        let got = schedule("30 2 * * *").last_fire_between(
-            &local(Berlin, "2026-03-28 12:00"),
-            &local(Berlin, "2026-03-29 03:10"),
+        let got = schedule("30 2 * * *").last(
+            &local(BERLIN, "2026-03-28 12:00"),
+            &local(BERLIN, "2026-03-29 03:10"),
         );
         assert_eq!(
             got.map(|t| show(&t)).as_deref(),
@@ -1544,20 +1766,20 @@ mod tests {
         // And it agrees with `next_after` fire by fire through all four changes.
         let windows = [
             (
-                local(Berlin, "2026-03-28 20:00"),
-                local(Berlin, "2026-03-29 06:00"),
+                local(BERLIN, "2026-03-28 20:00"),
+                local(BERLIN, "2026-03-29 06:00"),
             ),
             (
-                local(Berlin, "2026-10-24 20:00"),
-                local(Berlin, "2026-10-25 06:00"),
+                local(BERLIN, "2026-10-24 20:00"),
+                local(BERLIN, "2026-10-25 06:00"),
             ),
             (
-                local(New_York, "2026-03-07 20:00"),
-                local(New_York, "2026-03-08 06:00"),
+                local(NEW_YORK, "2026-03-07 20:00"),
+                local(NEW_YORK, "2026-03-08 06:00"),
             ),
             (
-                local(New_York, "2026-10-31 20:00"),
-                local(New_York, "2026-11-01 06:00"),
+                local(NEW_YORK, "2026-10-31 20:00"),
+                local(NEW_YORK, "2026-11-01 06:00"),
             ),
         ];
         let exprs = [
@@ -1572,6 +1794,227 @@ mod tests {
         for (from, to) in windows {
             for expr in exprs {
                 check_backward_agrees(&schedule(expr), from, to);
+            }
+        }
+    }
+
+    // ---- cron(8)'s two kinds of job, wrapping ranges, validation ----
+
+    #[test]
+    fn wildcard_jobs_are_the_ones_whose_minute_or_hour_starts_with_a_star() {
+        for (expr, wildcard) in [
+            ("*/5 * * * *", true),
+            ("* 2 * * *", true),
+            ("30 * * * *", true),
+            ("30 */2 * * *", true),
+            ("@hourly", true),
+            ("*/20 * * * * *", true),
+            ("30 2 * * *", false),
+            ("0,30 2 * * *", false),
+            ("0-59/30 2 * * *", false),
+            ("0 0-23 * * *", false),
+            ("@daily", false),
+            ("@weekly", false),
+            ("@monthly", false),
+            ("@yearly", false),
+            // Seconds do not count: minute and hour are fixed.
+            ("* 30 2 * * *", false),
+        ] {
+            assert_eq!(schedule(expr).is_wildcard(), wildcard, "{expr}");
+        }
+    }
+
+    #[test]
+    fn ranges_wrap_around_the_end_of_the_field() {
+        let dow = |expr: &str| schedule(expr).days_of_week;
+        assert_eq!(dow("0 10 * * SAT-SUN"), Set(vec![0, 6]));
+        assert_eq!(dow("0 10 * * 6-0"), Set(vec![0, 6]));
+        assert_eq!(dow("0 10 * * FRI-MON"), Set(vec![0, 1, 5, 6]));
+        assert_eq!(dow("0 10 * * 5-1/2"), Set(vec![0, 5]));
+        // 7 is Sunday at either end.
+        assert_eq!(dow("0 10 * * 7-2"), Set(vec![0, 1, 2]));
+        assert_eq!(dow("0 10 * * 5-7"), Set(vec![0, 5, 6]));
+        assert_eq!(schedule("0 22-2 * * *").hours, Set(vec![0, 1, 2, 22, 23]));
+        assert_eq!(schedule("0 22-2/2 * * *").hours, Set(vec![0, 2, 22]));
+        assert_eq!(schedule("50-10/10 * * * *").minutes, Set(vec![0, 10, 50]));
+        assert_eq!(
+            schedule("0 0 30-2 * *").days_of_month,
+            Set(vec![1, 2, 30, 31])
+        );
+        assert_eq!(schedule("0 0 1 NOV-FEB *").months, Set(vec![1, 2, 11, 12]));
+        assert_eq!(
+            fires("0 23-1 * * *", utc("2026-03-06 12:00"), 4),
+            [
+                "2026-03-06 23:00:00+00:00",
+                "2026-03-07 00:00:00+00:00",
+                "2026-03-07 01:00:00+00:00",
+                "2026-03-07 23:00:00+00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        assert_eq!(
+            error("61 2 * * 8"),
+            "minute: 61 is out of range 0-59; dow: 8 is out of range 0-7"
+        );
+        let all = Schedule::parse("61 24 0 13 8").unwrap_err();
+        let fields: Vec<String> = all
+            .problems()
+            .iter()
+            .map(|e| e.to_string().split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(fields, ["minute", "hour", "dom", "month", "dow"]);
+        assert_eq!(
+            error("60 0 0 * * * 1969"),
+            "second: 60 is out of range 0-59; year: 1969 is out of range 1970-2100"
+        );
+        // One bad field is the plain error.
+        assert!(matches!(
+            Schedule::parse("0 0 * * 8"),
+            Err(ScheduleError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            Schedule::parse("0 0 * * 8").unwrap_err().problems().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn schedules_that_can_never_fire() {
+        for expr in [
+            "0 2 31 2 *",
+            "0 2 30 2 *",
+            "0 0 31 4,6,9,11 *",
+            "0 0 0 29 2 * 2025",
+        ] {
+            assert!(!schedule(expr).can_fire(), "{expr}");
+        }
+        for expr in [
+            "0 2 29 2 *",
+            "0 2 31 2 1",
+            "* * * * *",
+            "0 0 0 29 2 * 2025-2028",
+            "0 0 0 1 1 * 2020",
+        ] {
+            assert!(schedule(expr).can_fire(), "{expr}");
+        }
+    }
+
+    #[test]
+    fn lord_howe_fixed_and_wildcard() {
+        // 2026-10-04: 02:00 +10:30 jumps to 02:30 +11:00.
+        assert_eq!(
+            fires("15 2 * * *", local(LORD_HOWE, "2026-10-03 12:00"), 2),
+            ["2026-10-04 02:30:00+11:00", "2026-10-05 02:15:00+11:00"]
+        );
+        assert_eq!(
+            fires("* 2 * * *", local(LORD_HOWE, "2026-10-04 01:59"), 2),
+            ["2026-10-04 02:30:00+11:00", "2026-10-04 02:31:00+11:00"]
+        );
+        // 2026-04-05: 02:00 +11:00 goes back to 01:30 +10:30.
+        assert_eq!(
+            fires("45 1 * * *", local(LORD_HOWE, "2026-04-04 12:00"), 2),
+            ["2026-04-05 01:45:00+11:00", "2026-04-06 01:45:00+10:30"]
+        );
+        assert_eq!(
+            fires("@hourly", local(LORD_HOWE, "2026-04-05 01:30"), 2),
+            ["2026-04-05 02:00:00+10:30", "2026-04-05 03:00:00+10:30"]
+        );
+        assert_eq!(
+            fires("*/20 * * * *", local(LORD_HOWE, "2026-04-05 01:50"), 3),
+            [
+                "2026-04-05 01:40:00+10:30",
+                "2026-04-05 02:00:00+10:30",
+                "2026-04-05 02:20:00+10:30"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fixed_job_asked_from_the_second_pass_waits_for_the_next_day() {
+        // 02:10 CET, the second pass: 02:30 fired at 02:30 CEST already.
+        let second_pass = local(BERLIN, "2026-10-25 03:10") - TimeDelta::hours(1);
+        assert_eq!(show(&second_pass), "2026-10-25 02:10:00+01:00");
+        assert_eq!(
+            fires("30 2 * * *", second_pass, 1),
+            ["2026-10-26 02:30:00+01:00"]
+        );
+        // A time after the repeated hour still fires that day.
+        assert_eq!(
+            fires("30 3 * * *", second_pass, 1),
+            ["2026-10-25 03:30:00+01:00"]
+        );
+        // Every second of 02:30 is one fixed job: each fires once.
+        assert_eq!(
+            fires("*/20 30 2 * * *", second_pass, 1),
+            ["2026-10-26 02:30:00+01:00"]
+        );
+        // In a gap every second of the missing minute is one instant.
+        assert_eq!(
+            fires("*/20 30 2 * * *", local(BERLIN, "2026-03-29 01:59"), 2),
+            ["2026-03-29 03:00:00+02:00", "2026-03-30 02:30:00+02:00"]
+        );
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        let zone = zone(BERLIN);
+        for expr in ["* * * * *", "30 2 * * *", "0 0 29 2 *", "0 0 0 1 1 * 2100"] {
+            let s = schedule(expr);
+            for t in [
+                DateTime::<Utc>::MIN_UTC,
+                DateTime::<Utc>::MAX_UTC,
+                DateTime::UNIX_EPOCH,
+            ] {
+                let _ = s.next_after(&t, zone);
+                let _ = s.last_fire_between(&DateTime::<Utc>::MIN_UTC, &t, zone);
+            }
+        }
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No expression makes parsing or searching panic, in a zone
+            /// with DST changes, from any instant over six centuries.
+            #[test]
+            fn no_expression_panics(
+                expr in prop_oneof![
+                    1 => "(@[a-z]{0,9}|[0-9*/,?A-Za-z -]{0,40})",
+                    4 => prop::collection::vec(
+                        prop_oneof![
+                            12 => "(\\*|\\*/[1-9]|[1-7]|[1-7]-[1-7](/[1-9])?)(,[1-7])?",
+                            1 => "(\\?|[0-9]{1,3}|[a-z]{3}|[A-Z]{3}(-[A-Z]{3})?)",
+                        ],
+                        5..=7,
+                    )
+                    .prop_map(|fields| fields.join(" ")),
+                ],
+                seconds in -5_000_000_000i64..20_000_000_000,
+                back in 0i64..100_000_000,
+            ) {
+                let zone = zone(BERLIN);
+                match Schedule::parse(&expr) {
+                    Err(e) => {
+                        prop_assert!(!e.to_string().is_empty());
+                        prop_assert!(!e.problems().is_empty());
+                    }
+                    Ok(s) => {
+                        let at = DateTime::from_timestamp(seconds, 0).unwrap();
+                        let since = DateTime::from_timestamp(seconds - back, 0).unwrap();
+                        if let Some(next) = s.next_after(&at, zone) {
+                            prop_assert!(next > at);
+                        }
+                        if let Some(last) = s.last_fire_between(&since, &at, zone) {
+                            prop_assert!(last > since && last <= at);
+                        }
+                        let _ = s.can_fire();
+                    }
+                }
             }
         }
     }

@@ -108,6 +108,8 @@ fn new_writes_a_job_that_validate_accepts_and_never_overwrites() {
     let env = Env::new();
     env.write("data/docs/a.txt", "alpha");
     env.write("schemas/job.schema.json", "{}");
+    // A destination's parent must exist: strata never creates it.
+    fs::create_dir_all(env.path("backup")).unwrap();
     let (code, out, err) = env.run(&[
         "new",
         "home",

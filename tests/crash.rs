@@ -1,10 +1,14 @@
-//! The crash harness: a run is aborted at every fault point it reaches
-//! (`STRATA_FAULT_AFTER=N`, an abort as abrupt as SIGKILL), and at random
-//! moments with a real SIGKILL; the next run must repair everything without
-//! a manual step. After recovery and one more run: the mirror equals the
-//! selection, the earlier increments are untouched, the interrupted run's
-//! changes are recorded in exactly one increment (the same as an
-//! uninterrupted run records), and no temp or in-progress file remains.
+//! The crash harness: a run is aborted at every fault point it reaches (the
+//! points listed by a traced run, `STRATA_FAULT_TRACE`, then each one hit
+//! with `STRATA_FAULT=abort:SITE@PATH#N`, an abort as abrupt as SIGKILL),
+//! and at random moments with a real SIGKILL; the next run must repair
+//! everything without a manual step. After recovery and one more run: the
+//! mirror equals the selection, the earlier increments are untouched, the
+//! interrupted run's changes are recorded in exactly one increment (the
+//! same as an uninterrupted run records), and no temp or in-progress file
+//! remains. The changes interrupted include directories that become
+//! symlinks (to a folder outside the source) and files, a file that
+//! becomes a directory, and a directory's mode alone.
 
 mod common;
 
@@ -30,7 +34,10 @@ fn build_source(env: &Env) {
     }
     env.symlink("d0/sub0/f0.txt", "src-c/t/link");
     env.write("src-c/t/becomes-dir", "a file first");
+    env.write("src-c/t/to-symlink/z", "z in a directory");
+    env.write("src-c/t/to-file/z", "z in a directory");
     env.write("src-c/unselected.txt", "not selected");
+    env.write("outside/keep", "not to be touched");
 }
 
 /// Change, add and delete a share of both trees; replace a file by a
@@ -59,6 +66,16 @@ fn mutate_source(env: &Env) {
     fs::remove_file(env.path("src-c/t/becomes-dir")).unwrap();
     env.write("src-c/t/becomes-dir/inside", "now a directory");
     fs::remove_dir_all(env.path("src-c/t/d5/sub2")).unwrap();
+    // A directory becomes a symlink to a folder outside the source, and
+    // another a file: what the interrupted run was moving into deleted/
+    // must never be moved back through the symlink.
+    fs::remove_dir_all(env.path("src-c/t/to-symlink")).unwrap();
+    env.symlink(env.path("outside").to_str().unwrap(), "src-c/t/to-symlink");
+    fs::remove_dir_all(env.path("src-c/t/to-file")).unwrap();
+    env.write("src-c/t/to-file", "now a file");
+    // A directory's mode alone.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(env.path("src-c/t/d1"), fs::Permissions::from_mode(0o750)).unwrap();
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -74,13 +91,41 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
-fn run(env: &Env, fault: Option<u64>) -> Option<i32> {
+fn run(env: &Env, fault: Option<&str>) -> Option<i32> {
     let mut cmd = env.strata();
     cmd.args(["--json", "run", "c"]);
-    if let Some(n) = fault {
-        cmd.env("STRATA_FAULT_AFTER", n.to_string());
+    if let Some(rule) = fault {
+        cmd.env("STRATA_FAULT", rule);
     }
     cmd.output().unwrap().status.code()
+}
+
+/// The fault points a run from the state in `dest` passes, in order, as
+/// `abort:` rules (each (site, path) pair counted, so that a point passed
+/// twice is told apart).
+fn fault_points(env: &Env) -> Vec<String> {
+    let trace = env.path("trace");
+    let _ = fs::remove_file(&trace);
+    let out = env
+        .strata()
+        .args(["--json", "run", "c"])
+        .env("STRATA_FAULT_TRACE", &trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = fs::read_to_string(&trace).unwrap();
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    text.lines()
+        .map(|l| {
+            let n = seen.entry(l).or_default();
+            *n += 1;
+            format!("abort:{l}#{n}")
+        })
+        .collect()
 }
 
 fn report(env: &Env) -> Value {
@@ -129,6 +174,11 @@ fn assert_clean_state(dest: &Path) {
         !tmp.exists() || fs::read_dir(&tmp).unwrap().count() == 0,
         "temp files left"
     );
+    assert!(
+        !dest.join(".strata/tmp").exists()
+            || fs::read_dir(dest.join(".strata/tmp")).unwrap().count() == 0,
+        "temp files left"
+    );
     let inprogress = dest.join(".strata/inprogress");
     assert!(
         !inprogress.exists() || fs::read_dir(&inprogress).unwrap().count() == 0,
@@ -149,12 +199,22 @@ struct Expected {
 /// Run the crash loop from the destination state in `base`, comparing every
 /// recovered outcome with an uninterrupted run. `stride` > 1 samples the
 /// fault points. Returns how many fault points were tried.
-fn crash_loop(env: &Env, base: &Path, stride: u64) -> u64 {
+fn crash_loop(env: &Env, base: &Path, stride: usize) -> usize {
     let dest = env.path("dest-c");
-    // The reference: an uninterrupted run from the same state.
+    // What strata remembers of the destination goes with it.
+    let state_base = env.path("state-base");
+    if env.state_dir().exists() {
+        copy_tree(&env.state_dir(), &state_base);
+    } else {
+        fs::create_dir_all(&state_base).unwrap();
+    }
+    let restore_state = || copy_tree(&state_base, &env.state_dir());
+    // The reference: an uninterrupted run from the same state, which also
+    // lists the fault points.
     copy_tree(base, &dest);
+    restore_state();
     let before = increments(&dest);
-    report(env);
+    let points = fault_points(env);
     let after = increments(&dest);
     let new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert_eq!(new.len(), 1, "the reference run writes one increment");
@@ -165,21 +225,26 @@ fn crash_loop(env: &Env, base: &Path, stride: u64) -> u64 {
         before,
     };
     assert!(expected.records.len() > 30, "a meaningful change set");
+    let outside = snapshot(&env.path("outside"));
 
     let mut tried = 0;
-    let mut n = 1;
-    loop {
+    for rule in points.iter().step_by(stride) {
         copy_tree(base, &dest);
-        match run(env, Some(n)) {
-            Some(0) => break, // ran to the end: n is past the last fault point
-            Some(code) => panic!("fault point {n}: exit code {code}, expected an abort"),
+        restore_state();
+        match run(env, Some(rule)) {
             None => {}
+            Some(code) => panic!("{rule}: exit code {code}, expected an abort"),
         }
         tried += 1;
         let value = report(env);
-        let context = format!("after a crash at fault point {n}");
-        assert_eq!(value["jobs"][0]["status"], "success", "{context}");
+        let context = format!("after a crash at {rule}");
+        assert_eq!(
+            value["jobs"][0]["status"], "success",
+            "{context}: {:?} {:?}",
+            value["jobs"][0]["message"], value["jobs"][0]["errors"]
+        );
         assert_same_tree(&expected.mirror, &snapshot(&dest.join("mirror")));
+        assert_same_tree(&outside, &snapshot(&env.path("outside")));
         let now = increments(&dest);
         for (name, snap) in &expected.before {
             assert_eq!(now.get(name), Some(snap), "{context}: {name} was changed");
@@ -193,6 +258,7 @@ fn crash_loop(env: &Env, base: &Path, stride: u64) -> u64 {
         assert_eq!(recorded_files(&dest, new[0]), expected.records, "{context}");
         assert_clean_state(&dest);
         // Index and mirror agree: one more run has nothing to do.
+        let plan = env.run(&["run", "c", "--dry-run"]).1;
         let value = report(env);
         let stats = &value["jobs"][0]["stats"];
         assert_eq!(
@@ -202,9 +268,12 @@ fn crash_loop(env: &Env, base: &Path, stride: u64) -> u64 {
                 stats["removed"].as_u64()
             ),
             (Some(0), Some(0), Some(0)),
+            "{context}: {plan}"
+        );
+        assert!(
+            value["jobs"][0]["increment"].is_null(),
             "{context}: {value:#}"
         );
-        n += stride;
     }
     tried
 }
@@ -220,6 +289,8 @@ fn every_fault_point_of_an_incremental_run_is_repaired() {
     mutate_source(&env);
     let tried = crash_loop(&env, &base, 1);
     assert!(tried >= 200, "only {tried} fault points");
+    let verify = env.run(&["verify", "c", "--deep"]);
+    assert_eq!(verify.0, 0, "{verify:?}");
 }
 
 #[test]
@@ -237,22 +308,43 @@ fn fault_points_of_a_first_run_are_repaired() {
 fn random_sigkills_are_repaired() {
     let env = Env::new();
     build_source(&env);
+    // Bigger files, so that a run lasts long enough to be killed in.
+    for d in 0..6 {
+        env.write(&format!("src-c/t/big/f{d}"), &"y".repeat(2 << 20));
+    }
     env.simple_job("c", r#""track_dirs": ["t"], "include_dirs": ["i"]"#);
     report(&env);
     let base = env.path("base");
     copy_tree(&env.path("dest-c"), &base);
     mutate_source(&env);
+    for d in 0..6 {
+        env.write(&format!("src-c/t/big/f{d}"), &"z".repeat(2 << 20));
+    }
     let dest = env.path("dest-c");
     copy_tree(&base, &dest);
+    let started = std::time::Instant::now();
     report(&env);
+    let took = started.elapsed().as_micros() as u64;
     let want_mirror = snapshot(&dest.join("mirror"));
+    let base_count = fs::read_dir(&base)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("backup_")
+        })
+        .count();
     let mut seed: u64 = 0x5eed;
+    let mut mid_run = 0;
     for round in 0..12 {
         copy_tree(&base, &dest);
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = std::time::Duration::from_micros((seed >> 33) % 40_000);
+        // Somewhere within what an uninterrupted run takes.
+        let delay = std::time::Duration::from_micros((seed >> 33) % took.max(1));
         let mut child = env
             .std_command()
             .args(["run", "c"])
@@ -260,27 +352,24 @@ fn random_sigkills_are_repaired() {
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        let _ = child.kill(); // SIGKILL, by PID
+        let status = child.wait().unwrap();
+        // Did the kill land while the run was changing the destination?
+        let interrupted = status.code().is_none() && dest.join(".strata/dirty").exists();
+        mid_run += usize::from(interrupted);
         let value = report(&env);
         assert_eq!(value["jobs"][0]["status"], "success", "round {round}");
         assert_same_tree(&want_mirror, &snapshot(&dest.join("mirror")));
         assert_clean_state(&dest);
         let increments = env.increments("dest-c");
-        let base_count = fs::read_dir(&base)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("backup_")
-            })
-            .count();
         assert_eq!(
             increments.len(),
             base_count + 1,
             "round {round}: {increments:?}"
         );
     }
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 12 kills landed while a run was changing the destination"
+    );
 }

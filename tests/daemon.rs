@@ -36,6 +36,7 @@ impl Daemon {
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
             .env_remove("RUST_LOG")
+            .env("STRATA_STATE_DIR", env.state_dir())
             .arg("--jobs-dir")
             .arg(env.jobs())
             .arg("daemon")
@@ -48,6 +49,43 @@ impl Daemon {
             child: Some(child),
             log,
         }
+    }
+
+    /// Start `strata daemon` with `TZ=tz` and the clock starting at
+    /// `start` (Unix seconds) by faketime; `None` (with the reason printed)
+    /// when faketime is not installed.
+    fn start_at(env: &Env, tz: &str, start: i64) -> Option<Daemon> {
+        let installed = Command::new("faketime")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            eprintln!("skipping: faketime is not installed (scripts/test-deps.sh installs it)");
+            return None;
+        }
+        let log = env.path("daemon.log");
+        let child = Command::new("faketime")
+            .current_dir(env.root())
+            .env("TZ", tz)
+            .env("FAKETIME_FMT", "%s")
+            .env_remove("STRATA_JOBS_DIR")
+            .env_remove("STRATA_FAULT_UNREADABLE")
+            .env_remove("RUST_LOG")
+            .arg("-f")
+            .arg(format!("@{start}"))
+            .arg(env!("CARGO_BIN_EXE_strata"))
+            .arg("--jobs-dir")
+            .arg(env.jobs())
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start strata daemon under faketime");
+        Some(Daemon {
+            child: Some(child),
+            log,
+        })
     }
 
     fn log(&self) -> String {
@@ -273,4 +311,93 @@ fn an_unreadable_jobs_dir_at_start_up_is_exit_2() {
     let status = daemon.exit_status();
     assert_eq!(status.code(), Some(2), "log:\n{}", daemon.log());
     assert!(daemon.log().contains("jobs.d"), "log:\n{}", daemon.log());
+}
+
+/// Unix seconds of an RFC 3339 time.
+fn epoch(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp()
+}
+
+#[test]
+fn catch_up_and_the_next_run_follow_cron_across_dst_in_the_machines_zone() {
+    // (TZ, schedule, last run, daemon starts at, caught up?, next run as
+    // the log shows it). The zone is the machine's: TZ, read by the daemon.
+    let cases = [
+        // The repeated 02:30 fired in the first pass: in the second pass a
+        // fixed-time job has missed nothing...
+        (
+            "Europe/Berlin",
+            "30 2 * * *",
+            "2026-10-25T00:30:05Z",
+            "2026-10-25T01:40:00Z",
+            false,
+            "2026-10-26 02:30:00 +01:00",
+        ),
+        // ... and a wildcard job has missed the second 02:30.
+        (
+            "Europe/Berlin",
+            "30 * * * *",
+            "2026-10-25T00:30:05Z",
+            "2026-10-25T01:40:00Z",
+            true,
+            "2026-10-25 03:30:00 +01:00",
+        ),
+        // The missing 02:30 fired at 03:00 CEST: down over it, caught up.
+        (
+            "Europe/Berlin",
+            "30 2 * * *",
+            "2026-03-28T01:30:05Z",
+            "2026-03-29T01:10:00Z",
+            true,
+            "2026-03-30 02:30:00 +02:00",
+        ),
+        // A wildcard job in the missing hour fired nothing to miss.
+        (
+            "Europe/Berlin",
+            "* 2 * * *",
+            "2026-03-29T00:59:00Z",
+            "2026-03-29T01:10:00Z",
+            false,
+            "2026-03-30 02:00:00 +02:00",
+        ),
+        // Lord Howe's half-hour jump: 02:15 fired at 02:30 +11:00.
+        (
+            "Australia/Lord_Howe",
+            "15 2 * * *",
+            "2026-10-02T15:45:05Z",
+            "2026-10-03T15:40:00Z",
+            true,
+            "2026-10-05 02:15:00 +11:00",
+        ),
+        (
+            "America/New_York",
+            "30 1 * * *",
+            "2026-11-01T05:30:05Z",
+            "2026-11-01T06:45:00Z",
+            false,
+            "2026-11-02 01:30:00 -05:00",
+        ),
+    ];
+    for (tz, expr, last_run, start, caught_up, next) in cases {
+        let env = Env::new();
+        env.write("src-job/f.txt", "f");
+        env.simple_job(
+            "job",
+            &format!(r#""include_dirs": ["."], "schedule": "{expr}""#),
+        );
+        let record = format!(
+            r#"{{"start":"{last_run}","finish":"{last_run}","status":"success","stats":{{}}}}"#
+        );
+        env.write("dest-job/.strata/runs.jsonl", &(record + "\n"));
+        let Some(mut daemon) = Daemon::start_at(&env, tz, epoch(start)) else {
+            return;
+        };
+        daemon.wait_for("start-up", || daemon_log_has(&env, "watching"));
+        let log = daemon.log();
+        let what = format!("TZ={tz} {expr:?}, last run {last_run}, at {start}; log:\n{log}");
+        assert_eq!(log.contains("running it now"), caught_up, "{what}");
+        assert!(log.contains(&format!("next: job at {next}")), "{what}");
+    }
 }

@@ -417,21 +417,18 @@ fn a_run_applies_the_retention_policy() {
 fn an_interrupted_prune_is_finished_by_the_next_one() {
     use strata::history::History;
     use strata::history::prune::{journal_path, plan_merges};
-    use strata::store::Layout;
+    use strata::store::Store;
     let env = setup();
     let runs = three_runs(&env);
     let (first, second) = (&runs[0].0, &runs[1].0);
     // A prune of the first increment dies in step 3: journal written, the
     // increment out of sight, one of its files moved into the next.
-    let layout = Layout::new(&env.path("dest-home"));
-    let merges = plan_merges(
-        &History::load(&layout).unwrap(),
-        std::slice::from_ref(first),
-    );
-    let pruning = layout.pruning();
+    let store = Store::open(&env.path("dest-home")).unwrap();
+    let merges = plan_merges(&History::load(&store).unwrap(), std::slice::from_ref(first));
+    let pruning = env.path("dest-home/.strata/pruning");
     fs::create_dir_all(&pruning).unwrap();
     fs::write(
-        journal_path(&layout),
+        journal_path(&store),
         serde_json::to_vec(&merges[0]).unwrap(),
     )
     .unwrap();

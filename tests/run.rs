@@ -40,16 +40,21 @@ fn meta(env: &Env, dest: &str, increment: &str) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
+/// The records of an increment as (path, op); a directory's path ends in
+/// `/` (the source directory itself is `./`).
 fn ops(meta: &Value) -> Vec<(String, String)> {
     meta["files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_string(),
-                f["op"].as_str().unwrap().to_string(),
-            )
+            let path = f["path"].as_str().unwrap();
+            let path = match (f["kind"].as_str(), path) {
+                (Some("dir"), "") => "./".to_string(),
+                (Some("dir"), p) => format!("{p}/"),
+                (_, p) => p.to_string(),
+            };
+            (path, f["op"].as_str().unwrap().to_string())
         })
         .collect()
 }
@@ -87,12 +92,15 @@ fn first_run_mirrors_the_selection_and_tracks_history() {
     assert_eq!(
         ops(&m),
         [
+            ("./".into(), "new".into()),
+            ("docs/".into(), "new".into()),
             ("docs/a.txt".into(), "new".into()),
             ("docs/link".into(), "new".into()),
+            ("docs/sub/".into(), "new".into()),
             ("docs/sub/b.txt".into(), "new".into()),
         ]
     );
-    let a = &m["files"][0];
+    let a = &m["files"][2];
     assert_eq!(a["kind"], "file");
     assert_eq!(a["size"], 5);
     assert_eq!(a["mode"], 0o644);
@@ -162,8 +170,10 @@ fn changes_additions_and_deletions_land_in_one_increment_and_history_is_never_re
     assert_eq!(
         ops(&meta(&env, "dest-home", second)),
         [
+            ("docs/".into(), "changed".into()),
             ("docs/a.txt".into(), "changed".into()),
             ("docs/c.txt".into(), "new".into()),
+            ("docs/sub/".into(), "changed".into()),
             ("docs/sub/b.txt".into(), "deleted".into()),
         ]
     );
@@ -199,8 +209,15 @@ fn changes_additions_and_deletions_land_in_one_increment_and_history_is_never_re
         !env.path(&format!("dest-home/{second}/track/music"))
             .exists()
     );
-    // The emptied directory left the mirror.
-    assert!(!env.path("dest-home/mirror/docs/sub").exists());
+    // The emptied directory stays: a directory rule covers it (SPEC §2:
+    // empty directories are kept like files).
+    assert!(env.path("dest-home/mirror/docs/sub").is_dir());
+    assert!(
+        fs::read_dir(env.path("dest-home/mirror/docs/sub"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     // No temp files or in-progress folders remain.
     assert_eq!(
         fs::read_dir(env.path("dest-home/.strata/tmp"))
@@ -279,8 +296,8 @@ fn jobs_run_concurrently_and_the_report_adds_up() {
         env.increments("dest-work").is_empty(),
         "included-only: no increment"
     );
-    let (code, out, _) = env.run(&["run-all"]);
-    assert_eq!(code, 0);
+    let (code, out, err) = env.run(&["run-all"]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("TOTAL"), "{out}");
 }
 
@@ -447,7 +464,9 @@ fn a_file_replaced_by_a_directory_and_back() {
     assert_eq!(
         ops(&meta(&env, "dest-k", &inc)),
         [
+            ("./".into(), "changed".into()),
             ("thing".into(), "deleted".into()),
+            ("thing/".into(), "new".into()),
             ("thing/inner".into(), "new".into())
         ]
     );
@@ -473,7 +492,11 @@ fn becoming_tracked_enters_history_and_leaving_it_keeps_the_last_version() {
     let inc = env.increments("dest-t").pop().unwrap();
     assert_eq!(
         ops(&meta(&env, "dest-t", &inc)),
-        [("a/x".into(), "new".into())]
+        [
+            ("./".into(), "new".into()),
+            ("a/".into(), "new".into()),
+            ("a/x".into(), "new".into())
+        ]
     );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     env.simple_job("t", r#""include_dirs": ["."]"#);
@@ -481,7 +504,11 @@ fn becoming_tracked_enters_history_and_leaving_it_keeps_the_last_version() {
     let inc = env.increments("dest-t").pop().unwrap();
     assert_eq!(
         ops(&meta(&env, "dest-t", &inc)),
-        [("a/x".into(), "deleted".into())]
+        [
+            ("./".into(), "deleted".into()),
+            ("a/".into(), "deleted".into()),
+            ("a/x".into(), "deleted".into())
+        ]
     );
     assert_eq!(
         fs::read_to_string(env.path(&format!("dest-t/{inc}/deleted/a/x"))).unwrap(),

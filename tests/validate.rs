@@ -346,9 +346,9 @@ fn every_kind_of_wrong_value_is_explained() {
              empty, e.g. \"mountpoint -q /mnt/backup\"; got an empty text",
             "job.json:3:36: error: hooks.timeout: expected a number of seconds from 1 to 604800, \
              e.g. 600; got the number 0",
-            "job.json:3:69: error: retention.keep_within: expected a number and a unit in double \
-             quotes: h (hours), d (days), w (weeks), m (months) or y (years), e.g. \"30d\"; got \
-             the text \"3 days\"",
+            "job.json:3:69: error: retention.keep_within: expected numbers with units in double \
+             quotes, largest first: y (years), m (months), w (weeks), d (days), h (hours), e.g. \
+             \"30d\"; got the text \"3 days\"",
         ]
     );
 }

@@ -6,7 +6,8 @@ use super::{Config, ExitCode};
 use crate::daemon::{self, DaemonError, DaemonOptions, Stopped};
 use crate::progress::ProgressHandle;
 use crate::run::RunOptions;
-use crate::scan::RelPath;
+
+use super::zone::machine_zone;
 
 /// Run the daemon until it is stopped.
 pub fn run(config: &Config) -> ExitCode {
@@ -15,13 +16,12 @@ pub fn run(config: &Config) -> ExitCode {
         run: RunOptions {
             dry_run: false,
             force: false,
-            fail_reading: config
-                .fail_reading
-                .iter()
-                .map(|p| RelPath::from_bytes(p.as_bytes()))
-                .collect(),
+            init: false,
+            known: config.known.clone(),
+            faults: config.faults.clone(),
             // The daemon's output is its log: no progress display.
             progress: ProgressHandle::default(),
+            zone: machine_zone(),
         },
         metrics_file: config.metrics_file.clone(),
     };

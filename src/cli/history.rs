@@ -4,10 +4,9 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, print_json, relative_arg};
+use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
 use crate::history::{History, IncrementSummary, Mask, PathHistory, is_at_or_below};
 use crate::report::human_bytes;
-use crate::store::Layout;
 
 /// List increments, or versions of what `path` or `masks` select.
 pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) -> ExitCode {
@@ -15,7 +14,11 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
         Ok(job) => job,
         Err(code) => return code,
     };
-    let history = match History::load(&Layout::new(&job.destination)) {
+    let store = match open_store(&job) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let history = match History::load(&store) {
         Ok(history) => history,
         Err(e) => {
             eprintln!("strata: {e}");
@@ -36,8 +39,12 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
         )
     } else if let Some(arg) = path {
         let found = match relative_arg(&job, &arg) {
-            Some(rel) => history.versions(|p| is_at_or_below(p, &rel)),
-            None => history.versions(|_| true),
+            Ok(Some(rel)) => history.versions(|p| is_at_or_below(p, &rel)),
+            Ok(None) => history.versions(|_| true),
+            Err(e) => {
+                eprintln!("strata: {e}");
+                return ExitCode::Usage;
+            }
         };
         (found, arg)
     } else {

@@ -4,14 +4,15 @@
 
 use std::path::PathBuf;
 
-use chrono::{Local, SecondsFormat};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use super::zone::machine_zone;
 use super::{Config, ExitCode, load_jobs_dir};
-use crate::daemon::format_local;
 use crate::job::Job;
 use crate::store::Layout;
 use crate::store::meta::{RunRecord, last_run};
+use crate::tz::Zone;
 
 /// One job, as `list --json` prints it.
 #[derive(Debug, Serialize)]
@@ -38,15 +39,20 @@ pub fn run(config: &Config) -> ExitCode {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
-    let now = Local::now();
-    let rows: Vec<Row> = loaded.jobs.iter().map(|job| row(job, &now)).collect();
+    let zone = machine_zone();
+    let now = Utc::now();
+    let rows: Vec<Row> = loaded
+        .jobs
+        .iter()
+        .map(|job| row(job, &now, &zone))
+        .collect();
     if config.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         );
     } else {
-        print!("{}", table(&rows));
+        print!("{}", table(&rows, &zone));
     }
     if loaded.has_errors() {
         ExitCode::Failure
@@ -55,12 +61,12 @@ pub fn run(config: &Config) -> ExitCode {
     }
 }
 
-fn row(job: &Job, now: &chrono::DateTime<Local>) -> Row {
+fn row(job: &Job, now: &DateTime<Utc>, zone: &Zone) -> Row {
     let next = job
         .schedule
         .as_ref()
         .filter(|_| job.enabled)
-        .and_then(|s| s.next_after(now));
+        .and_then(|s| s.next_after(now, zone));
     let last = match last_run(&Layout::new(&job.destination).runs()) {
         Ok(last) => last,
         Err(e) => {
@@ -73,14 +79,14 @@ fn row(job: &Job, now: &chrono::DateTime<Local>) -> Row {
         file: job.file.clone(),
         enabled: job.enabled,
         schedule: job.schedule.as_ref().map(|s| s.source().to_string()),
-        next_run: next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
+        next_run: next.map(|t| zone.at(&t).to_rfc3339_opts(SecondsFormat::Secs, false)),
         last_run: last,
         destination: job.destination.clone(),
     }
 }
 
-/// The text table: times in local time.
-fn table(rows: &[Row]) -> String {
+/// The text table: times in local time, with their offsets.
+fn table(rows: &[Row], zone: &Zone) -> String {
     let header = [
         "job",
         "enabled",
@@ -96,10 +102,10 @@ fn table(rows: &[Row]) -> String {
             (None, _, _) => "-".to_string(),
             (Some(_), false, _) => "-".to_string(),
             (Some(_), true, None) => "never".to_string(),
-            (Some(_), true, Some(t)) => local(t),
+            (Some(_), true, Some(t)) => local(t, zone),
         };
         let (last, status) = match &r.last_run {
-            Some(run) => (local(&run.start), run.status.clone()),
+            Some(run) => (local(&run.start, zone), run.status.clone()),
             None => ("never".to_string(), "-".to_string()),
         };
         cells.push(vec![
@@ -136,9 +142,9 @@ fn table(rows: &[Row]) -> String {
 
 /// An RFC 3339 time in local time, as the table shows it (as stored, if
 /// it does not parse).
-fn local(rfc3339: &str) -> String {
-    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => format_local(&t.with_timezone(&Local)),
+fn local(rfc3339: &str, zone: &Zone) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => zone.format(&t.with_timezone(&Utc)),
         Err(_) => rfc3339.to_string(),
     }
 }

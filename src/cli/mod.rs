@@ -45,6 +45,7 @@ mod restore;
 mod run;
 mod validate;
 mod verify;
+mod zone;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -52,10 +53,11 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::MultiProgress;
 
+use crate::entry::RelPath;
+use crate::faults::Faults;
 use crate::history::At;
 use crate::job::{Job, job_schema_text, load_paths};
-use crate::scan::RelPath;
-use crate::store::{JobLock, Layout, LockError};
+use crate::store::{JobLock, LockError, Store, StoreError};
 
 /// The process exit code, derived from what happened (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,9 +165,16 @@ pub enum Command {
         /// Print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Accept a scan that selects no file although the mirror has some.
+        /// Accept what the guards refuse: a scan that selects no file
+        /// although the mirror has some, a missing mount point inside the
+        /// source, a clock set back, more deletions than max_delete.
         #[arg(long)]
         force: bool,
+        /// Start a new history where the destination guards refuse (a
+        /// destination that is missing although the job backed up there,
+        /// or a folder with files but no strata state).
+        #[arg(long)]
+        init: bool,
     },
     /// Run the named jobs (disabled ones too).
     ///
@@ -177,9 +186,16 @@ pub enum Command {
         /// Print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Accept a scan that selects no file although the mirror has some.
+        /// Accept what the guards refuse: a scan that selects no file
+        /// although the mirror has some, a missing mount point inside the
+        /// source, a clock set back, more deletions than max_delete.
         #[arg(long)]
         force: bool,
+        /// Start a new history where the destination guards refuse (a
+        /// destination that is missing although the job backed up there,
+        /// or a folder with files but no strata state).
+        #[arg(long)]
+        init: bool,
     },
     /// Run enabled jobs on their schedules until SIGTERM or SIGINT.
     ///
@@ -262,9 +278,14 @@ pub enum Command {
     Verify {
         /// The job.
         name: String,
-        /// Also re-read every file and compare it with its recorded hash.
+        /// Also re-read every file and compare it with its recorded hash
+        /// (and every entry's xattrs with their digest).
         #[arg(long)]
         deep: bool,
+        /// Put damaged files back from the source where it still holds the
+        /// recorded version (implies --deep); says what it could not repair.
+        #[arg(long)]
+        repair: bool,
     },
     /// Print a shell completion script.
     ///
@@ -332,10 +353,44 @@ pub struct Config {
     /// The progress display, when progress is shown (a terminal, not
     /// `--json`, `-q` or `--no-progress`, and a command that has progress).
     pub progress: Option<MultiProgress>,
-    /// Test seam (`STRATA_FAULT_UNREADABLE`, `:`-separated relative paths):
-    /// these source files fail to read, as an unreadable file would when
-    /// the tests run as root.
-    pub fail_reading: Vec<String>,
+    /// The fault seam (tests only): `STRATA_FAULT` rules (see
+    /// [`crate::faults`]), `STRATA_FAULT_TRACE` (a file that lists every
+    /// fault point reached) and `STRATA_FAULT_UNREADABLE` (`:`-separated
+    /// source paths that fail to read, as an unreadable file would when the
+    /// tests run as root).
+    pub faults: Faults,
+    /// Where strata remembers each job's destination: `STRATA_STATE_DIR`,
+    /// else `/var/lib/strata` as root, else `$XDG_STATE_HOME/strata` or
+    /// `~/.local/state/strata`.
+    pub known: Option<PathBuf>,
+}
+
+/// Where strata keeps what it remembers outside the destinations.
+fn state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STRATA_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(std::path::absolute(PathBuf::from(&dir)).unwrap_or_else(|_| dir.into()));
+    }
+    if crate::fs::is_root() {
+        return Some(PathBuf::from("/var/lib/strata"));
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("strata"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/strata"))
+}
+
+/// The fault seam from the environment; a bad rule is a usage error.
+fn faults_from_env() -> Result<Faults, String> {
+    let rules = std::env::var("STRATA_FAULT").unwrap_or_default();
+    let trace = std::env::var_os("STRATA_FAULT_TRACE").map(PathBuf::from);
+    let faults = Faults::new(&rules, trace.as_deref()).map_err(|e| e.to_string())?;
+    let unreadable: Vec<RelPath> = std::env::var("STRATA_FAULT_UNREADABLE")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(|p| RelPath::parse(p.as_bytes()).map_err(|e| format!("STRATA_FAULT_UNREADABLE: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok(faults.with_unreadable(&unreadable))
 }
 
 /// Parse arguments, run the command, return the exit code.
@@ -368,6 +423,7 @@ pub fn main() -> ExitCode {
     if let Some(n) = args.threads {
         pool = pool.num_threads(n);
     }
+    crate::fs::raise_fd_limit();
     if let Err(e) = pool.build_global() {
         eprintln!("strata: cannot start the thread pool: {e}");
         return ExitCode::Usage;
@@ -381,14 +437,14 @@ pub fn main() -> ExitCode {
             .metrics_file
             .map(|p| std::path::absolute(&p).unwrap_or(p)),
         progress,
-        fail_reading: std::env::var("STRATA_FAULT_UNREADABLE")
-            .map(|v| {
-                v.split(':')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        faults: match faults_from_env() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("strata: {e}");
+                return ExitCode::Usage;
+            }
+        },
+        known: state_dir(),
     };
     let code = match args.command {
         Command::Validate { paths } => validate::run(&config, paths),
@@ -397,14 +453,17 @@ pub fn main() -> ExitCode {
             out::write_stdout(job_schema_text().as_bytes());
             ExitCode::Success
         }
-        Command::RunAll { dry_run, force } => {
-            run::run(&config, run::Selection::All, dry_run, force)
-        }
+        Command::RunAll {
+            dry_run,
+            force,
+            init,
+        } => run::run(&config, run::Selection::All, dry_run, force, init),
         Command::Run {
             names,
             dry_run,
             force,
-        } => run::run(&config, run::Selection::Named(names), dry_run, force),
+            init,
+        } => run::run(&config, run::Selection::Named(names), dry_run, force, init),
         Command::Daemon => daemon::run(&config),
         Command::List => list::run(&config),
         Command::History { name, path, mask } => history::run(&config, &name, path, &mask),
@@ -416,7 +475,7 @@ pub fn main() -> ExitCode {
             paths,
         } => restore::run(&config, &name, &to, at, &paths, force),
         Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
-        Command::Verify { name, deep } => verify::run(&config, &name, deep),
+        Command::Verify { name, deep, repair } => verify::run(&config, &name, deep, repair),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -501,13 +560,20 @@ fn load_jobs_dir(config: &Config) -> Result<crate::job::Loaded, ExitCode> {
     })
 }
 
+/// Open a job's destination for a command that reads it; when it cannot
+/// be had, prints why and returns the exit code (1).
+fn open_store(job: &Job) -> Result<Store, ExitCode> {
+    Store::open(&job.destination).map_err(|e| {
+        eprintln!("strata: {}: {e}", job.name);
+        ExitCode::Failure
+    })
+}
+
 /// Take a job's lock for a command that must not run beside a backup
 /// (prune, verify). `Err` carries the exit code: 0 when another process
 /// holds it (printed as `skipped (locked)`), 1 when it cannot be opened.
-/// `Ok(None)`: the job never ran, there is nothing to lock.
-fn lock_job(config: &Config, job: &Job) -> Result<Option<JobLock>, ExitCode> {
-    let layout = Layout::new(&job.destination);
-    match JobLock::try_acquire(&layout.lock(), false) {
+fn lock_job(config: &Config, job: &Job, store: &Store) -> Result<JobLock, ExitCode> {
+    match store.lock() {
         Ok(lock) => Ok(lock),
         Err(LockError::Held { .. }) => {
             if config.json {
@@ -529,7 +595,7 @@ fn lock_job(config: &Config, job: &Job) -> Result<Option<JobLock>, ExitCode> {
 
 /// A path argument as a path relative to the job's source: `./a/b/`,
 /// `a/b` and `SOURCE/a/b` all name `a/b`. `None` for the whole source.
-fn relative_arg(job: &Job, arg: &str) -> Option<RelPath> {
+fn relative_arg(job: &Job, arg: &str) -> Result<Option<RelPath>, String> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::path::Path::new(arg);
     let path = path.strip_prefix(&job.source).unwrap_or(path);
@@ -538,7 +604,18 @@ fn relative_arg(job: &Job, arg: &str) -> Option<RelPath> {
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .map(|c| c.as_os_str().as_bytes())
         .collect();
-    (!parts.is_empty()).then(|| RelPath::from_bytes(&parts.join(&b'/')))
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    RelPath::parse(&parts.join(&b'/'))
+        .map(Some)
+        .map_err(|e| format!("{arg}: not a path below the source: {e}"))
+}
+
+/// A store error as the commands print it.
+#[allow(dead_code)]
+fn store_error(job: &Job, e: &StoreError) -> String {
+    format!("{}: {e}", job.name)
 }
 
 /// Print a value as pretty JSON on stdout.

@@ -1,13 +1,12 @@
 //! `strata prune NAME [--dry-run]`: apply the job's retention policy, under
 //! the job's lock, and say what is kept (by which rule) and what is removed.
 
-use chrono::Local;
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, lock_job, print_json};
+use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
 use crate::history::prune::{PruneReport, prune};
 use crate::store::meta::format_time;
-use crate::store::{Layout, increment_time, parse_increment_name};
+use crate::store::{increment_time, parse_increment_name};
 
 /// Prune one job.
 pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
@@ -15,14 +14,24 @@ pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let layout = Layout::new(&job.destination);
-    // No `.strata/` (the job never ran): nothing to prune, and nothing to
-    // create.
-    let _lock = match lock_job(config, &job) {
+    // No destination (the job never ran, or the disk is not mounted): an
+    // error that says so, and nothing created.
+    let store = match open_store(&job) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let _lock = match lock_job(config, &job, &store) {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let report = match prune(&layout, job.retention.as_ref(), &Local, dry_run) {
+    let zone = super::zone::machine_zone();
+    let report = match prune(
+        &store,
+        job.retention.as_ref(),
+        &zone,
+        dry_run,
+        &config.faults,
+    ) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);

@@ -5,11 +5,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, print_json, relative_arg};
+use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
 use crate::history::At;
 use crate::history::restore::{RestoreOptions, restore};
 use crate::report::human_bytes;
-use crate::store::Layout;
 
 /// Restore and report; exit 1 if anything could not be restored.
 pub fn run(
@@ -24,17 +23,31 @@ pub fn run(
         Ok(job) => job,
         Err(code) => return code,
     };
+    let mut rels = Vec::new();
+    for p in paths {
+        match relative_arg(&job, p) {
+            Ok(Some(rel)) => rels.push(rel),
+            // `.` (or the source itself) among the paths means everything.
+            Ok(None) => {
+                rels.clear();
+                break;
+            }
+            Err(e) => {
+                eprintln!("strata: {e}");
+                return ExitCode::Usage;
+            }
+        }
+    }
     let options = RestoreOptions {
         at,
-        // `.` (or the source itself) among the paths means everything.
-        paths: paths
-            .iter()
-            .map(|p| relative_arg(&job, p))
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default(),
+        paths: rels,
         force,
     };
-    let done = match restore(&Layout::new(&job.destination), to, &options) {
+    let store = match open_store(&job) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let done = match restore(&store, to, &options) {
         Ok(done) => done,
         Err(e) => {
             eprintln!("strata: {e}");

@@ -5,13 +5,11 @@ use std::collections::HashSet;
 
 use super::progress::Bars;
 use super::{Config, ExitCode, load_jobs_dir};
-use crate::diff::Plan;
 use crate::job::Job;
 use crate::monitor::metrics;
 use crate::progress::ProgressHandle;
 use crate::report::{JobReport, Report};
-use crate::run::{RunOptions, run_jobs};
-use crate::scan::RelPath;
+use crate::run::{PlanRow, RunOptions, run_jobs};
 
 /// Which jobs to run.
 pub enum Selection {
@@ -22,7 +20,7 @@ pub enum Selection {
 }
 
 /// Run jobs and report.
-pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> ExitCode {
+pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool, init: bool) -> ExitCode {
     let loaded = match load_jobs_dir(config) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -65,15 +63,14 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> Exi
     let options = RunOptions {
         dry_run,
         force,
-        fail_reading: config
-            .fail_reading
-            .iter()
-            .map(|p| RelPath::from_bytes(p.as_bytes()))
-            .collect(),
+        init,
+        known: config.known.clone(),
+        faults: config.faults.clone(),
         progress: match &config.progress {
             Some(multi) => ProgressHandle::new(Bars::new(multi.clone())),
             None => ProgressHandle::default(),
         },
+        zone: super::zone::machine_zone(),
     };
     let (report, plans) = run_jobs(&jobs, &options);
     let mut rows = broken;
@@ -98,25 +95,11 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool) -> Exi
     }
 }
 
-fn print(config: &Config, report: &Report, plans: &[(String, Plan)]) {
+fn print(config: &Config, report: &Report, plans: &[(String, Vec<PlanRow>)]) {
     if config.json {
         let plans: Vec<serde_json::Value> = plans
             .iter()
-            .map(|(job, plan)| {
-                let changes: Vec<serde_json::Value> = plan
-                    .changes
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "path": c.path().to_string(),
-                            "op": c.op,
-                            "tracked": c.new.as_ref().or(c.old.as_ref()).is_some_and(|e| e.tracked),
-                            "history": c.history_op(),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({"job": job, "changes": changes})
-            })
+            .map(|(job, plan)| serde_json::json!({"job": job, "changes": plan}))
             .collect();
         let mut value = serde_json::to_value(report).expect("report serializes");
         if !plans.is_empty() {
@@ -127,14 +110,15 @@ fn print(config: &Config, report: &Report, plans: &[(String, Plan)]) {
     }
     for (job, plan) in plans {
         println!("plan for {job}:");
-        for c in &plan.changes {
-            let history = match c.history_op() {
+        for c in plan {
+            let history = match c.history {
                 Some(op) => format!("  [history: {}]", op.as_str()),
                 None => String::new(),
             };
-            println!("  {:<8} {}{history}", c.op.as_str(), c.path());
+            let dir = if c.kind == "dir" { "/" } else { "" };
+            println!("  {:<8} {}{dir}{history}", c.op, c.path);
         }
-        if plan.changes.is_empty() {
+        if plan.is_empty() {
             println!("  (nothing to do)");
         }
     }

@@ -3,24 +3,41 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, lock_job, print_json};
+use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
 use crate::history::verify::verify;
-use crate::store::Layout;
 
 /// Verify one job's destination.
-pub fn run(config: &Config, name: &str, deep: bool) -> ExitCode {
+pub fn run(config: &Config, name: &str, deep: bool, repair: bool) -> ExitCode {
     let job = match find_job(config, name) {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let layout = Layout::new(&job.destination);
+    let store = match open_store(&job) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
     // A run in progress changes the mirror under our feet: wait for a quiet
     // moment rather than report its work as damage.
-    let _lock = match lock_job(config, &job) {
+    let _lock = match lock_job(config, &job, &store) {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let verified = match verify(&layout, deep) {
+    let source = if repair {
+        match crate::fs::Dir::open_root(&job.source) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!(
+                    "strata: {}: cannot repair: source {}: {e}",
+                    job.name,
+                    job.source.display()
+                );
+                return ExitCode::Failure;
+            }
+        }
+    } else {
+        None
+    };
+    let verified = match verify(&store, deep || repair, source.as_ref()) {
         Ok(verified) => verified,
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);
@@ -34,6 +51,9 @@ pub fn run(config: &Config, name: &str, deep: bool) -> ExitCode {
         value["ok"] = json!(ok);
         print_json(&value);
     } else {
+        for p in &verified.repaired {
+            println!("{}: repaired from the source", p.display());
+        }
         for p in &verified.problems {
             println!("{}: {}", p.path.display(), p.message);
         }

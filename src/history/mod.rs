@@ -14,16 +14,15 @@ pub mod retention;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::diff::Op;
-use crate::scan::RelPath;
-use crate::store::meta::{FileRecord, IncrementMeta};
-use crate::store::{IoContext, Layout, StoreError, increment_time, parse_increment_name};
+use crate::entry::{Op, RelPath};
+use crate::store::meta::{BadRecord, FileRecord, IncrementMeta};
+use crate::store::{IncrementDir, IncrementName, PRUNING, Part, Store, StoreError};
 
 /// Why the history could not be read or a point in it not found.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +49,20 @@ pub enum HistoryError {
         /// The oldest increment.
         first: Option<String>,
     },
+    /// A record in an increment's metadata is not what strata writes (a
+    /// path outside the source, a kind it does not know, …): nothing is
+    /// read from or written for it.
+    #[error("{increment}: record {index} ({path:?}): {reason}")]
+    BadRecord {
+        /// The increment.
+        increment: String,
+        /// The record's position in its `files` list.
+        index: usize,
+        /// The record's path, as written.
+        path: String,
+        /// What is wrong.
+        reason: BadRecord,
+    },
     /// An interrupted prune must be finished before the history reads true.
     #[error(
         "{}: an interrupted prune left this; run `strata prune JOB` (or the \
@@ -72,42 +85,99 @@ fn hint(known: &[String]) -> String {
     }
 }
 
-/// One increment: its folder and its metadata.
+/// Where an increment's folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Beside the mirror: part of the history.
+    Committed,
+    /// In `.strata/pruning/`: a prune is merging it away.
+    Pruning,
+}
+
+/// One increment: its name, where it is, and its metadata (records
+/// checked: every path stays below the source).
 #[derive(Debug, Clone)]
 pub struct Increment {
     /// The folder name, `backup_YYYYMMDD_HHMMSS[_N]`.
     pub name: String,
-    /// Where the folder is (in `.strata/pruning/` while a prune merges it).
-    pub dir: PathBuf,
+    /// The name, parsed (it orders the history).
+    pub key: IncrementName,
+    /// Where the folder is.
+    pub place: Place,
     /// The run's start, UTC, from the name (second resolution).
     pub time: DateTime<Utc>,
     /// Its metadata.
     pub meta: IncrementMeta,
+    /// The path of each record of `meta.files`, checked.
+    pub paths: Vec<RelPath>,
     /// A prune took it out of the visible sequence and has not finished.
     pub pending_prune: bool,
 }
 
 impl Increment {
-    /// Read the increment in folder `dir` named `name`.
-    pub fn load(dir: &Path, name: &str) -> Result<Increment, StoreError> {
-        let meta = IncrementMeta::load(dir, name)?;
+    /// An increment from its metadata; every record is checked.
+    pub fn new(
+        key: IncrementName,
+        place: Place,
+        meta: IncrementMeta,
+    ) -> Result<Increment, HistoryError> {
+        let name = key.to_string();
+        let mut paths = Vec::with_capacity(meta.files.len());
+        for (index, record) in meta.files.iter().enumerate() {
+            match record.check() {
+                Ok(r) => paths.push(r.path),
+                Err(reason) => {
+                    return Err(HistoryError::BadRecord {
+                        increment: name,
+                        index,
+                        path: record.path.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         Ok(Increment {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
-            time: increment_time(name).unwrap_or_default(),
+            name,
+            time: key.time(),
+            key,
+            pending_prune: place == Place::Pruning,
+            place,
             meta,
-            pending_prune: false,
+            paths,
         })
     }
 
-    /// Where the bytes of the version `record` holds are: `track/<path>`
-    /// for new and changed, `deleted/<path>` (the last version) for deleted.
-    pub fn file_of(&self, record: &FileRecord) -> PathBuf {
-        let part = match record.op {
-            Op::Deleted => "deleted",
-            Op::New | Op::Changed => "track",
+    /// Read the increment `key` in its place.
+    pub fn load(
+        store: &Store,
+        key: &IncrementName,
+        place: Place,
+    ) -> Result<Increment, HistoryError> {
+        let dir = match place {
+            Place::Committed => store.increment(key)?,
+            Place::Pruning => store.increment_in(PRUNING, key)?,
         };
-        self.dir.join(part).join(record.rel_path().as_path())
+        let meta = dir.load_meta()?;
+        Increment::new(key.clone(), place, meta)
+    }
+
+    /// Open the folder.
+    pub fn open(&self, store: &Store) -> Result<IncrementDir, StoreError> {
+        match self.place {
+            Place::Committed => store.increment(&self.key),
+            Place::Pruning => store.increment_in(PRUNING, &self.key),
+        }
+    }
+
+    /// Where the bytes of the version record `i` holds are: `track/<path>`
+    /// for new and changed, `deleted/<path>` (the last version) for deleted.
+    pub fn file_of(&self, i: usize) -> (Part, &RelPath) {
+        (Part::for_op(self.meta.files[i].op), &self.paths[i])
+    }
+
+    /// The records with their paths.
+    pub fn records(&self) -> impl Iterator<Item = (&RelPath, &FileRecord)> {
+        self.paths.iter().zip(&self.meta.files)
     }
 }
 
@@ -117,6 +187,8 @@ impl Increment {
 pub struct Version<'a> {
     /// Index of the increment in the history.
     pub increment: usize,
+    /// Index of the record in that increment's `files`.
+    pub index: usize,
     /// The record (op `new` or `changed`).
     pub record: &'a FileRecord,
 }
@@ -136,7 +208,7 @@ pub enum At {
 impl FromStr for At {
     type Err = String;
     fn from_str(s: &str) -> Result<At, String> {
-        if parse_increment_name(s).is_some() {
+        if IncrementName::parse(s).is_some() {
             return Ok(At::Increment(s.to_string()));
         }
         DateTime::parse_from_rfc3339(s)
@@ -162,31 +234,36 @@ pub struct History {
 pub struct Loaded {
     /// Every readable increment, the ones a prune is merging away included.
     pub history: History,
-    /// Increments whose metadata cannot be read.
-    pub broken: Vec<StoreError>,
+    /// Increments whose metadata cannot be read, or holds a bad record.
+    pub broken: Vec<HistoryError>,
 }
 
 impl History {
     /// A history of these increments (sorted here).
     pub fn new(mut increments: Vec<Increment>) -> History {
-        increments.sort_by_key(|i| parse_increment_name(&i.name));
+        increments.sort_by(|a, b| a.key.cmp(&b.key));
         History { increments }
     }
 
-    /// Read the history at `layout`. Fails on an unreadable increment and on
-    /// an unfinished prune, since either would make the answers wrong.
-    pub fn load(layout: &Layout) -> Result<History, HistoryError> {
-        let Loaded { history, broken } = History::load_all(layout)?;
+    /// Read the history of `store`. Fails on an unreadable increment, a
+    /// record that is not valid, and an unfinished prune, since any of them
+    /// would make the answers wrong.
+    pub fn load(store: &Store) -> Result<History, HistoryError> {
+        let Loaded { history, broken } = History::load_all(store)?;
         if let Some(error) = broken.into_iter().next() {
-            return Err(error.into());
+            return Err(error);
         }
-        let journal = prune::journal_path(layout);
-        if journal.exists() {
+        let journal = prune::journal_path(store);
+        if store
+            .state()
+            .open_dir(b"pruning")
+            .is_ok_and(|d| d.stat_at(prune::JOURNAL).is_ok())
+        {
             return Err(HistoryError::PendingPrune { path: journal });
         }
         if let Some(pending) = history.increments.iter().find(|i| i.pending_prune) {
             return Err(HistoryError::PendingPrune {
-                path: pending.dir.clone(),
+                path: store.state_path(PRUNING).join(&pending.name),
             });
         }
         Ok(history)
@@ -195,21 +272,18 @@ impl History {
     /// Read every increment, the visible ones and those an interrupted prune
     /// left in `.strata/pruning/`; report the unreadable ones rather than
     /// fail (verify lists them, prune refuses).
-    pub fn load_all(layout: &Layout) -> Result<Loaded, HistoryError> {
+    pub fn load_all(store: &Store) -> Result<Loaded, HistoryError> {
         let mut loaded = Loaded::default();
         let mut increments = Vec::new();
-        for name in layout.increments()? {
-            match Increment::load(&layout.increment(&name), &name) {
+        for name in store.increments()? {
+            match Increment::load(store, &name, Place::Committed) {
                 Ok(inc) => increments.push(inc),
                 Err(e) => loaded.broken.push(e),
             }
         }
-        for name in pending_prunes(layout)? {
-            match Increment::load(&layout.pruning().join(&name), &name) {
-                Ok(mut inc) => {
-                    inc.pending_prune = true;
-                    increments.push(inc);
-                }
+        for name in pending_prunes(store)? {
+            match Increment::load(store, &name, Place::Pruning) {
+                Ok(inc) => increments.push(inc),
                 Err(e) => loaded.broken.push(e),
             }
         }
@@ -252,21 +326,24 @@ impl History {
         state
     }
 
-    /// Apply the ops of increment `i` to `state`.
+    /// Apply the ops of increment `i` to `state`, in record order (a
+    /// deletion before the addition that replaces it at the same path).
     pub fn replay<'a>(&'a self, state: &mut State<'a>, i: usize) {
-        for record in &self.increments[i].meta.files {
+        let inc = &self.increments[i];
+        for (index, (path, record)) in inc.records().enumerate() {
             match record.op {
                 Op::New | Op::Changed => {
                     state.insert(
-                        record.rel_path(),
+                        path.clone(),
                         Version {
                             increment: i,
+                            index,
                             record,
                         },
                     );
                 }
                 Op::Deleted => {
-                    state.remove(&record.rel_path());
+                    state.remove(path);
                 }
             }
         }
@@ -275,21 +352,28 @@ impl History {
     /// The same replay indexed by path, to ask "did this path exist at
     /// increment K" for many K without replaying 1..=K each time.
     pub fn presence(&self) -> Presence {
-        let mut by_path: HashMap<RelPath, Vec<(usize, bool)>> = HashMap::new();
+        let mut by_path: HashMap<(RelPath, bool), Vec<(usize, bool)>> = HashMap::new();
         for (i, inc) in self.increments.iter().enumerate() {
-            for record in &inc.meta.files {
-                by_path
-                    .entry(record.rel_path())
-                    .or_default()
-                    .push((i, record.op != Op::Deleted));
+            for (path, record) in inc.records() {
+                let ops = by_path
+                    .entry((path.clone(), record.kind == "dir"))
+                    .or_default();
+                let exists = record.op != Op::Deleted;
+                match ops.last_mut() {
+                    // Two records in one increment: the last one says.
+                    Some(last) if last.0 == i => last.1 = exists,
+                    _ => ops.push((i, exists)),
+                }
             }
         }
         Presence { by_path }
     }
 
-    /// Where the bytes of a version are.
-    pub fn file_of(&self, version: Version<'_>) -> PathBuf {
-        self.increments[version.increment].file_of(version.record)
+    /// Where the bytes of a version are: its increment, part and path.
+    pub fn file_of(&self, version: Version<'_>) -> (&Increment, Part, &RelPath) {
+        let inc = &self.increments[version.increment];
+        let (part, path) = inc.file_of(version.index);
+        (inc, part, path)
     }
 
     /// One summary line per increment, oldest first.
@@ -302,11 +386,10 @@ impl History {
     pub fn versions(&self, select: impl Fn(&RelPath) -> bool) -> Vec<PathHistory> {
         let mut by_path: BTreeMap<RelPath, Vec<VersionRow>> = BTreeMap::new();
         for inc in &self.increments {
-            for record in &inc.meta.files {
-                let path = record.rel_path();
-                if select(&path) {
+            for (path, record) in inc.records() {
+                if select(path) {
                     by_path
-                        .entry(path)
+                        .entry(path.clone())
                         .or_default()
                         .push(VersionRow::of(inc, record));
                 }
@@ -326,14 +409,21 @@ impl History {
 /// it exists after each: [`History::state_at`]'s replay, indexed by path.
 #[derive(Debug, Clone, Default)]
 pub struct Presence {
-    by_path: HashMap<RelPath, Vec<(usize, bool)>>,
+    /// (path, is a directory) -> (increment, exists after it).
+    by_path: HashMap<(RelPath, bool), Vec<(usize, bool)>>,
 }
 
 impl Presence {
     /// Whether `path` is in the tracked state at increment `k` (`None`:
     /// before the first), as of the history the index was built from.
     pub fn exists_at(&self, path: &RelPath, k: Option<usize>) -> bool {
-        let (Some(k), Some(ops)) = (k, self.by_path.get(path)) else {
+        self.exists_at_as(path, false, k) || self.exists_at_as(path, true, k)
+    }
+
+    /// Whether `path` is in the tracked state at increment `k` as a
+    /// directory (`dir`) or as a file or symlink.
+    pub fn exists_at_as(&self, path: &RelPath, dir: bool, k: Option<usize>) -> bool {
+        let (Some(k), Some(ops)) = (k, self.by_path.get(&(path.clone(), dir))) else {
             return false;
         };
         let after = ops.partition_point(|(i, _)| *i <= k);
@@ -343,29 +433,19 @@ impl Presence {
 
 /// Whether a prune was interrupted and must be finished (by `strata
 /// prune` or the next run) before the history reads true.
-pub fn prune_interrupted(layout: &Layout) -> bool {
-    prune::journal_path(layout).exists() || pending_prunes(layout).is_ok_and(|p| !p.is_empty())
+pub fn prune_interrupted(store: &Store) -> bool {
+    store
+        .state()
+        .open_dir(PRUNING)
+        .is_ok_and(|d| d.entries().is_ok_and(|e| !e.is_empty()))
 }
 
 /// Names of the increments an interrupted prune left in `.strata/pruning/`.
-pub fn pending_prunes(layout: &Layout) -> Result<Vec<String>, StoreError> {
-    let dir = layout.pruning();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).at(&dir),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.at(&dir)?;
-        if let Some(name) = entry.file_name().to_str()
-            && parse_increment_name(name).is_some()
-        {
-            names.push(name.to_string());
-        }
+pub fn pending_prunes(store: &Store) -> Result<Vec<IncrementName>, StoreError> {
+    match store.state_dir(PRUNING)? {
+        Some(dir) => Store::increment_names_in(&dir, &store.state_path(PRUNING)),
+        None => Ok(Vec::new()),
     }
-    names.sort_by_key(|n| parse_increment_name(n));
-    Ok(names)
 }
 
 /// One increment, as `strata history NAME` lists it.
@@ -383,6 +463,8 @@ pub struct IncrementSummary {
     pub deleted: u64,
     /// Bytes of the new and changed versions it holds.
     pub bytes: u64,
+    /// Directories whose metadata it records.
+    pub dirs: u64,
 }
 
 impl IncrementSummary {
@@ -394,8 +476,13 @@ impl IncrementSummary {
             changed: 0,
             deleted: 0,
             bytes: 0,
+            dirs: 0,
         };
         for r in &inc.meta.files {
+            if r.kind == "dir" {
+                s.dirs += 1;
+                continue;
+            }
             match r.op {
                 Op::New => s.new += 1,
                 Op::Changed => s.changed += 1,
@@ -494,7 +581,7 @@ impl Mask {
 
 /// Whether `path` is `prefix` or lies below it.
 pub fn is_at_or_below(path: &RelPath, prefix: &RelPath) -> bool {
-    path == prefix || path.is_below(prefix)
+    path.is_at_or_below(prefix)
 }
 
 #[cfg(test)]
@@ -513,16 +600,21 @@ pub(crate) mod tests {
             mode: 0o644,
             mtime: "2026-01-01T00:00:00Z".into(),
             hash: (op != Op::Deleted).then(|| format!("{size:032x}")),
+            uid: Some(0),
+            gid: Some(0),
+            xattrs: Default::default(),
+            link: None,
         }
     }
 
     /// An in-memory increment named after `stamp` (`YYYYMMDD_HHMMSS[_N]`).
     pub fn increment(stamp: &str, files: Vec<FileRecord>) -> Increment {
         let name = format!("backup_{stamp}");
-        Increment {
-            time: increment_time(&name).unwrap(),
-            dir: PathBuf::from("/dest").join(&name),
-            meta: IncrementMeta {
+        Increment::new(
+            IncrementName::parse(&name).unwrap(),
+            Place::Committed,
+            IncrementMeta {
+                version: 2,
                 job: "job".into(),
                 increment: name.clone(),
                 start: "2026-01-01T00:00:00Z".into(),
@@ -530,9 +622,8 @@ pub(crate) mod tests {
                 files,
                 stats: Stats::default(),
             },
-            name,
-            pending_prune: false,
-        }
+        )
+        .unwrap()
     }
 
     /// A state as (path, increment name, size) triples.
@@ -603,9 +694,10 @@ pub(crate) mod tests {
             ]
         );
         let v = h.state_at(Some(2))[&RelPath::from_bytes(b"d/c")];
+        let (inc, part, path) = h.file_of(v);
         assert_eq!(
-            h.file_of(v),
-            PathBuf::from("/dest/backup_20260102_000000_1/track/d/c")
+            (inc.name.as_str(), part, path.to_string().as_str()),
+            ("backup_20260102_000000_1", Part::Track, "d/c")
         );
     }
 

@@ -39,20 +39,20 @@
 //! than give a wrong answer.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::retention::{self, BadDuration, Reason};
 use super::{History, HistoryError, Presence};
-use crate::diff::Op;
+use crate::entry::{Op, RelPath};
+use crate::faults::Faults;
+use crate::fs::Dir;
 use crate::job::Retention;
-use crate::scan::RelPath;
 use crate::store::meta::{FileRecord, IncrementMeta, format_time};
-use crate::store::{IoContext, Layout, StoreError, sync_dir, sync_filesystem, write_atomic};
+use crate::store::{IncrementName, IoContext, PRUNING, Part, Store, StoreError};
+use crate::tz::Zone;
 
 /// Why a prune stopped.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ pub enum PruneError {
     /// An increment's metadata cannot be read: merging around it could lose
     /// versions, so nothing is removed.
     #[error("{0}; nothing was pruned (fix or move the increment away first)")]
-    Unreadable(StoreError),
+    Unreadable(HistoryError),
     /// `.strata/pruning/` holds increments but no journal says what to do
     /// with them (strata never leaves that; someone moved things by hand).
     #[error(
@@ -83,9 +83,12 @@ pub enum PruneError {
     },
 }
 
-/// The journal of the merge in progress.
-pub fn journal_path(layout: &Layout) -> PathBuf {
-    layout.pruning().join("merge.json")
+/// The journal's name in `.strata/pruning/`.
+pub const JOURNAL: &[u8] = b"merge.json";
+
+/// The journal of the merge in progress, for messages.
+pub fn journal_path(store: &Store) -> PathBuf {
+    store.state_path(PRUNING).join("merge.json")
 }
 
 /// An increment the policy keeps.
@@ -140,12 +143,13 @@ pub struct PruneReport {
     pub removed: Vec<Removed>,
 }
 
-/// Decide which increments stay. `tz` is the zone of the calendar buckets
-/// (the command passes `chrono::Local`).
-pub fn plan<Tz: TimeZone>(
+/// Decide which increments stay. `zone` is the zone of the calendar buckets
+/// and of `keep_within`'s calendar arithmetic (the command passes the
+/// machine's).
+pub fn plan(
     history: &History,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
 ) -> Result<PrunePlan, BadDuration> {
     let mut out = PrunePlan::default();
     let visible: Vec<&super::Increment> = history
@@ -164,7 +168,7 @@ pub fn plan<Tz: TimeZone>(
         }
         Some(p) => {
             let times: Vec<_> = visible.iter().map(|i| i.time).collect();
-            Some(retention::select(p, &retention::local_times(&times, tz))?)
+            Some(retention::select(p, &times, zone)?)
         }
     };
     for (k, inc) in visible.iter().enumerate() {
@@ -184,32 +188,33 @@ pub fn plan<Tz: TimeZone>(
 /// Read the history at `layout`, finish an interrupted prune, plan with
 /// `policy` and execute: the whole `strata prune`. Refuses when an
 /// increment is unreadable. Call with the job's lock held.
-pub fn prune<Tz: TimeZone>(
-    layout: &Layout,
+pub fn prune(
+    store: &Store,
     policy: Option<&Retention>,
-    tz: &Tz,
+    zone: &Zone,
     dry_run: bool,
+    faults: &Faults,
 ) -> Result<PruneReport, PruneError> {
-    let finished = match read_journal(layout)? {
+    let finished = match read_journal(store)? {
         Some(merge) => {
             if !dry_run {
-                finish_merge(layout, &merge)?;
+                finish_merge(store, &merge, faults)?;
             }
             merge.removed
         }
         None => Vec::new(),
     };
-    let loaded = History::load_all(layout)?;
+    let loaded = History::load_all(store)?;
     if let Some(e) = loaded.broken.into_iter().next() {
         return Err(PruneError::Unreadable(e));
     }
     if !dry_run && let Some(stray) = loaded.history.increments.iter().find(|i| i.pending_prune) {
         return Err(PruneError::Stray {
-            path: stray.dir.clone(),
+            path: store.state_path(PRUNING).join(&stray.name),
         });
     }
-    let decided = plan(&loaded.history, policy, tz)?;
-    let mut report = execute(layout, &loaded.history, decided, dry_run)?;
+    let decided = plan(&loaded.history, policy, zone)?;
+    let mut report = execute(store, &loaded.history, decided, dry_run, faults)?;
     report.finished = finished;
     Ok(report)
 }
@@ -217,16 +222,17 @@ pub fn prune<Tz: TimeZone>(
 /// Carry out `plan` on `history` (read from `layout`). With `dry_run`, only
 /// work out what each merge would move. Call with the job's lock held.
 pub fn execute(
-    layout: &Layout,
+    store: &Store,
     history: &History,
     plan: PrunePlan,
     dry_run: bool,
+    faults: &Faults,
 ) -> Result<PruneReport, PruneError> {
     let merges = plan_merges(history, &plan.remove);
     let mut removed = Vec::new();
     for merge in merges.iter().rev() {
         if !dry_run {
-            apply_merge(layout, merge)?;
+            apply_merge(store, merge, faults)?;
         }
     }
     for merge in &merges {
@@ -279,14 +285,19 @@ pub struct Merge {
 }
 
 /// Where a record's file lives inside its increment folder:
-/// `track/<path>` or `deleted/<path>`.
-fn part_of(record: &FileRecord) -> PathBuf {
-    let part = if record.op == Op::Deleted {
-        "deleted"
-    } else {
-        "track"
-    };
-    Path::new(part).join(record.rel_path().as_path())
+/// `track/<path>` or `deleted/<path>`; `None` for a directory (its record
+/// is all there is of it).
+fn part_of(record: &FileRecord) -> Option<(Part, RelPath)> {
+    if record.kind == "dir" {
+        return None;
+    }
+    Some((Part::for_op(record.op), record.rel_path().ok()?))
+}
+
+/// The key a record is merged under: its path, and whether it is a
+/// directory (a file replaced by a directory has two records at one path).
+fn key_of(record: &FileRecord) -> (RelPath, bool) {
+    (record.rel_path().unwrap_or_default(), record.kind == "dir")
 }
 
 /// Plan removing the increments named `remove`: one [`Merge`] per run of
@@ -320,17 +331,18 @@ enum Origin {
 /// Fold the removed increments `run` into increment `q`, newest first.
 fn merge_run(history: &History, run: &[usize], q: usize, presence: &Presence) -> Merge {
     let kept = &history.increments[q];
-    let mut files: BTreeMap<RelPath, (FileRecord, Origin)> = kept
+    let mut files: BTreeMap<(RelPath, bool), (FileRecord, Origin)> = kept
         .meta
         .files
         .iter()
-        .map(|r| (r.rel_path(), (r.clone(), Origin::Own)))
+        .map(|r| (key_of(r), (r.clone(), Origin::Own)))
         .collect();
     let mut evict = Vec::new();
     for &r in run.iter().rev() {
-        let existed = |path: &RelPath| presence.exists_at(path, r.checked_sub(1));
+        let existed =
+            |key: &(RelPath, bool)| presence.exists_at_as(&key.0, key.1, r.checked_sub(1));
         for record in &history.increments[r].meta.files {
-            let path = record.rel_path();
+            let path = key_of(record);
             if let Some((later, origin)) = files.get_mut(&path) {
                 // A later record wins; only its label may change.
                 if later.op != Op::Deleted {
@@ -365,6 +377,13 @@ fn merge_run(history: &History, run: &[usize], q: usize, presence: &Presence) ->
         }
         records.push(record);
     }
+    // A deletion before the addition that replaces it at the same path.
+    records.sort_by(|a, b| {
+        key_of(a)
+            .0
+            .cmp(&key_of(b).0)
+            .then((a.op != Op::Deleted).cmp(&(b.op != Op::Deleted)))
+    });
     let mut meta = kept.meta.clone();
     meta.files = records;
     Merge {
@@ -380,138 +399,227 @@ fn merge_run(history: &History, run: &[usize], q: usize, presence: &Presence) ->
 }
 
 /// Do one merge on disk: the journal first, then the steps it describes.
-fn apply_merge(layout: &Layout, merge: &Merge) -> Result<(), StoreError> {
-    let pruning = layout.pruning();
-    fs::create_dir_all(&pruning).at(&pruning)?;
-    let mut text = serde_json::to_vec(merge).expect("a merge serializes");
-    text.push(b'\n');
-    write_atomic(&journal_path(layout), &text)?;
-    finish_merge(layout, merge)
+fn apply_merge(store: &Store, merge: &Merge, faults: &Faults) -> Result<(), StoreError> {
+    let pruning = store
+        .state()
+        .create_dirs(PRUNING, 0o700)
+        .at(&store.state_path(PRUNING))?;
+    let tmp = store.tmp()?;
+    step(faults, "prune.journal", &RelPath::root())?;
+    pruning
+        .write_atomic(JOURNAL, &tmp, b"merge.json.new", |w| {
+            serde_json::to_writer(&mut *w, merge)?;
+            w.write_all(b"\n")
+        })
+        .at(&journal_path(store))?;
+    finish_merge(store, merge, faults)
 }
 
 /// The journal of an interrupted merge, if there is one.
-fn read_journal(layout: &Layout) -> Result<Option<Merge>, StoreError> {
-    let path = journal_path(layout);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+fn read_journal(store: &Store) -> Result<Option<Merge>, StoreError> {
+    let path = journal_path(store);
+    let Some(pruning) = store.state_dir(PRUNING)? else {
+        return Ok(None);
+    };
+    match pruning.read(JOURNAL).at(&path)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| StoreError::Corrupt {
                 path,
                 message: e.to_string(),
             }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).at(&path),
+        None => Ok(None),
     }
 }
 
-/// Rename `from` to `to`, creating `to`'s folder.
-fn move_file(from: &Path, to: &Path) -> Result<(), StoreError> {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).at(parent)?;
+/// A step of a merge: a fault point, where a test can stop the merge as if
+/// the process died there.
+fn step(faults: &Faults, site: &'static str, path: &RelPath) -> Result<(), StoreError> {
+    if faults.fails(site, path) {
+        return Err(StoreError::io(
+            std::path::Path::new(site),
+            io::Error::other("stopped by an injected fault"),
+        ));
     }
-    fs::rename(from, to).at(from)
+    Ok(())
+}
+
+/// The file of `rel` in `part` of the increment folder `inc`: its folder
+/// (made when `create`) and name. `None` when the folder is not there.
+fn file_in(
+    inc: &Dir,
+    part: Part,
+    rel: &RelPath,
+    create: bool,
+) -> io::Result<Option<(Dir, Vec<u8>)>> {
+    let base = if create {
+        inc.create_dirs(part.name(), 0o700)?
+    } else {
+        match inc.child_dir(part.name()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    };
+    let parent = rel.parent().unwrap_or_default();
+    let dir = if create {
+        base.create_dirs(parent.as_bytes(), 0o700)?
+    } else {
+        match base.open_dir(parent.as_bytes()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(Some((dir, rel.file_name().to_vec())))
+}
+
+fn exists(inc: &Dir, part: Part, rel: &RelPath) -> bool {
+    matches!(file_in(inc, part, rel, false), Ok(Some((d, n))) if d.stat_at(&n).is_ok())
+}
+
+/// Remove the folders below `part` of `inc` on the way to `rel` that are
+/// empty now, deepest first.
+fn prune_empty(inc: &Dir, part: Part, rel: &RelPath) {
+    let Ok(base) = inc.child_dir(part.name()) else {
+        return;
+    };
+    let mut up = rel.parent();
+    while let Some(dir) = up.filter(|d| !d.is_root()) {
+        let Ok((parent, name)) = base.parent_of(dir.as_bytes()) else {
+            return;
+        };
+        if parent.rmdir(name).is_err() {
+            return;
+        }
+        up = dir.parent();
+    }
 }
 
 /// Steps 2 to 5 of a journaled merge; each skips what is already done, so
 /// a replay after a crash finishes it.
-fn finish_merge(layout: &Layout, merge: &Merge) -> Result<(), StoreError> {
-    let mut unlimited = u64::MAX;
-    finish_merge_until(layout, merge, &mut unlimited)
-}
-
-/// [`finish_merge`], stopping as if the process died once `budget` file
-/// system steps are spent (tests crash it at every step).
-fn finish_merge_until(layout: &Layout, merge: &Merge, budget: &mut u64) -> Result<(), StoreError> {
-    let mut crashed = || {
-        let out = *budget == 0;
-        *budget = budget.saturating_sub(1);
-        out
+fn finish_merge(store: &Store, merge: &Merge, faults: &Faults) -> Result<(), StoreError> {
+    let root = RelPath::root();
+    let pruning_path = store.state_path(PRUNING);
+    let pruning = store
+        .state()
+        .create_dirs(PRUNING, 0o700)
+        .at(&pruning_path)?;
+    let key = |name: &str| {
+        IncrementName::parse(name).ok_or_else(|| StoreError::Corrupt {
+            path: journal_path(store),
+            message: format!("{name:?} is not an increment name"),
+        })
     };
-    let pruning = layout.pruning();
-    let into = layout.increment(&merge.into);
+    let into_key = key(&merge.into)?;
+    let into = store.increment(&into_key)?;
     // 2. Out of the visible sequence.
     for name in &merge.removed {
-        let visible = layout.increment(name);
-        if visible.exists() {
-            if crashed() {
-                return Ok(());
-            }
-            fs::rename(&visible, pruning.join(name)).at(&visible)?;
+        if store.root().stat_at(name.as_bytes()).is_ok() {
+            step(faults, "prune.hide", &root)?;
+            store
+                .root()
+                .rename_noreplace(name.as_bytes(), &pruning, name.as_bytes())
+                .at(&store.path().join(name))?;
         }
     }
-    sync_dir(layout.root())?;
-    sync_dir(&pruning)?;
+    store.root().sync().at(store.path())?;
+    pruning.sync().at(&pruning_path)?;
     // 3. Evicted files out of the kept increment first, with the folders
     //    they leave empty: the deletion of `x/y` evicted from there can
     //    leave a folder `deleted/x/` where the deletion of a file `x` moves
     //    in. A path that a move already filled (its source is gone) holds
     //    the moved file, not the evicted one.
-    let source = |m: &Move| pruning.join(&m.from).join(part_of(&m.record));
-    let filled: HashSet<PathBuf> = merge
-        .moves
-        .iter()
-        .filter(|m| source(m).symlink_metadata().is_err())
-        .map(|m| part_of(&m.record))
-        .collect();
+    // A removed folder that is gone was dropped in step 5: its moves are
+    // done.
+    let removed_dir = |name: &str| -> Result<Option<Dir>, StoreError> {
+        match pruning.child_dir(name.as_bytes()) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&pruning_path.join(name), e)),
+        }
+    };
+    let mut filled: HashSet<(u8, RelPath)> = HashSet::new();
+    for m in &merge.moves {
+        if let Some((part, rel)) = part_of(&m.record)
+            && !removed_dir(&m.from)?.is_some_and(|from| exists(&from, part, &rel))
+        {
+            filled.insert((part as u8, rel));
+        }
+    }
+    let evicted_path = pruning_path.join("evicted");
     for record in &merge.evict {
-        let part = part_of(record);
-        let from = into.join(&part);
-        if filled.contains(&part) || from.symlink_metadata().is_err() {
+        let Some((part, rel)) = part_of(record) else {
+            continue;
+        };
+        if filled.contains(&(part as u8, rel.clone())) || !exists(&into.dir, part, &rel) {
             continue;
         }
-        if crashed() {
-            return Ok(());
-        }
-        move_file(&from, &pruning.join("evicted").join(&part))?;
-        let mut dir = from.parent();
-        while let Some(d) = dir.filter(|d| *d != into) {
-            if fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
-        }
+        step(faults, "prune.evict", &rel)?;
+        let evicted = pruning.create_dirs(b"evicted", 0o700).at(&evicted_path)?;
+        let (from_dir, name) = file_in(&into.dir, part, &rel, false)
+            .at(&into.path)?
+            .expect("it exists");
+        let (to_dir, _) = file_in(&evicted, part, &rel, true)
+            .at(&evicted_path)?
+            .expect("made");
+        from_dir
+            .rename(&name, &to_dir, &name)
+            .at(&into.part_path(part, &rel))?;
+        prune_empty(&into.dir, part, &rel);
     }
     //    Then the live versions in.
     for m in &merge.moves {
-        let (from, to) = (source(m), into.join(part_of(&m.record)));
-        if from.symlink_metadata().is_err() {
-            if to.symlink_metadata().is_err() {
-                return Err(io::Error::from(io::ErrorKind::NotFound)).at(&from);
+        let Some((part, rel)) = part_of(&m.record) else {
+            continue;
+        };
+        let Some(from) = removed_dir(&m.from)?.filter(|from| exists(from, part, &rel)) else {
+            if !exists(&into.dir, part, &rel) {
+                return Err(StoreError::io(
+                    &pruning_path
+                        .join(&m.from)
+                        .join(String::from_utf8_lossy(part.name()).as_ref())
+                        .join(rel.as_path()),
+                    io::Error::from(io::ErrorKind::NotFound),
+                ));
             }
             continue;
-        }
-        if crashed() {
-            return Ok(());
-        }
-        move_file(&from, &to)?;
+        };
+        step(faults, "prune.move", &rel)?;
+        let (fdir, name) = file_in(&from, part, &rel, false)
+            .at(&pruning_path)?
+            .expect("it exists");
+        let (tdir, _) = file_in(&into.dir, part, &rel, true)
+            .at(&into.path)?
+            .expect("made");
+        fdir.rename(&name, &tdir, &name)
+            .at(&into.part_path(part, &rel))?;
     }
     // 4. The moves are durable before the metadata that names them.
-    sync_filesystem(layout.root())?;
-    if crashed() {
-        return Ok(());
-    }
-    merge.meta.save(&into)?;
+    store.sync_filesystem()?;
+    step(faults, "prune.meta", &root)?;
+    let tmp = store.tmp()?;
+    let meta_name = IncrementMeta::file_name(&merge.into);
+    into.dir
+        .write_atomic(meta_name.as_bytes(), &tmp, b"meta.new", |w| {
+            serde_json::to_writer_pretty(&mut *w, &merge.meta)?;
+            w.write_all(b"\n")
+        })
+        .at(&into.meta_path())?;
     // 5. What is left was visible only at the removed increments.
     for name in &merge.removed {
-        let dir = pruning.join(name);
-        if dir.exists() {
-            if crashed() {
-                return Ok(());
-            }
-            fs::remove_dir_all(&dir).at(&dir)?;
+        if pruning.stat_at(name.as_bytes()).is_ok() {
+            step(faults, "prune.drop", &root)?;
+            pruning
+                .remove_all(name.as_bytes())
+                .at(&pruning_path.join(name))?;
         }
     }
-    let evicted = pruning.join("evicted");
-    if evicted.exists() {
-        fs::remove_dir_all(&evicted).at(&evicted)?;
-    }
-    sync_dir(&pruning)?;
-    if crashed() {
-        return Ok(());
-    }
-    let journal = journal_path(layout);
-    fs::remove_file(&journal).at(&journal)?;
-    sync_dir(&pruning)
+    pruning.remove_all(b"evicted").at(&evicted_path)?;
+    pruning.sync().at(&pruning_path)?;
+    step(faults, "prune.done", &root)?;
+    pruning.unlink(JOURNAL).at(&journal_path(store))?;
+    pruning.sync().at(&pruning_path)
 }
 
 #[cfg(test)]
@@ -520,6 +628,8 @@ mod tests {
     use super::*;
     use crate::history::Increment;
     use proptest::prelude::*;
+    use std::fs;
+    use std::path::Path;
 
     fn s(x: &str) -> String {
         x.to_string()
@@ -541,7 +651,8 @@ mod tests {
     fn apply(mut h: History, merges: &[Merge]) -> History {
         for m in merges {
             let q = h.find(&m.into).unwrap();
-            h.increments[q].meta = m.meta.clone();
+            let inc = &h.increments[q];
+            h.increments[q] = Increment::new(inc.key.clone(), inc.place, m.meta.clone()).unwrap();
             h.increments.retain(|i| !m.removed.contains(&i.name));
         }
         h
@@ -634,17 +745,17 @@ mod tests {
             increment("20260101_000000", vec![record("x", Op::New, 1)]),
             increment("20260102_000000", vec![record("x", Op::Changed, 2)]),
         ]);
-        let p = plan(&h, None, &chrono::Utc).unwrap();
+        let p = plan(&h, None, &Zone::utc()).unwrap();
         assert!(p.remove.is_empty());
         assert_eq!(p.kept.len(), 2);
         assert!(p.note.unwrap().contains("no retention block"));
-        let empty = plan(&h, Some(&Retention::default()), &chrono::Utc).unwrap();
+        let empty = plan(&h, Some(&Retention::default()), &Zone::utc()).unwrap();
         assert!(empty.remove.is_empty());
         let last = Retention {
             keep_last: Some(1),
             ..Default::default()
         };
-        let p = plan(&h, Some(&last), &chrono::Utc).unwrap();
+        let p = plan(&h, Some(&last), &Zone::utc()).unwrap();
         assert_eq!(p.remove, ["backup_20260101_000000"]);
         assert_eq!(p.kept[0].reasons, [Reason::Newest, Reason::Last]);
     }
@@ -654,33 +765,44 @@ mod tests {
 
     /// Write increments to disk at `root`: each record's file holds
     /// `content`, its size is the content's length.
-    fn on_disk(root: &Path, incs: &[OnDisk<'_>]) -> Layout {
-        let layout = Layout::new(root);
-        fs::create_dir_all(layout.state()).unwrap();
+    fn on_disk(root: &Path, incs: &[OnDisk<'_>]) -> Store {
+        fs::create_dir_all(root.join(".strata")).unwrap();
         for (stamp, files) in incs {
             let mut inc = increment(stamp, vec![]);
-            inc.dir = layout.increment(&inc.name);
+            let dir = root.join(&inc.name);
+            fs::create_dir_all(&dir).unwrap();
             for (path, op, content) in files.iter() {
                 let r = record(path, *op, content.len() as u64);
-                let file = inc.file_of(&r);
+                let (part, rel) = part_of(&r).unwrap();
+                let file = dir
+                    .join(String::from_utf8_lossy(part.name()).as_ref())
+                    .join(rel.as_path());
                 fs::create_dir_all(file.parent().unwrap()).unwrap();
                 fs::write(&file, content).unwrap();
                 inc.meta.files.push(r);
             }
-            inc.meta.save(&inc.dir).unwrap();
+            let text = serde_json::to_vec_pretty(&inc.meta).unwrap();
+            fs::write(dir.join(format!("{}.json", inc.name)), text).unwrap();
         }
-        layout
+        Store::open(root).unwrap()
     }
 
     /// The state at each increment as path -> content, read from disk.
-    fn trees(layout: &Layout) -> BTreeMap<String, BTreeMap<String, String>> {
-        let h = History::load(layout).unwrap();
+    fn trees(store: &Store) -> BTreeMap<String, BTreeMap<String, String>> {
+        let h = History::load(store).unwrap();
         (0..h.increments.len())
             .map(|k| {
                 let tree = h
                     .state_at(Some(k))
                     .into_iter()
-                    .map(|(p, v)| (p.to_string(), fs::read_to_string(h.file_of(v)).unwrap()))
+                    .map(|(p, v)| {
+                        let (inc, part, rel) = h.file_of(v);
+                        let dir = inc.open(store).unwrap().part(part).unwrap().unwrap();
+                        let (mut f, _) = dir.open_file(rel.as_bytes()).unwrap();
+                        let mut text = String::new();
+                        std::io::Read::read_to_string(&mut f, &mut text).unwrap();
+                        (p.to_string(), text)
+                    })
                     .collect();
                 (h.increments[k].name.clone(), tree)
             })
@@ -706,18 +828,22 @@ mod tests {
             .collect()
     }
 
-    fn remove_on_disk(layout: &Layout, names: &[&str]) -> PruneReport {
-        let history = History::load(layout).unwrap();
-        let mut p = plan(&history, None, &chrono::Utc).unwrap();
+    fn remove_on_disk(
+        store: &Store,
+        names: &[&str],
+        faults: &Faults,
+    ) -> Result<PruneReport, PruneError> {
+        let history = History::load(store).unwrap();
+        let mut p = plan(&history, None, &Zone::utc()).unwrap();
         p.kept.retain(|k| !names.contains(&k.increment.as_str()));
         p.remove = names.iter().map(|n| n.to_string()).collect();
-        execute(layout, &history, p, false).unwrap()
+        execute(store, &history, p, false, faults)
     }
 
     #[test]
     fn a_file_replaced_by_a_directory_merges_on_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = on_disk(
+        let store = on_disk(
             dir.path(),
             &[
                 ("20260101_000000", &[("x", Op::New, "x1")]),
@@ -731,22 +857,27 @@ mod tests {
                 ),
             ],
         );
-        let before = trees(&layout);
-        let report = remove_on_disk(&layout, &["backup_20260102_000000"]);
+        let before = trees(&store);
+        let report = remove_on_disk(&store, &["backup_20260102_000000"], &Faults::none()).unwrap();
         assert_eq!(report.removed[0].moved, 1);
-        let after = trees(&layout);
+        let after = trees(&store);
         assert_eq!(after.len(), 2);
         for (name, tree) in &after {
             assert_eq!(&before[name], tree, "{name}");
         }
         // The deletion of x moved in where the evicted deletion of x/y was.
-        let kept = layout.increment("backup_20260103_000000");
+        let kept = dir.path().join("backup_20260103_000000");
         let files: Vec<(String, String)> = files_below(&kept)
             .into_iter()
             .filter(|(p, _)| !p.ends_with(".json"))
             .collect();
         assert_eq!(files, [(s("deleted/x"), s("x1")), (s("track/z"), s("z"))]);
-        assert!(fs::read_dir(layout.pruning()).unwrap().next().is_none());
+        assert!(
+            fs::read_dir(dir.path().join(".strata/pruning"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     /// Moves, an eviction whose path a move fills, a folder replacing a
@@ -794,53 +925,62 @@ mod tests {
 
     #[test]
     fn a_crash_at_any_step_is_finished_by_the_next_prune() {
-        // Without a crash, for reference.
+        // Without a crash, for reference; the steps a merge passes.
         let clean = tempfile::tempdir().unwrap();
-        let layout = on_disk(clean.path(), CRASHY);
-        let before = trees(&layout);
-        remove_on_disk(&layout, CRASHY_REMOVE);
-        let want = trees(&layout);
+        let store = on_disk(clean.path(), CRASHY);
+        let before = trees(&store);
+        let trace = clean.path().join("trace");
+        remove_on_disk(
+            &store,
+            CRASHY_REMOVE,
+            &Faults::new("", Some(&trace)).unwrap(),
+        )
+        .unwrap();
+        fs::remove_file(&trace).ok();
+        let trace_text = {
+            let again = tempfile::tempdir().unwrap();
+            let store = on_disk(again.path(), CRASHY);
+            let t = again.path().join("trace");
+            remove_on_disk(&store, CRASHY_REMOVE, &Faults::new("", Some(&t)).unwrap()).unwrap();
+            fs::read_to_string(&t).unwrap()
+        };
+        let want = trees(&store);
         for (name, tree) in &want {
             assert_eq!(&before[name], tree, "{name}");
         }
-        let want_files = files_below(clean.path());
-
-        for which in 0..2 {
-            for budget in 0.. {
-                let dir = tempfile::tempdir().unwrap();
-                let layout = on_disk(dir.path(), CRASHY);
-                let history = History::load(&layout).unwrap();
-                let names: Vec<String> = CRASHY_REMOVE.iter().map(|n| n.to_string()).collect();
-                // Die after `budget` steps of one of the two merges.
-                let merges = plan_merges(&history, &names);
-                assert_eq!(merges.len(), 2);
-                let merge = &merges[which];
-                fs::create_dir_all(layout.pruning()).unwrap();
-                write_atomic(&journal_path(&layout), &serde_json::to_vec(merge).unwrap()).unwrap();
-                let mut left = budget;
-                finish_merge_until(&layout, merge, &mut left).unwrap();
-                let completed = !journal_path(&layout).exists();
-                assert_eq!(History::load(&layout).is_ok(), completed);
-                // The next prune replays the journal; then the rest goes.
-                let report = prune(&layout, None, &chrono::Utc, false).unwrap();
-                assert_eq!(
-                    report.finished.len(),
-                    if completed { 0 } else { merge.removed.len() }
-                );
-                let rest: Vec<&str> = CRASHY_REMOVE
-                    .iter()
-                    .copied()
-                    .filter(|n| layout.increment(n).exists())
-                    .collect();
-                remove_on_disk(&layout, &rest);
-                let at = format!("merge {which}, crash after {budget} steps");
-                assert_eq!(trees(&layout), want, "{at}");
-                assert_eq!(files_below(dir.path()), want_files, "{at}");
-                if completed {
-                    assert!(budget > 4, "the merge has steps to crash in");
-                    break;
-                }
-            }
+        let mut want_files = files_below(clean.path());
+        want_files.retain(|p, _| !p.starts_with(".strata/tmp"));
+        let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+        let points: Vec<String> = trace_text
+            .lines()
+            .map(|l| {
+                let n = seen.entry(l).or_default();
+                *n += 1;
+                format!("fail:{l}#{n}")
+            })
+            .collect();
+        assert!(
+            points.len() > 8,
+            "the merges have steps to crash in: {points:?}"
+        );
+        for rule in &points {
+            let dir = tempfile::tempdir().unwrap();
+            let store = on_disk(dir.path(), CRASHY);
+            let stopped = remove_on_disk(&store, CRASHY_REMOVE, &Faults::new(rule, None).unwrap());
+            assert!(stopped.is_err(), "{rule}: the fault stops the prune");
+            // The next prune replays the journal; then the rest goes.
+            let report = prune(&store, None, &Zone::utc(), false, &Faults::none()).unwrap();
+            let _ = report.finished;
+            let rest: Vec<&str> = CRASHY_REMOVE
+                .iter()
+                .copied()
+                .filter(|n| dir.path().join(n).exists())
+                .collect();
+            remove_on_disk(&store, &rest, &Faults::none()).unwrap();
+            assert_eq!(trees(&store), want, "{rule}");
+            let mut got = files_below(dir.path());
+            got.retain(|p, _| !p.starts_with(".strata/tmp"));
+            assert_eq!(got, want_files, "{rule}");
         }
     }
 
@@ -905,7 +1045,7 @@ mod tests {
                 }
             }
             // Where each version's bytes are: (increment, track|deleted/path).
-            let mut files: HashSet<(String, PathBuf)> = HashSet::new();
+            let mut files: HashSet<(String, Option<(Part, RelPath)>)> = HashSet::new();
             for inc in &h.increments {
                 for r in &inc.meta.files {
                     files.insert((inc.name.clone(), part_of(r)));

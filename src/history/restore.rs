@@ -1,31 +1,42 @@
-//! `strata restore`: a point in a job's history -> a directory holding the
-//! files that existed then.
+//! `strata restore`: a point in a job's history -> a directory holding what
+//! existed then, as it was.
 //!
-//! Takes a destination [`Layout`], a target directory and a point ([`At`],
-//! or none for the latest state); copies the files on the shared pool and
-//! returns what it did. The latest state is the mirror (included-only files
-//! too); a past point is the tracked state the [`History`] replays, read
-//! from the increments' `track/` folders. Files are always copied, never
-//! linked: a restored file that shared an inode with the backup would let
-//! an edit of the restored copy rewrite the backup. Mode and mtime (and
-//! owner, as root) are preserved; symlinks stay symlinks.
+//! Takes a [`Store`], a target directory and a point ([`At`], or none for
+//! the latest state); copies on the shared pool and returns what it did.
+//! The latest state is the mirror (included-only files too); a past point
+//! is the tracked state the [`History`] replays, read from the increments'
+//! `track/` folders. Files are always copied, never linked (a restored file
+//! that shared an inode with the backup would let an edit of the restored
+//! copy rewrite the backup), with holes kept; each copy's content is
+//! checked against the hash recorded for it, and a mismatch is an error
+//! naming the file, never a silent success. Owner (as root), xattrs, mode
+//! and times are set on each new inode before it gets its name; directories
+//! get theirs last, deepest first; the names of one source inode become one
+//! inode again.
+//!
+//! The target is written through descriptors only: it is opened without
+//! following a symlink, every directory below it is made and opened
+//! beneath it, and nothing below it is ever followed (an existing symlink
+//! in the way, with `--force`, is replaced). A user who owns the target can
+//! swap a folder strata just made for a symlink; the next open beneath the
+//! target then fails, and nothing is written outside it. Nothing is ever
+//! written under a temp name, so a killed restore leaves no debris.
 //!
 //! Restore only reads the destination, so it takes no lock.
 
-use std::collections::BTreeSet;
-use std::fs;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{At, History, HistoryError, is_at_or_below};
-use crate::apply::copy_out;
-use crate::report::PathError;
-use crate::scan::{Kind, RelPath};
-use crate::store::index;
-use crate::store::{IoContext, Layout, StoreError};
+use super::{At, History, HistoryError};
+use crate::entry::{ErrorKind, Hash, Kind, LinkKey, Meta, PathError, RelPath, Xattrs};
+use crate::fs::copy::{CopyError, copy_data};
+use crate::fs::{Degraded, Dir, FileTypeOf, Finish, finish, fstat, is_root, xattr};
+use crate::store::index::{self, UNKNOWN_OWNER};
+use crate::store::{DIRTY, IncrementDir, Part, Store, StoreError};
 
 /// Why a restore did not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +59,9 @@ pub enum RestoreError {
         /// The target.
         path: PathBuf,
     },
-    /// The target is not a directory.
-    #[error("{} exists and is not a directory", path.display())]
+    /// The target is not a directory (or is a symlink, which is not
+    /// followed).
+    #[error("{} exists and is not a directory (a symlink is not followed)", path.display())]
     NotADirectory {
         /// The target.
         path: PathBuf,
@@ -79,7 +91,7 @@ pub struct RestoreOptions {
     pub at: Option<At>,
     /// Restore only these files or directories (relative to source).
     pub paths: Vec<RelPath>,
-    /// Restore into a non-empty directory, replacing files in the way.
+    /// Restore into a non-empty directory, replacing what is in the way.
     pub force: bool,
 }
 
@@ -92,9 +104,11 @@ pub struct Restored {
     pub to: PathBuf,
     /// Files (and symlinks) restored.
     pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
     /// Bytes copied.
     pub bytes: u64,
-    /// Files that could not be restored, with why.
+    /// What could not be restored, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PathError>,
     /// Things worth knowing that did not stop the restore.
@@ -102,44 +116,72 @@ pub struct Restored {
     pub warnings: Vec<String>,
 }
 
-/// One file to copy: where it goes (relative), where its bytes are, what
-/// it is.
-struct Item {
-    path: RelPath,
-    from: PathBuf,
-    kind: Kind,
+/// Where an item's bytes are.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// `mirror/<path>`.
+    Mirror,
+    /// `<increment>/<part>/<path>` (index into the opened increments).
+    Increment(usize, Part),
 }
 
-/// Restore into `to`. Per-file failures (a missing increment file) are
-/// listed in the result; the other files are still restored.
+/// One entry to restore.
+#[derive(Debug, Clone)]
+struct Item {
+    path: RelPath,
+    meta: Meta,
+    has_owner: bool,
+    hash: Option<Hash>,
+    /// The xattrs to set; `None`: those of the stored inode.
+    xattrs: Option<Xattrs>,
+    from: Source,
+}
+
+/// Restore into `to`. Per-file failures (a missing or damaged backup file)
+/// are listed in the result; the other files are still restored.
 pub fn restore(
-    layout: &Layout,
+    store: &Store,
     to: &Path,
     options: &RestoreOptions,
 ) -> Result<Restored, RestoreError> {
+    let mut increments: Vec<IncrementDir> = Vec::new();
     let (point, mut items) = match &options.at {
-        None => (String::from("mirror"), mirror_items(layout)?),
+        None => (String::from("mirror"), mirror_items(store)?),
         Some(at) => {
-            let history = History::load(layout)?;
+            let history = History::load(store)?;
             let k = history.resolve(at)?;
-            let items = history
-                .state_at(Some(k))
-                .into_iter()
-                .map(|(path, version)| Item {
-                    from: history.file_of(version),
-                    kind: match version.record.kind.as_str() {
-                        "symlink" => Kind::Symlink,
-                        _ => Kind::File,
-                    },
+            let mut opened: HashMap<usize, usize> = HashMap::new();
+            let mut items = Vec::new();
+            for (path, version) in history.state_at(Some(k)) {
+                let (inc, part, _) = history.file_of(version);
+                let slot = match opened.get(&version.increment) {
+                    Some(&s) => s,
+                    None => {
+                        increments.push(inc.open(store)?);
+                        opened.insert(version.increment, increments.len() - 1);
+                        increments.len() - 1
+                    }
+                };
+                let r = version
+                    .record
+                    .check()
+                    .expect("the history checked its records");
+                items.push(Item {
                     path,
-                })
-                .collect();
+                    meta: r.meta,
+                    has_owner: r.has_owner,
+                    hash: r.hash,
+                    xattrs: Some(r.xattrs),
+                    from: Source::Increment(slot, part),
+                });
+            }
             (history.increments[k].name.clone(), items)
         }
     };
-    if !options.paths.is_empty() {
+    let whole = options.paths.is_empty();
+    if !whole {
         for wanted in &options.paths {
-            if !items.iter().any(|i| is_at_or_below(&i.path, wanted)) {
+            if !items.iter().any(|i| i.path.is_at_or_below(wanted)) {
                 return Err(RestoreError::NoMatch {
                     path: wanted.to_string(),
                     point: if options.at.is_some() {
@@ -150,126 +192,536 @@ pub fn restore(
                 });
             }
         }
-        items.retain(|i| options.paths.iter().any(|w| is_at_or_below(&i.path, w)));
+        // The wanted entries, and the folders on their way (the root left
+        // out: its metadata is the whole tree's).
+        let mut keep: HashSet<RelPath> = HashSet::new();
+        for i in &items {
+            if options.paths.iter().any(|w| i.path.is_at_or_below(w)) {
+                let mut up = i.path.parent();
+                while let Some(p) = up.filter(|p| !p.is_root()) {
+                    up = p.parent();
+                    if !keep.insert(p) {
+                        break;
+                    }
+                }
+                keep.insert(i.path.clone());
+            }
+        }
+        items.retain(|i| keep.contains(&i.path) && !i.path.is_root());
     }
-    prepare_target(layout, to, options.force)?;
-    make_parents(to, &items)?;
-    let results: Vec<Result<u64, PathError>> =
-        items.par_iter().map(|item| copy_item(item, to)).collect();
+    let target = open_target(store, to, options.force)?;
+    let mirror = match options.at {
+        None => store
+            .mirror()
+            .map_err(|e| StoreError::io(&store.mirror_path(), e))?,
+        Some(_) => None,
+    };
+    let ctx = Ctx {
+        target: &target,
+        mirror: mirror.as_ref(),
+        increments: &increments,
+        store,
+        force: options.force,
+        degraded: Degraded::default(),
+    };
     let mut done = Restored {
         point,
         to: to.to_path_buf(),
         ..Restored::default()
     };
-    if options.at.is_none() && layout.dirty().exists() {
+    if options.at.is_none() && store.state_has(DIRTY) {
         done.warnings.push(
             "an interrupted run is not repaired yet: the mirror may mix that run's new \
              versions with old ones; run the job, or restore --at its last increment"
                 .into(),
         );
     }
-    for result in results {
-        match result {
+    // Directories first, parents before children.
+    let (dirs, files): (Vec<Item>, Vec<Item>) =
+        items.into_iter().partition(|i| i.meta.kind == Kind::Dir);
+    let mut failed_dirs: Vec<RelPath> = Vec::new();
+    for d in &dirs {
+        if d.path.is_root() {
+            continue;
+        }
+        if failed_dirs.iter().any(|f| d.path.is_below(f)) {
+            continue;
+        }
+        if let Err(e) = ctx.make_dir(&d.path) {
+            done.errors.push(e);
+            failed_dirs.push(d.path.clone());
+        }
+    }
+    // Files; the names of a hardlink group after the first.
+    let mut groups: BTreeMap<LinkKey, Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if f.meta.kind == Kind::File && f.meta.link != 0 {
+            groups.entry(f.meta.link).or_default().push(i);
+        }
+    }
+    let follower: HashMap<usize, usize> = groups
+        .values()
+        .flat_map(|members| members[1..].iter().map(|&m| (m, members[0])))
+        .collect();
+    let firsts: Vec<usize> = (0..files.len())
+        .filter(|i| !follower.contains_key(i))
+        .collect();
+    let results: Vec<(usize, Result<u64, PathError>)> = firsts
+        .par_iter()
+        .map(|&i| (i, ctx.copy_item(&files[i])))
+        .collect();
+    let mut ok: HashSet<usize> = HashSet::new();
+    for (i, r) in results {
+        match r {
             Ok(bytes) => {
+                ok.insert(i);
                 done.files += 1;
                 done.bytes += bytes;
             }
             Err(e) => done.errors.push(e),
         }
     }
+    for (&f, &lead) in &follower {
+        let r = if ok.contains(&lead) {
+            ctx.link_item(&files[f], &files[lead].path)
+        } else {
+            ctx.copy_item(&files[f]).map(|_| ())
+        };
+        match r {
+            Ok(()) => done.files += 1,
+            Err(e) => done.errors.push(e),
+        }
+    }
+    // Directory metadata, deepest first.
+    let mut by_depth: Vec<&Item> = dirs.iter().collect();
+    by_depth.sort_by_key(|d| std::cmp::Reverse(d.path.depth()));
+    for d in by_depth {
+        if failed_dirs.iter().any(|f| d.path.is_at_or_below(f)) {
+            continue;
+        }
+        if d.path.is_root() && !whole {
+            continue;
+        }
+        match ctx.finish_dir(d) {
+            Ok(()) => done.dirs += 1,
+            Err(e) => done.errors.push(e),
+        }
+    }
+    done.warnings.extend(ctx.degraded.warnings());
+    done.errors.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(done)
 }
 
 /// The latest state: every index entry, read from `mirror/`.
-fn mirror_items(layout: &Layout) -> Result<Vec<Item>, RestoreError> {
-    let path = layout.index();
-    let index = index::load(&path)?.ok_or(RestoreError::NothingBackedUp { path })?;
-    let mirror = layout.mirror();
+fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
+    let path = store.index_path();
+    let index = index::load(store.state(), &path)?.ok_or(RestoreError::NothingBackedUp { path })?;
     Ok(index
         .entries
         .into_iter()
         .map(|e| Item {
-            from: mirror.join(e.path.as_path()),
-            kind: e.meta.kind,
+            has_owner: e.meta.uid != UNKNOWN_OWNER,
             path: e.path,
+            meta: e.meta,
+            hash: e.hash,
+            xattrs: None,
+            from: Source::Mirror,
         })
         .collect())
 }
 
-/// Check the target: absent or empty (unless forced), a directory, not in
-/// the destination. Creates it.
-fn prepare_target(layout: &Layout, to: &Path, force: bool) -> Result<(), RestoreError> {
-    let created = match fs::metadata(to) {
-        Ok(meta) if !meta.is_dir() => {
+/// Open the target: absent (made, mode 0700 until its metadata is set) or
+/// an empty directory (unless forced), never a symlink, not in the
+/// destination.
+fn open_target(store: &Store, to: &Path, force: bool) -> Result<Dir, RestoreError> {
+    let io_err = |e| RestoreError::Store(StoreError::io(to, e));
+    let name = to.file_name().ok_or_else(|| RestoreError::NotADirectory {
+        path: to.to_path_buf(),
+    })?;
+    let parent_path = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent_path)
+        .map_err(|e| RestoreError::Store(StoreError::io(&parent_path, e)))?;
+    let parent = Dir::open_root(&parent_path)
+        .map_err(|e| RestoreError::Store(StoreError::io(&parent_path, e)))?;
+    use std::os::unix::ffi::OsStrExt;
+    let name = name.as_bytes();
+    let created = match parent.mkdir(name, 0o700) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(io_err(e)),
+    };
+    let target = match parent.child_dir(name) {
+        Ok(d) => d,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
             return Err(RestoreError::NotADirectory {
                 path: to.to_path_buf(),
             });
         }
-        Ok(_) => {
-            if !force && fs::read_dir(to).at(to)?.next().is_some() {
-                return Err(RestoreError::NotEmpty {
-                    path: to.to_path_buf(),
-                });
-            }
-            false
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(to).at(to)?;
-            true
-        }
-        Err(source) => {
-            return Err(StoreError::Io {
-                path: to.to_path_buf(),
-                source,
-            }
-            .into());
-        }
+        Err(e) => return Err(io_err(e)),
     };
-    let destination = fs::canonicalize(layout.root()).unwrap_or(layout.root().to_path_buf());
-    if fs::canonicalize(to).at(to)?.starts_with(&destination) {
-        if created {
-            let _ = fs::remove_dir(to);
+    // Inside the destination? Walk up by descriptors, comparing inodes.
+    let dest = store.root().stat().map_err(io_err)?;
+    let mut up = target.try_clone().map_err(io_err)?;
+    for _ in 0..4096 {
+        let st = up.stat().map_err(io_err)?;
+        if st.same_inode(&dest) {
+            if created {
+                let _ = parent.rmdir(name);
+            }
+            return Err(RestoreError::InsideDestination {
+                path: to.to_path_buf(),
+                destination: store.path().to_path_buf(),
+            });
         }
-        return Err(RestoreError::InsideDestination {
+        let next = match rustix::fs::openat(
+            &up,
+            c"..",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => Dir::from_fd(fd),
+            Err(_) => break,
+        };
+        if next.stat().map_err(io_err)?.same_inode(&st) {
+            break; // the root
+        }
+        up = next;
+    }
+    if !created && !force && !target.entries().map_err(io_err)?.is_empty() {
+        return Err(RestoreError::NotEmpty {
             path: to.to_path_buf(),
-            destination,
         });
     }
-    Ok(())
+    Ok(target)
 }
 
-/// Create the directories the files go into, each once, before the copies
-/// fan out.
-fn make_parents(to: &Path, items: &[Item]) -> Result<(), StoreError> {
-    let dirs: BTreeSet<RelPath> = items.iter().filter_map(|i| i.path.parent()).collect();
-    for dir in dirs {
-        let path = to.join(dir.as_path());
-        fs::create_dir_all(&path).at(&path)?;
-    }
-    Ok(())
+struct Ctx<'a> {
+    target: &'a Dir,
+    mirror: Option<&'a Dir>,
+    increments: &'a [IncrementDir],
+    store: &'a Store,
+    force: bool,
+    degraded: Degraded,
 }
 
-/// Copy one file; the bytes copied.
-fn copy_item(item: &Item, to: &Path) -> Result<u64, PathError> {
-    let error = |message: String| PathError {
-        path: item.path.to_string(),
-        message,
-    };
-    match fs::symlink_metadata(&item.from) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(error(format!(
-                "missing from the backup: {} does not exist",
-                item.from.display()
-            )));
+fn err(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> PathError {
+    PathError::new(path, kind, message)
+}
+
+impl Ctx<'_> {
+    /// The folder holding the stored bytes of `item`, and where that is.
+    fn stored(&self, item: &Item) -> Result<(Dir, PathBuf), PathError> {
+        let missing = |e: io::Error, shown: &Path| {
+            let kind = if e.kind() == io::ErrorKind::NotFound {
+                ErrorKind::Corrupt
+            } else {
+                ErrorKind::Read
+            };
+            err(
+                &item.path,
+                kind,
+                format!("missing from the backup: {}: {e}", shown.display()),
+            )
+        };
+        match item.from {
+            Source::Mirror => {
+                let shown = self.store.mirror_path().join(item.path.as_path());
+                let mirror = self
+                    .mirror
+                    .ok_or_else(|| missing(io::Error::from(io::ErrorKind::NotFound), &shown))?;
+                Ok((mirror.try_clone().map_err(|e| missing(e, &shown))?, shown))
+            }
+            Source::Increment(slot, part) => {
+                let inc = &self.increments[slot];
+                let shown = inc.part_path(part, &item.path);
+                match inc.part(part) {
+                    Ok(Some(d)) => Ok((d, shown)),
+                    Ok(None) => Err(missing(io::Error::from(io::ErrorKind::NotFound), &shown)),
+                    Err(e) => Err(missing(e, &shown)),
+                }
+            }
         }
-        Err(e) => return Err(error(format!("{}: {e}", item.from.display()))),
     }
-    let dest = to.join(item.path.as_path());
-    let (meta, _) = copy_out(&item.from, item.kind, &dest)
-        .map_err(|e| error(format!("cannot copy {}: {e}", item.from.display())))?;
-    Ok(match meta.kind {
-        Kind::File => meta.size,
-        Kind::Symlink => 0,
-    })
+
+    /// Make the directory `path` in the target (0700 until its metadata
+    /// is set); with `--force`, what stands in its way (never followed)
+    /// goes.
+    fn make_dir(&self, path: &RelPath) -> Result<(), PathError> {
+        let (parent, name) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot open its folder in the target: {e}"),
+            )
+        })?;
+        match parent.mkdir(name, 0o700) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match parent.stat_at(name) {
+                Ok(st) if st.file_type == FileTypeOf::Dir => Ok(()),
+                _ if self.force => parent
+                    .remove_all(name)
+                    .and_then(|()| parent.mkdir(name, 0o700))
+                    .map_err(|e| {
+                        err(
+                            path,
+                            ErrorKind::Write,
+                            format!("cannot replace what is in the way: {e}"),
+                        )
+                    }),
+                _ => Err(err(
+                    path,
+                    ErrorKind::Write,
+                    "something else is in the way in the target",
+                )),
+            },
+            Err(e) => Err(err(
+                path,
+                ErrorKind::Write,
+                format!("cannot make the folder: {e}"),
+            )),
+        }
+    }
+
+    /// Give `name` in `dir` to a new inode, replacing (with `--force`)
+    /// what is there.
+    fn place(&self, dir: &Dir, name: &[u8], link: impl Fn() -> io::Result<()>) -> io::Result<()> {
+        match link() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.force => {
+                dir.remove_all(name)?;
+                link()
+            }
+            r => r,
+        }
+    }
+
+    /// Copy one file or symlink into the target; the bytes copied.
+    fn copy_item(&self, item: &Item) -> Result<u64, PathError> {
+        let path = &item.path;
+        let (stored, shown) = self.stored(item)?;
+        let (sdir, sname) = stored.parent_of(path.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Corrupt,
+                format!("missing from the backup: {}: {e}", shown.display()),
+            )
+        })?;
+        let (tdir, tname) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot open its folder in the target: {e}"),
+            )
+        })?;
+        let owner = (is_root() && item.has_owner).then_some((item.meta.uid, item.meta.gid));
+        match item.meta.kind {
+            Kind::Symlink => {
+                let link = sdir.read_link(sname).map_err(|e| {
+                    err(
+                        path,
+                        ErrorKind::Corrupt,
+                        format!("missing from the backup: {}: {e}", shown.display()),
+                    )
+                })?;
+                if let Some(want) = item.hash
+                    && Hash::of(&link) != want
+                {
+                    return Err(err(
+                        path,
+                        ErrorKind::Corrupt,
+                        format!(
+                            "{}: the link's target does not match the recorded hash",
+                            shown.display()
+                        ),
+                    ));
+                }
+                self.place(&tdir, tname, || tdir.symlink(&link, tname))
+                    .map_err(|e| {
+                        err(path, ErrorKind::Write, format!("cannot make the link: {e}"))
+                    })?;
+                tdir.set_link_meta(tname, owner, item.meta.mtime, item.meta.mtime)
+                    .map_err(|e| {
+                        err(
+                            path,
+                            ErrorKind::Write,
+                            format!("cannot set the link's metadata: {e}"),
+                        )
+                    })?;
+                Ok(0)
+            }
+            Kind::File => {
+                let src = sdir.open_read(sname).map_err(|e| {
+                    err(
+                        path,
+                        ErrorKind::Corrupt,
+                        format!("missing from the backup: {}: {e}", shown.display()),
+                    )
+                })?;
+                let st = fstat(&src).map_err(|e| err(path, ErrorKind::Read, e.to_string()))?;
+                if st.file_type != FileTypeOf::File {
+                    return Err(err(
+                        path,
+                        ErrorKind::Corrupt,
+                        format!("{} is not a file", shown.display()),
+                    ));
+                }
+                let out = tdir.tmpfile(0o600).map_err(|e| {
+                    err(
+                        path,
+                        ErrorKind::Write,
+                        format!("cannot create the file: {e}"),
+                    )
+                })?;
+                let hash = copy_data(&src, &st, &out, &|_| {}).map_err(|e| match e {
+                    CopyError::Write(e) => {
+                        err(path, ErrorKind::Write, format!("cannot write: {e}"))
+                    }
+                    e => err(path, ErrorKind::Read, format!("{}: {e}", shown.display())),
+                })?;
+                if let Some(want) = item.hash
+                    && hash != want
+                {
+                    return Err(err(
+                        path,
+                        ErrorKind::Corrupt,
+                        format!(
+                            "{}: its content does not match the hash recorded for it ({}, now {}): \
+                             not restored; `strata verify --deep` finds such damage",
+                            shown.display(),
+                            want.to_hex(),
+                            hash.to_hex()
+                        ),
+                    ));
+                }
+                let stored_xattrs;
+                let xattrs = match &item.xattrs {
+                    Some(x) => x,
+                    None => {
+                        stored_xattrs = xattr::read_all(&src).unwrap_or_default();
+                        &stored_xattrs
+                    }
+                };
+                let (uid, gid) = match owner {
+                    Some(o) => o,
+                    None => {
+                        if item.has_owner
+                            && (item.meta.uid, item.meta.gid)
+                                != (
+                                    rustix::process::geteuid().as_raw(),
+                                    rustix::process::getegid().as_raw(),
+                                )
+                        {
+                            // Not root: reported once by `finish`.
+                        }
+                        (item.meta.uid, item.meta.gid)
+                    }
+                };
+                finish(
+                    &out,
+                    &Finish {
+                        mode: item.meta.mode,
+                        uid,
+                        gid,
+                        mtime: item.meta.mtime,
+                        atime: item.meta.mtime,
+                        xattrs,
+                    },
+                    &self.degraded,
+                )
+                .map_err(|e| {
+                    err(
+                        path,
+                        ErrorKind::Write,
+                        format!("cannot set its metadata: {e}"),
+                    )
+                })?;
+                self.place(&tdir, tname, || tdir.link_file(&out, tname))
+                    .map_err(|e| {
+                        err(
+                            path,
+                            ErrorKind::Write,
+                            format!("cannot put it in the target: {e}"),
+                        )
+                    })?;
+                Ok(st.size)
+            }
+            Kind::Dir => unreachable!("directories are made apart"),
+        }
+    }
+
+    /// Another name of a restored hardlink group.
+    fn link_item(&self, item: &Item, first: &RelPath) -> Result<(), PathError> {
+        let path = &item.path;
+        let (fdir, fname) = self.target.parent_of(first.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot open {first} in the target: {e}"),
+            )
+        })?;
+        let (tdir, tname) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot open its folder in the target: {e}"),
+            )
+        })?;
+        self.place(&tdir, tname, || fdir.link(fname, &tdir, tname))
+            .map_err(|e| {
+                err(
+                    path,
+                    ErrorKind::Write,
+                    format!("cannot link it to {first}: {e}"),
+                )
+            })
+    }
+
+    /// A directory's metadata, once what it holds is in place.
+    fn finish_dir(&self, item: &Item) -> Result<(), PathError> {
+        let path = &item.path;
+        let dir = self.target.open_dir(path.as_bytes()).map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot open the folder in the target: {e}"),
+            )
+        })?;
+        let stored_xattrs;
+        let xattrs = match &item.xattrs {
+            Some(x) => x,
+            None => {
+                // The latest state: the mirror folder's own.
+                stored_xattrs = self
+                    .mirror
+                    .and_then(|m| m.open_dir(path.as_bytes()).ok())
+                    .and_then(|d| xattr::read_all(&d).ok())
+                    .unwrap_or_default();
+                &stored_xattrs
+            }
+        };
+        let owner_known = item.has_owner;
+        finish(
+            &dir,
+            &Finish {
+                mode: item.meta.mode,
+                uid: if owner_known { item.meta.uid } else { 0 },
+                gid: if owner_known { item.meta.gid } else { 0 },
+                mtime: item.meta.mtime,
+                atime: item.meta.mtime,
+                xattrs,
+            },
+            &self.degraded,
+        )
+        .map_err(|e| {
+            err(
+                path,
+                ErrorKind::Write,
+                format!("cannot set the folder's metadata: {e}"),
+            )
+        })
+    }
 }

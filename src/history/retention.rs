@@ -1,26 +1,34 @@
-//! The retention policy: increment times + a [`Retention`] -> which
-//! increments to keep, and which rule kept each. Pure: the times come in
-//! already converted to local time, so tests pick their time zone.
+//! The retention policy: increment times + a [`Retention`] + the zone ->
+//! which increments to keep, and which rule kept each. Pure: the zone comes
+//! in as a value (the machine's, from the CLI), so tests pick theirs.
 //!
-//! The rules mean what restic and borg make them mean. Walking the
+//! The rules mean what restic 0.14's `forget` makes them mean
+//! (`internal/restic/snapshot_policy.go`), so that for the same times and
+//! policy strata keeps exactly the increments restic keeps. Walking the
 //! increments newest first:
 //! - `keep_last N` keeps the N newest;
 //! - `keep_hourly/daily/weekly/monthly/yearly N` keeps the newest increment
 //!   of each of the last N hours (days, ISO weeks, months, years) that have
-//!   one: an increment is kept when its bucket differs from the bucket of the
-//!   last increment this rule kept, until the rule has kept N;
-//! - `keep_within D` keeps every increment strictly younger than D, counted
-//!   back from the newest increment (not from now), in calendar terms for
-//!   days, weeks, months and years.
+//!   one, read on the zone's wall clock: an increment is kept when its
+//!   bucket differs from the bucket of the last increment this rule kept,
+//!   until the rule has kept N;
+//! - `keep_within D` keeps every increment strictly after a cutoff counted
+//!   back from the newest increment (not from now): the years, months and
+//!   days (a week is seven days) go back on the wall clock with Go's
+//!   `AddDate`, whose overflowing days roll into the next month (2025-05-31
+//!   minus one month is "2025-04-31", which is 2025-05-01), and the hours
+//!   go back in real time, so `8h` is eight hours across a DST change too.
+//!   A duration of zero is no rule, as in restic.
 //!
 //! The newest increment is always kept.
 
 use std::fmt;
 
-use chrono::{Datelike, Days, Duration, Months, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::job::Retention;
+use crate::tz::Zone;
 
 /// Which rule kept an increment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +74,16 @@ impl Serialize for Reason {
 
 /// A `keep_within` value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("retention.keep_within {0:?}: expected a number and a unit h, d, w, m or y (30d)")]
+#[error(
+    "retention.keep_within {0:?}: expected numbers with units y, m, w, d, h, \
+     each at most once and in that order (30d, 2w, 36h, 1y6m)"
+)]
 pub struct BadDuration(pub String);
 
 /// Whether the policy has any rule that keeps something. A policy without
-/// one keeps everything (prune refuses to read it as "keep only the newest").
+/// one keeps everything (prune refuses to read it as "keep only the newest");
+/// a `keep_within` of zero is no rule, as in restic. A `keep_within` that
+/// does not parse counts as a rule, so that [`select`] reports it.
 pub fn has_rules(policy: &Retention) -> bool {
     [
         policy.keep_last,
@@ -82,74 +95,117 @@ pub fn has_rules(policy: &Retention) -> bool {
     ]
     .iter()
     .any(|n| n.unwrap_or(0) > 0)
-        || policy.keep_within.is_some()
+        || policy
+            .keep_within
+            .as_deref()
+            .is_some_and(|w| parse_within(w).is_none_or(|d| !d.is_zero()))
 }
 
-/// UTC times as local wall-clock times in `tz`.
-pub fn local_times<Tz: TimeZone>(times: &[chrono::DateTime<Utc>], tz: &Tz) -> Vec<NaiveDateTime> {
-    times
-        .iter()
-        .map(|t| t.with_timezone(tz).naive_local())
-        .collect()
+/// A `keep_within` duration, as restic's `Duration` holds it (plus weeks,
+/// which restic does not accept: strata reads `Nw` as `7N` days).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Within {
+    years: u32,
+    months: u32,
+    weeks: u32,
+    days: u32,
+    hours: u32,
 }
 
-/// A `keep_within` duration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Within {
-    Hours(u32),
-    Days(u32),
-    Months(u32),
-}
-
-fn parse_within(text: &str) -> Result<Within, BadDuration> {
-    let bad = || BadDuration(text.to_string());
-    let unit = text.chars().last().ok_or_else(bad)?;
-    let n: u32 = text[..text.len() - unit.len_utf8()]
-        .parse()
-        .map_err(|_| bad())?;
-    let scaled = |k: u32| n.checked_mul(k).ok_or_else(bad);
-    Ok(match unit {
-        'h' => Within::Hours(n),
-        'd' => Within::Days(n),
-        'w' => Within::Days(scaled(7)?),
-        'm' => Within::Months(n),
-        'y' => Within::Months(scaled(12)?),
-        _ => return Err(bad()),
-    })
-}
-
-fn cutoff(newest: NaiveDateTime, within: Within) -> Option<NaiveDateTime> {
-    match within {
-        Within::Hours(n) => newest.checked_sub_signed(Duration::hours(n.into())),
-        Within::Days(n) => newest.checked_sub_days(Days::new(n.into())),
-        Within::Months(n) => newest.checked_sub_months(Months::new(n)),
+impl Within {
+    fn is_zero(&self) -> bool {
+        *self == Within::default()
     }
+}
+
+/// Parses `1y6m`, `30d`, `2w3d`, `36h`: numbers with units `y`, `m`, `w`,
+/// `d`, `h`. restic reads the same (without `w`) in any order and lets a
+/// repeated unit override the earlier one; strata asks for each unit once,
+/// largest first, so that no duration reads two ways.
+fn parse_within(text: &str) -> Option<Within> {
+    const UNITS: [char; 5] = ['y', 'm', 'w', 'd', 'h'];
+    let mut within = Within::default();
+    let mut rest = text;
+    let mut next_unit = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u32 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        let at = UNITS.iter().position(|&u| u == unit)?;
+        if at < next_unit {
+            return None;
+        }
+        next_unit = at + 1;
+        match unit {
+            'y' => within.years = n,
+            'm' => within.months = n,
+            'w' => within.weeks = n,
+            'd' => within.days = n,
+            _ => within.hours = n,
+        }
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Some(within)
+}
+
+/// restic's cutoff: `newest.AddDate(-years, -months, -days).Add(-hours)`
+/// with Go's `time` semantics in `zone`. `None` when it falls before the
+/// calendar's start, which keeps everything.
+fn cutoff(newest: &DateTime<Utc>, within: Within, zone: &Zone) -> Option<DateTime<Utc>> {
+    let local = zone.local(newest);
+    // AddDate: the month moves first (overflowing into the year), then the
+    // day is counted from the first of that month, so a day past the
+    // month's end rolls over into the next.
+    let months = i64::from(local.year()) * 12 + i64::from(local.month0())
+        - 12 * i64::from(within.years)
+        - i64::from(within.months);
+    let year = i32::try_from(months.div_euclid(12)).ok()?;
+    let month = u32::try_from(months.rem_euclid(12)).ok()? + 1;
+    let days = i64::from(local.day()) - 1 - 7 * i64::from(within.weeks) - i64::from(within.days);
+    let date =
+        NaiveDate::from_ymd_opt(year, month, 1)?.checked_add_signed(TimeDelta::try_days(days)?)?;
+    let wall = date.and_time(local.time()).and_utc();
+    // Go's `time.Date` places a wall-clock time with the offset in effect at
+    // that time read as UTC, corrected once if that lands in another period.
+    // In a gap or a repeated hour this picks what Go picks.
+    let guess = zone.offset_seconds(&wall);
+    let offset = zone.offset_seconds(&wall.checked_sub_signed(TimeDelta::seconds(guess))?);
+    let placed = wall.checked_sub_signed(TimeDelta::seconds(offset))?;
+    placed.checked_sub_signed(TimeDelta::hours(within.hours.into()))
 }
 
 /// A calendar rule: how many buckets it keeps, the bucket of a time, and
 /// the reason it gives.
 struct BucketRule {
     count: Option<u32>,
-    bucket: fn(&NaiveDateTime) -> String,
+    bucket: fn(&chrono::NaiveDateTime) -> String,
     reason: fn(String) -> Reason,
 }
 
-/// Decide, for increments at local times `times` (oldest first, as the
-/// history orders them), which to keep and why. An empty reason list means
-/// the increment is removed.
+/// Decide, for increments started at `times` (oldest first, as the history
+/// orders them), which to keep and why, with calendar buckets on `zone`'s
+/// wall clock. An empty reason list means the increment is removed.
 pub fn select(
     policy: &Retention,
-    times: &[NaiveDateTime],
+    times: &[DateTime<Utc>],
+    zone: &Zone,
 ) -> Result<Vec<Vec<Reason>>, BadDuration> {
     let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); times.len()];
-    let Some(&newest) = times.last() else {
+    let within = match policy.keep_within.as_deref() {
+        Some(text) => match parse_within(text) {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some((text, d)),
+            None => return Err(BadDuration(text.to_string())),
+        },
+        None => None,
+    };
+    let Some(newest) = times.last() else {
         return Ok(reasons);
     };
-    let within = policy
-        .keep_within
-        .as_deref()
-        .map(|w| parse_within(w).map(|d| (w, cutoff(newest, d))))
-        .transpose()?;
+    let within = within.map(|(text, d)| (text, cutoff(newest, d, zone)));
     let bucket_rules = [
         BucketRule {
             count: policy.keep_hourly,
@@ -186,6 +242,7 @@ pub fn select(
 
     for (rank, i) in (0..times.len()).rev().enumerate() {
         let t = &times[i];
+        let wall = zone.local(t);
         let why = &mut reasons[i];
         if rank == 0 {
             why.push(Reason::Newest);
@@ -197,7 +254,7 @@ pub fn select(
             if left[r] == 0 {
                 continue;
             }
-            let bucket = (rule.bucket)(t);
+            let bucket = (rule.bucket)(&wall);
             if last_bucket[r].as_ref() != Some(&bucket) {
                 left[r] -= 1;
                 last_bucket[r] = Some(bucket.clone());
@@ -205,7 +262,8 @@ pub fn select(
             }
         }
         if let Some((text, cut)) = &within {
-            // A cutoff before the calendar's start keeps everything.
+            // Strictly after the cutoff (Go's `After`); a cutoff before the
+            // calendar's start keeps everything.
             if cut.is_none_or(|c| *t > c) {
                 why.push(Reason::Within(text.to_string()));
             }
@@ -217,19 +275,41 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+    use crate::tz::Placed;
+    use chrono::NaiveDateTime;
 
-    fn t(s: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    fn zone(name: &str) -> Zone {
+        Zone::named(name).unwrap()
+    }
+
+    /// An RFC 3339 time, or a wall-clock time `YYYY-MM-DD HH:MM[:SS]` in
+    /// `zone` (its first occurrence if it occurs twice).
+    fn at(zone: &Zone, s: &str) -> DateTime<Utc> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return t.with_timezone(&Utc);
+        }
+        let wall = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+            .unwrap_or_else(|e| panic!("bad test time {s}: {e}"));
+        match zone.place(&wall) {
+            Some(Placed::Unique(t)) => t,
+            Some(Placed::Fold { earlier, .. }) => earlier,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    fn times(zone: &Zone, texts: &[&str]) -> Vec<DateTime<Utc>> {
+        texts.iter().map(|s| at(zone, s)).collect()
     }
 
     /// Kept times (as text), each with its reasons.
     type Keeps = Vec<(String, Vec<String>)>;
 
-    /// The times kept (as text) with their reasons.
-    fn kept(policy: &Retention, times: &[&str]) -> Keeps {
-        let times: Vec<NaiveDateTime> = times.iter().map(|s| t(s)).collect();
-        select(policy, &times)
+    /// The times kept (as UTC wall-clock text) with their reasons.
+    fn kept(policy: &Retention, texts: &[&str]) -> Keeps {
+        let utc = Zone::utc();
+        let times = times(&utc, texts);
+        select(policy, &times, &utc)
             .unwrap()
             .into_iter()
             .zip(&times)
@@ -240,6 +320,22 @@ mod tests {
                     r.iter().map(|x| x.to_string()).collect(),
                 )
             })
+            .collect()
+    }
+
+    /// Which of `texts` (read in `zone`) `keep_within` keeps.
+    fn within(zone: &Zone, duration: &str, texts: &[&str]) -> Vec<String> {
+        let policy = Retention {
+            keep_within: Some(duration.into()),
+            ..Default::default()
+        };
+        let times = times(zone, texts);
+        select(&policy, &times, zone)
+            .unwrap()
+            .into_iter()
+            .zip(texts)
+            .filter(|(r, _)| r.contains(&Reason::Within(duration.into())))
+            .map(|(_, t)| t.to_string())
             .collect()
     }
 
@@ -388,7 +484,8 @@ mod tests {
                 ),
             ]
         );
-        // One month back from March 31st is February's last day.
+        // One month back from March 31st is "February 31st", which Go's
+        // AddDate rolls over to March 3rd.
         let within = Retention {
             keep_within: Some("1m".into()),
             ..Default::default()
@@ -396,10 +493,15 @@ mod tests {
         assert_eq!(
             kept(
                 &within,
-                &["2026-02-28 10:00", "2026-02-28 10:01", "2026-03-31 10:00"]
+                &[
+                    "2026-02-28 10:01",
+                    "2026-03-03 10:00",
+                    "2026-03-03 10:01",
+                    "2026-03-31 10:00"
+                ]
             ),
             [
-                k("2026-02-28 10:01", &["keep_within 1m"]),
+                k("2026-03-03 10:01", &["keep_within 1m"]),
                 k("2026-03-31 10:00", &["newest", "keep_within 1m"]),
             ]
         );
@@ -409,26 +511,17 @@ mod tests {
     fn buckets_follow_the_time_zone() {
         // 23:30 UTC on March 3rd is March 4th in Berlin: with keep_daily 1
         // in Berlin both runs share a day, in UTC they do not.
-        let utc = [
-            NaiveDate::from_ymd_opt(2026, 3, 3)
-                .unwrap()
-                .and_hms_opt(23, 30, 0)
-                .unwrap()
-                .and_utc(),
-            NaiveDate::from_ymd_opt(2026, 3, 4)
-                .unwrap()
-                .and_hms_opt(6, 0, 0)
-                .unwrap()
-                .and_utc(),
+        let times = [
+            at(&Zone::utc(), "2026-03-03T23:30:00Z"),
+            at(&Zone::utc(), "2026-03-04T06:00:00Z"),
         ];
         let policy = Retention {
             keep_daily: Some(2),
             ..Default::default()
         };
-        let in_utc = select(&policy, &local_times(&utc, &Utc)).unwrap();
+        let in_utc = select(&policy, &times, &Zone::utc()).unwrap();
         assert!(in_utc.iter().all(|r| !r.is_empty()));
-        let berlin = local_times(&utc, &chrono_tz::Europe::Berlin);
-        let in_berlin = select(&policy, &berlin).unwrap();
+        let in_berlin = select(&policy, &times, &zone("Europe/Berlin")).unwrap();
         assert!(in_berlin[0].is_empty());
         assert_eq!(in_berlin[1][1], Reason::Daily("2026-03-04".into()));
     }
@@ -440,21 +533,49 @@ mod tests {
             ..Default::default()
         };
         // Same second (a `_1` suffix): the later in the sequence is newest.
-        let r = select(&policy, &[t("2026-03-04 08:00"), t("2026-03-04 08:00")]).unwrap();
+        let utc = Zone::utc();
+        let same = at(&utc, "2026-03-04 08:00");
+        let r = select(&policy, &[same, same], &utc).unwrap();
         assert!(r[0].is_empty());
         assert_eq!(r[1][0], Reason::Newest);
-        assert!(select(&Retention::default(), &[]).unwrap().is_empty());
-        let only = select(&Retention::default(), &[t("2026-03-04 08:00")]).unwrap();
+        assert!(select(&Retention::default(), &[], &utc).unwrap().is_empty());
+        let only = select(&Retention::default(), &[same], &utc).unwrap();
         assert_eq!(only, [vec![Reason::Newest]]);
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_within("12h"), Ok(Within::Hours(12)));
-        assert_eq!(parse_within("2w"), Ok(Within::Days(14)));
-        assert_eq!(parse_within("1y"), Ok(Within::Months(12)));
-        for bad in ["", "d", "3", "3x", "-1d", "1.5d"] {
-            assert!(parse_within(bad).is_err(), "{bad}");
+        let d = |years, months, weeks, days, hours| Within {
+            years,
+            months,
+            weeks,
+            days,
+            hours,
+        };
+        assert_eq!(parse_within("12h"), Some(d(0, 0, 0, 0, 12)));
+        assert_eq!(parse_within("2w"), Some(d(0, 0, 2, 0, 0)));
+        assert_eq!(parse_within("1y"), Some(d(1, 0, 0, 0, 0)));
+        assert_eq!(parse_within("1y6m"), Some(d(1, 6, 0, 0, 0)));
+        assert_eq!(parse_within("1y5m2w7d2h"), Some(d(1, 5, 2, 7, 2)));
+        assert_eq!(parse_within("0d"), Some(Within::default()));
+        for bad in [
+            "",
+            "d",
+            "3",
+            "3x",
+            "-1d",
+            "1.5d",
+            "6m1y",
+            "1d2d",
+            "1d ",
+            " 1d",
+            "1y6",
+            "y1",
+            "1D",
+            "99999999999d",
+            "1\u{0663}d",
+        ] {
+            assert_eq!(parse_within(bad), None, "{bad:?}");
         }
         assert!(!has_rules(&Retention::default()));
         assert!(!has_rules(&Retention {
@@ -465,5 +586,191 @@ mod tests {
             keep_within: Some("1d".into()),
             ..Default::default()
         }));
+        // A bad duration is a rule, so that select names it.
+        let bad = Retention {
+            keep_within: Some("6m1y".into()),
+            ..Default::default()
+        };
+        assert!(has_rules(&bad));
+        assert_eq!(
+            select(&bad, &[], &Zone::utc()),
+            Err(BadDuration("6m1y".into()))
+        );
+    }
+
+    #[test]
+    fn a_zero_duration_is_no_rule() {
+        // issue 16: "0d" removed all but the newest; restic keeps all.
+        for zero in ["0d", "0h", "0y0m", "0w"] {
+            let policy = Retention {
+                keep_within: Some(zero.into()),
+                ..Default::default()
+            };
+            assert!(!has_rules(&policy), "{zero}");
+        }
+        // Beside another rule it changes nothing.
+        let policy = Retention {
+            keep_last: Some(1),
+            keep_within: Some("0d".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&policy, &DAYS),
+            [k("2026-03-04 08:00", &["newest", "keep_last"])]
+        );
+    }
+
+    #[test]
+    fn months_and_years_go_back_with_go_adddate() {
+        let utc = Zone::utc();
+        // issue 16: newest 2025-05-31, 1m. Go: "2025-04-31" = 2025-05-01,
+        // strictly after it; chrono's month arithmetic gave 04-30 and kept
+        // the first two as well.
+        let times = [
+            "2025-04-30 12:00",
+            "2025-05-01 09:00",
+            "2025-05-01 10:00",
+            "2025-05-01 10:01",
+            "2025-05-31 10:00",
+        ];
+        assert_eq!(
+            within(&utc, "1m", &times),
+            ["2025-05-01 10:01", "2025-05-31 10:00"]
+        );
+        // 6m from August 31st: "February 31st" is March 3rd.
+        assert_eq!(
+            within(
+                &utc,
+                "6m",
+                &[
+                    "2025-02-28 12:00",
+                    "2025-03-03 09:59",
+                    "2025-03-03 10:01",
+                    "2025-08-31 10:00"
+                ]
+            ),
+            ["2025-03-03 10:01", "2025-08-31 10:00"]
+        );
+        // A year back from a leap day is March 1st.
+        assert_eq!(
+            within(
+                &utc,
+                "1y",
+                &[
+                    "2023-02-28 12:00",
+                    "2023-03-01 09:00",
+                    "2023-03-01 11:00",
+                    "2024-02-29 10:00"
+                ]
+            ),
+            ["2023-03-01 11:00", "2024-02-29 10:00"]
+        );
+        // Combined units and weeks: 1m2w from 2025-03-20 is 2025-02-06.
+        assert_eq!(
+            within(
+                &utc,
+                "1m2w",
+                &["2025-02-06 10:00", "2025-02-06 10:01", "2025-03-20 10:00"]
+            ),
+            ["2025-02-06 10:01", "2025-03-20 10:00"]
+        );
+    }
+
+    #[test]
+    fn days_go_back_on_the_wall_clock_and_hours_in_real_time() {
+        let berlin = zone("Europe/Berlin");
+        // 2026-03-29 has 23 hours in Berlin. A day back from 12:00 CEST is
+        // 12:00 CET, 23 real hours earlier.
+        assert_eq!(
+            within(
+                &berlin,
+                "1d",
+                &["2026-03-28 11:30", "2026-03-28 12:30", "2026-03-29 12:00"]
+            ),
+            ["2026-03-28 12:30", "2026-03-29 12:00"]
+        );
+        // issue 16: 8h back from 06:00 CEST is 21:00 CET the day before
+        // (real time), not 22:00 (wall clock).
+        assert_eq!(
+            within(
+                &berlin,
+                "8h",
+                &["2026-03-28 20:59", "2026-03-28 21:30", "2026-03-29 06:00"]
+            ),
+            ["2026-03-28 21:30", "2026-03-29 06:00"]
+        );
+        // And 8h back from 06:00 CET on 2026-10-25 is 23:00 CEST.
+        assert_eq!(
+            within(
+                &berlin,
+                "8h",
+                &["2026-10-24 22:30", "2026-10-24 23:01", "2026-10-25 06:00"]
+            ),
+            ["2026-10-24 23:01", "2026-10-25 06:00"]
+        );
+    }
+
+    #[test]
+    fn a_cutoff_in_a_gap_or_a_fold_is_placed_as_go_places_it() {
+        let berlin = zone("Europe/Berlin");
+        // A day before 2026-03-30 02:30 CEST is 02:30 on the 29th, in the
+        // gap: Go reads it with the offset before the jump, 01:30Z (03:30
+        // CEST).
+        assert_eq!(
+            within(
+                &berlin,
+                "1d",
+                &[
+                    "2026-03-29T01:29:00Z",
+                    "2026-03-29T01:31:00Z",
+                    "2026-03-30 02:30"
+                ]
+            ),
+            ["2026-03-29T01:31:00Z", "2026-03-30 02:30"]
+        );
+        // A day before 2026-10-26 02:30 CET is 02:30 on the 25th, which
+        // occurs twice: east of UTC, Go takes the later one (01:30Z).
+        assert_eq!(
+            within(
+                &berlin,
+                "1d",
+                &[
+                    "2026-10-25T00:45:00Z",
+                    "2026-10-25T01:29:00Z",
+                    "2026-10-25T01:31:00Z",
+                    "2026-10-26 02:30"
+                ]
+            ),
+            ["2026-10-25T01:31:00Z", "2026-10-26 02:30"]
+        );
+        // West of UTC it takes the earlier one: 01:30 EDT, 05:30Z.
+        let new_york = zone("America/New_York");
+        assert_eq!(
+            within(
+                &new_york,
+                "1d",
+                &[
+                    "2026-11-01T05:29:00Z",
+                    "2026-11-01T05:31:00Z",
+                    "2026-11-02 01:30"
+                ]
+            ),
+            ["2026-11-01T05:31:00Z", "2026-11-02 01:30"]
+        );
+    }
+
+    #[test]
+    fn a_cutoff_before_the_calendar_keeps_everything() {
+        let utc = Zone::utc();
+        let texts = ["1970-01-01 00:00", "2025-05-31 10:00"];
+        for huge in [
+            "4294967295y",
+            "4294967295m",
+            "4294967295w",
+            "4294967295d",
+            "4294967295h",
+        ] {
+            assert_eq!(within(&utc, huge, &texts), texts, "{huge}");
+        }
     }
 }

@@ -1,37 +1,42 @@
 //! `strata verify`: do the mirror, the increments and the index agree?
 //!
-//! Takes a destination [`Layout`]; returns every [`Problem`] found, each with
-//! the path on disk it concerns. Checked:
-//! - every index entry has its mirror file, with the recorded kind, size,
-//!   mtime and permission bits; no file in `mirror/` is missing from the
-//!   index;
-//! - every increment's metadata reads; every record has its file
-//!   (`track/<path>` for new and changed, `deleted/<path>` for deleted) with
-//!   the recorded kind, size, mtime and permission bits; no file in an
+//! Takes a [`Store`]; returns every [`Problem`] found, each with the path
+//! on disk it concerns. Checked:
+//! - every index entry has its mirror entry, with the recorded kind, size,
+//!   mtime, permission bits and (as root) owner — directories too; the
+//!   names of one hardlink group are one mirror inode; nothing in `mirror/`
+//!   is missing from the index;
+//! - every increment's metadata reads and every record is valid; every
+//!   file record has its file (`track/<path>` for new and changed,
+//!   `deleted/<path>` for deleted) with the recorded metadata; no file in an
 //!   increment is missing from its metadata;
 //! - no interrupted run or prune is waiting to be repaired;
 //! - with `deep`, the content of every mirror and `track/` file matches its
 //!   recorded xxh3-128 hash (each inode is read once: `track/` files share
-//!   the mirror's inodes).
+//!   the mirror's inodes), and every mirror entry's xattrs their digest.
 //!
-//! Verify only reads. The caller holds the job's lock, so that a run in
-//! progress is not reported as damage.
+//! With `repair` (and the job's source), a mirror or increment file whose
+//! content no longer matches is put back from the source where the source
+//! still holds the recorded version: a new inode, with every name that
+//! shared the damaged one relinked to it. What cannot be repaired is said.
+//!
+//! Verify only reads (but for `repair`). The caller holds the job's lock, so
+//! that a run in progress is not reported as damage.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{History, HistoryError};
-use crate::diff::Op;
-use crate::scan::{Hash, Meta, RelPath, hash_entry};
-use crate::store::index;
-use crate::store::meta::{IncrementMeta, format_mtime};
-use crate::store::{Layout, StoreError};
+use crate::entry::{Hash, Kind, Meta, NO_XATTRS, Op, RelPath};
+use crate::fs::copy::hash_file;
+use crate::fs::{Dir, FileTypeOf, Stat, is_root, walk_tree, xattr};
+use crate::store::index::{self, UNKNOWN_OWNER};
+use crate::store::meta::format_mtime;
+use crate::store::{DIRTY, INPROGRESS, Part, Store, StoreError, TMP};
 
 /// One thing that does not agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,8 +50,10 @@ pub struct Problem {
 /// What verify looked at and found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verified {
-    /// Index entries checked against the mirror.
+    /// Index entries (files and symlinks) checked against the mirror.
     pub mirror_files: u64,
+    /// Directories checked against the mirror.
+    pub mirror_dirs: u64,
     /// Increments checked.
     pub increments: u64,
     /// Increment records checked against their files.
@@ -55,6 +62,9 @@ pub struct Verified {
     pub hashed: u64,
     /// Everything that does not agree, sorted by path.
     pub problems: Vec<Problem>,
+    /// Files put back from the source (`--repair`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<PathBuf>,
 }
 
 impl Verified {
@@ -66,73 +76,27 @@ impl Verified {
     }
 }
 
+/// Where a file whose content `--deep` checks lives.
+#[derive(Debug, Clone)]
+enum Place {
+    Mirror,
+    Increment(String, Part),
+}
+
 /// A file whose content `--deep` compares with a recorded hash.
+#[derive(Debug, Clone)]
 struct HashCheck {
-    path: PathBuf,
-    meta: Meta,
+    place: Place,
+    rel: RelPath,
+    shown: PathBuf,
     want: Hash,
-}
-
-/// Check the destination at `layout`.
-pub fn verify(layout: &Layout, deep: bool) -> Result<Verified, StoreError> {
-    let mut out = Verified::default();
-    let mut hash_checks = Vec::new();
-    if !layout.root().exists() {
-        out.problem(
-            layout.root(),
-            "the destination does not exist (has the job ever run?)",
-        );
-        return Ok(out);
-    }
-    let has_entries = |dir: &Path| fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
-    if layout.dirty().exists() || has_entries(&layout.inprogress()) || has_entries(&layout.tmp()) {
-        out.problem(
-            layout.state(),
-            "an interrupted run left work to repair; the next run repairs it",
-        );
-    }
-    check_mirror(layout, &mut out, &mut hash_checks)?;
-    check_increments(layout, &mut out, &mut hash_checks)?;
-    if deep {
-        check_hashes(hash_checks, &mut out);
-    }
-    out.problems.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
-}
-
-/// Every file and symlink below `root` (directories left out), by relative
-/// path, with its `lstat`. Special files are reported.
-fn walk(root: &Path, out: &mut Verified) -> HashMap<RelPath, fs::Metadata> {
-    let mut found = HashMap::new();
-    if !root.exists() {
-        return found;
-    }
-    for entry in walkdir::WalkDir::new(root).min_depth(1) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                out.problem(e.path().unwrap_or(root), format!("cannot read: {e}"));
-                continue;
-            }
-        };
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(root).expect("below root");
-        match entry.metadata() {
-            Ok(meta) => {
-                found.insert(RelPath::from_bytes(rel.as_os_str().as_bytes()), meta);
-            }
-            Err(e) => out.problem(entry.path(), format!("cannot stat: {e}")),
-        }
-    }
-    found
+    dev_ino: (u64, u64),
 }
 
 /// How `actual` differs from `want`, field by field (`None`: it does not).
-fn difference(want: &Meta, actual: &fs::Metadata) -> Option<String> {
-    let Some(got) = Meta::from_metadata(actual) else {
-        return Some("is neither a file nor a symlink".into());
+fn difference(want: &Meta, actual: &Stat) -> Option<String> {
+    let Some(got) = actual.meta() else {
+        return Some("is neither a file, a symlink nor a directory".into());
     };
     let mut diffs = Vec::new();
     if got.kind != want.kind {
@@ -141,34 +105,75 @@ fn difference(want: &Meta, actual: &fs::Metadata) -> Option<String> {
             got.kind.as_str(),
             want.kind.as_str()
         ));
+        return Some(diffs.join(", "));
     }
-    if got.size != want.size {
+    if got.kind != Kind::Dir && got.size != want.size {
         diffs.push(format!("size {} (recorded {})", got.size, want.size));
     }
-    if (got.mtime, got.mtime_nsec) != (want.mtime, want.mtime_nsec) {
+    if got.mtime != want.mtime && got.kind != Kind::Dir {
         diffs.push(format!(
             "mtime {} (recorded {})",
-            format_mtime(got.mtime, got.mtime_nsec),
-            format_mtime(want.mtime, want.mtime_nsec)
+            format_mtime(got.mtime),
+            format_mtime(want.mtime)
         ));
     }
-    if got.mode != want.mode {
+    if got.mode != want.mode && got.kind != Kind::Symlink {
         diffs.push(format!("mode {:o} (recorded {:o})", got.mode, want.mode));
+    }
+    if is_root() && want.uid != UNKNOWN_OWNER && (got.uid, got.gid) != (want.uid, want.gid) {
+        diffs.push(format!(
+            "owner {}:{} (recorded {}:{})",
+            got.uid, got.gid, want.uid, want.gid
+        ));
     }
     (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
+/// Check the destination of `store`; with `repair`, put damaged files back
+/// from `source` where it still holds their recorded version.
+pub fn verify(store: &Store, deep: bool, repair: Option<&Dir>) -> Result<Verified, StoreError> {
+    let mut out = Verified::default();
+    let has_entries = |name: &[u8]| {
+        store
+            .state_dir(name)
+            .ok()
+            .flatten()
+            .is_some_and(|d| d.entries().is_ok_and(|e| !e.is_empty()))
+    };
+    if store.state_has(DIRTY) || has_entries(INPROGRESS) || has_entries(TMP) {
+        out.problem(
+            store.state_path(b""),
+            "an interrupted run left work to repair; the next run repairs it",
+        );
+    }
+    let mut checks = Vec::new();
+    let mirror = store
+        .mirror()
+        .map_err(|e| StoreError::io(&store.mirror_path(), e))?;
+    check_mirror(store, mirror.as_ref(), deep, &mut out, &mut checks)?;
+    check_increments(store, &mut out, &mut checks)?;
+    if deep {
+        let damaged = check_hashes(store, mirror.as_ref(), checks, &mut out);
+        if let Some(source) = repair {
+            repair_files(store, mirror.as_ref(), source, damaged, &mut out);
+        }
+    }
+    out.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 fn check_mirror(
-    layout: &Layout,
+    store: &Store,
+    mirror: Option<&Dir>,
+    deep: bool,
     out: &mut Verified,
-    hash_checks: &mut Vec<HashCheck>,
+    checks: &mut Vec<HashCheck>,
 ) -> Result<(), StoreError> {
-    let mirror = layout.mirror();
-    let index = match index::load(&layout.index()) {
+    let index = match index::load(store.state(), &store.index_path()) {
         Ok(Some(index)) => index,
         Ok(None) => {
-            if mirror.exists() {
-                out.problem(layout.index(), "the index is missing");
+            if mirror.is_some() {
+                out.problem(store.index_path(), "the index is missing");
             }
             return Ok(());
         }
@@ -178,121 +183,221 @@ fn check_mirror(
         }
         Err(e) => return Err(e),
     };
-    let mut files = walk(&mirror, out);
+    let Some(mirror) = mirror else {
+        if !index.entries.is_empty() {
+            out.problem(
+                store.mirror_path(),
+                "the mirror is missing (the index lists entries)",
+            );
+        }
+        return Ok(());
+    };
+    let mut found: HashMap<RelPath, Stat> = match walk_tree(mirror) {
+        Ok(all) => all.into_iter().collect(),
+        Err(e) => {
+            out.problem(store.mirror_path(), format!("cannot read: {e}"));
+            return Ok(());
+        }
+    };
+    let mut groups: HashMap<u64, (u64, u64, RelPath)> = HashMap::new();
     for entry in &index.entries {
-        out.mirror_files += 1;
-        let path = mirror.join(entry.path.as_path());
-        match files.remove(&entry.path) {
-            None => out.problem(path, "missing from the mirror (the index lists it)"),
-            Some(actual) => match difference(&entry.meta, &actual) {
-                Some(diff) => out.problem(path, format!("differs from the index: {diff}")),
-                None => {
-                    if let Some(want) = entry.hash {
-                        hash_checks.push(HashCheck {
-                            path,
-                            meta: entry.meta,
-                            want,
-                        });
-                    }
+        if entry.meta.kind == Kind::Dir {
+            out.mirror_dirs += 1;
+        } else {
+            out.mirror_files += 1;
+        }
+        let shown = store.mirror_path().join(entry.path.as_path());
+        let Some(actual) = found.remove(&entry.path) else {
+            out.problem(shown, "missing from the mirror (the index lists it)");
+            continue;
+        };
+        if let Some(diff) = difference(&entry.meta, &actual) {
+            out.problem(shown, format!("differs from the index: {diff}"));
+            continue;
+        }
+        if entry.meta.link != 0 {
+            match groups.get(&entry.meta.link) {
+                Some((dev, ino, first)) if (*dev, *ino) != (actual.dev, actual.ino) => {
+                    out.problem(
+                        &shown,
+                        format!(
+                            "is a hardlink of {first} in the source but another inode in the mirror"
+                        ),
+                    );
                 }
-            },
+                Some(_) => {}
+                None => {
+                    groups.insert(
+                        entry.meta.link,
+                        (actual.dev, actual.ino, entry.path.clone()),
+                    );
+                }
+            }
+        }
+        if deep
+            && entry.meta.kind != Kind::Symlink
+            && let Some(want) = entry.xattrs
+        {
+            let got = if entry.meta.kind == Kind::Dir {
+                mirror
+                    .open_dir(entry.path.as_bytes())
+                    .and_then(|d| xattr::read_all(&d))
+            } else {
+                mirror
+                    .open_file(entry.path.as_bytes())
+                    .and_then(|(f, _)| xattr::read_all(&f))
+            };
+            if let Ok(x) = got
+                && x.digest() != want
+                && !(x.is_empty() && want != NO_XATTRS && !xattrs_supported(mirror))
+            {
+                out.problem(&shown, "its extended attributes differ from the index");
+            }
+        }
+        if let Some(want) = entry.hash
+            && entry.meta.kind != Kind::Dir
+        {
+            checks.push(HashCheck {
+                place: Place::Mirror,
+                rel: entry.path.clone(),
+                shown,
+                want,
+                dev_ino: (actual.dev, actual.ino),
+            });
         }
     }
-    for rel in files.into_keys() {
+    let mut extra: Vec<RelPath> = found.into_keys().collect();
+    extra.sort();
+    for rel in extra {
         out.problem(
-            mirror.join(rel.as_path()),
+            store.mirror_path().join(rel.as_path()),
             "in the mirror but not in the index",
         );
     }
     Ok(())
 }
 
+/// Whether the mirror's filesystem keeps user xattrs (a test attribute on
+/// the mirror folder itself would change it; this asks for the list).
+fn xattrs_supported(mirror: &Dir) -> bool {
+    rustix::fs::flistxattr_query(mirror).is_ok()
+}
+
 fn check_increments(
-    layout: &Layout,
+    store: &Store,
     out: &mut Verified,
-    hash_checks: &mut Vec<HashCheck>,
+    checks: &mut Vec<HashCheck>,
 ) -> Result<(), StoreError> {
-    let loaded = match History::load_all(layout) {
+    let loaded = match History::load_all(store) {
         Ok(loaded) => loaded,
         Err(HistoryError::Store(e)) => return Err(e),
         Err(e) => {
-            out.problem(layout.root(), e.to_string());
+            out.problem(store.path(), e.to_string());
             return Ok(());
         }
     };
-    let journal = super::prune::journal_path(layout);
-    if journal.exists() {
+    if let Some(d) = store.state_dir(crate::store::PRUNING)?
+        && d.stat_at(super::prune::JOURNAL).is_ok()
+    {
         out.problem(
-            journal,
+            super::prune::journal_path(store),
             "an interrupted prune left its journal; run `strata prune JOB` to finish it",
         );
     }
     for error in loaded.broken {
-        let path = match &error {
-            StoreError::Io { path, .. } | StoreError::Corrupt { path, .. } => path.clone(),
-        };
-        out.problem(path, format!("unreadable increment metadata: {error}"));
+        out.problem(store.path(), format!("unreadable increment: {error}"));
     }
     for inc in &loaded.history.increments {
         if inc.pending_prune {
             out.problem(
-                &inc.dir,
+                store.state_path(crate::store::PRUNING).join(&inc.name),
                 "an interrupted prune is merging this increment away; \
                  run `strata prune JOB` to finish it",
             );
             continue;
         }
         out.increments += 1;
-        let mut files = walk(&inc.dir, out);
-        let meta_file = IncrementMeta::path_in(&inc.dir, &inc.name);
-        files.remove(&RelPath::from_bytes(
-            meta_file.file_name().expect("a file name").as_bytes(),
-        ));
-        let mut seen = HashSet::new();
-        for record in &inc.meta.files {
-            out.increment_files += 1;
-            let path = inc.file_of(record);
-            let rel = RelPath::from_bytes(
-                path.strip_prefix(&inc.dir)
-                    .expect("below the increment")
-                    .as_os_str()
-                    .as_bytes(),
-            );
-            if !seen.insert(rel.clone()) {
-                out.problem(&path, "recorded twice in the increment's metadata");
+        let dir = match inc.open(store) {
+            Ok(d) => d,
+            Err(e) => {
+                out.problem(store.path().join(&inc.name), e.to_string());
                 continue;
             }
-            let Some(want) = record.meta() else {
-                out.problem(&path, "the metadata record does not parse (kind or mtime)");
+        };
+        let mut files: HashMap<(u8, RelPath), Stat> = HashMap::new();
+        for (n, part) in [(0u8, Part::Track), (1, Part::Deleted)] {
+            match dir.part(part) {
+                Ok(Some(d)) => match walk_tree(&d) {
+                    Ok(all) => {
+                        for (rel, st) in all {
+                            if st.file_type != FileTypeOf::Dir {
+                                files.insert((n, rel), st);
+                            }
+                        }
+                    }
+                    Err(e) => out.problem(
+                        dir.path.join(String::from_utf8_lossy(part.name()).as_ref()),
+                        format!("cannot read: {e}"),
+                    ),
+                },
+                Ok(None) => {}
+                Err(e) => out.problem(&dir.path, format!("cannot read: {e}")),
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, (path, record)) in inc.records().enumerate() {
+            let r = record.check().expect("checked when loaded");
+            if r.meta.kind == Kind::Dir {
                 continue;
-            };
-            match files.remove(&rel) {
+            }
+            out.increment_files += 1;
+            let part = Part::for_op(record.op);
+            let n = u8::from(part == Part::Deleted);
+            let shown = dir.part_path(part, path);
+            if !seen.insert((n, path.clone())) {
+                out.problem(&shown, "recorded twice in the increment's metadata");
+                continue;
+            }
+            let _ = i;
+            match files.remove(&(n, path.clone())) {
                 None => out.problem(
-                    &path,
+                    &shown,
                     format!(
                         "missing: the increment records {} {} here",
                         record.op.as_str(),
                         record.path
                     ),
                 ),
-                Some(actual) => match difference(&want, &actual) {
-                    Some(diff) => out.problem(&path, format!("differs from the metadata: {diff}")),
-                    None => {
-                        let hash = record.hash.as_deref().and_then(Hash::from_hex);
-                        if let (Some(want_hash), true) = (hash, record.op != Op::Deleted) {
-                            hash_checks.push(HashCheck {
-                                path,
-                                meta: want,
-                                want: want_hash,
-                            });
+                Some(actual) => {
+                    let mut want = r.meta;
+                    if !r.has_owner {
+                        want.uid = UNKNOWN_OWNER;
+                    }
+                    match difference(&want, &actual) {
+                        Some(diff) => {
+                            out.problem(&shown, format!("differs from the metadata: {diff}"))
+                        }
+                        None => {
+                            if let (Some(h), true) = (r.hash, record.op != Op::Deleted) {
+                                checks.push(HashCheck {
+                                    place: Place::Increment(inc.name.clone(), part),
+                                    rel: path.clone(),
+                                    shown,
+                                    want: h,
+                                    dev_ino: (actual.dev, actual.ino),
+                                });
+                            }
                         }
                     }
-                },
+                }
             }
         }
-        for rel in files.into_keys() {
+        let mut extra: Vec<(u8, RelPath)> = files.into_keys().collect();
+        extra.sort();
+        for (n, rel) in extra {
+            let part = if n == 0 { Part::Track } else { Part::Deleted };
             out.problem(
-                inc.dir.join(rel.as_path()),
+                dir.part_path(part, &rel),
                 "in the increment but not in its metadata",
             );
         }
@@ -300,34 +405,157 @@ fn check_increments(
     Ok(())
 }
 
-/// Hash every file once per inode, in parallel, and compare.
-fn check_hashes(checks: Vec<HashCheck>, out: &mut Verified) {
+fn open_check(store: &Store, mirror: Option<&Dir>, c: &HashCheck) -> io::Result<(Dir, Vec<u8>)> {
+    let base = match &c.place {
+        Place::Mirror => mirror
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
+            .try_clone()?,
+        Place::Increment(name, part) => {
+            let key = crate::store::IncrementName::parse(name)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let inc = store
+                .increment(&key)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            inc.part(*part)?
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
+        }
+    };
+    let (dir, name) = base.parent_of(c.rel.as_bytes())?;
+    Ok((dir.try_clone()?, name.to_vec()))
+}
+
+/// Hash every inode once, in parallel, and compare. Returns the damaged.
+fn check_hashes(
+    store: &Store,
+    mirror: Option<&Dir>,
+    checks: Vec<HashCheck>,
+    out: &mut Verified,
+) -> Vec<HashCheck> {
     let mut inodes = HashSet::new();
-    let unique: Vec<HashCheck> = checks
-        .into_iter()
-        .filter(|c| match fs::symlink_metadata(&c.path) {
-            Ok(m) => inodes.insert((m.dev(), m.ino(), c.want.0)),
-            Err(_) => true,
-        })
+    let unique: Vec<&HashCheck> = checks
+        .iter()
+        .filter(|c| inodes.insert((c.dev_ino, c.want.0)))
         .collect();
-    let results: Vec<Option<Problem>> = unique
+    let results: Vec<Option<(Problem, HashCheck)>> = unique
         .par_iter()
-        .map(|c| match hash_entry(&c.path, c.meta.kind) {
-            Ok(got) if got == c.want => None,
-            Ok(got) => Some(Problem {
-                path: c.path.clone(),
-                message: format!(
-                    "content differs from the recorded hash {} (now {})",
-                    c.want.to_hex(),
-                    got.to_hex()
-                ),
-            }),
-            Err(e) => Some(Problem {
-                path: c.path.clone(),
-                message: format!("cannot read: {e}"),
-            }),
+        .map(|c| {
+            let got = open_check(store, mirror, c).and_then(|(dir, name)| {
+                let st = dir.stat_at(&name)?;
+                if st.file_type == FileTypeOf::Symlink {
+                    Ok(Hash::of(&dir.read_link(&name)?))
+                } else {
+                    hash_file(&dir.open_read(&name)?)
+                }
+            });
+            match got {
+                Ok(h) if h == c.want => None,
+                Ok(h) => Some((
+                    Problem {
+                        path: c.shown.clone(),
+                        message: format!(
+                            "content differs from the recorded hash {} (now {}); \
+                             `strata verify --repair` puts it back where the source still holds it",
+                            c.want.to_hex(),
+                            h.to_hex()
+                        ),
+                    },
+                    (*c).clone(),
+                )),
+                Err(e) => Some((
+                    Problem {
+                        path: c.shown.clone(),
+                        message: format!("cannot read: {e}"),
+                    },
+                    (*c).clone(),
+                )),
+            }
         })
         .collect();
     out.hashed = unique.len() as u64;
-    out.problems.extend(results.into_iter().flatten());
+    let mut damaged = Vec::new();
+    for (p, c) in results.into_iter().flatten() {
+        out.problems.push(p);
+        damaged.push(c);
+    }
+    // Every name of a damaged inode is damaged.
+    let bad: HashSet<(u64, u64)> = damaged.iter().map(|c| c.dev_ino).collect();
+    for c in checks {
+        if bad.contains(&c.dev_ino) && !damaged.iter().any(|d| d.shown == c.shown) {
+            damaged.push(c);
+        }
+    }
+    damaged
+}
+
+/// Put damaged files back from the source where it holds the recorded
+/// version: one new inode per damaged one, every name relinked to it.
+fn repair_files(
+    store: &Store,
+    mirror: Option<&Dir>,
+    source: &Dir,
+    damaged: Vec<HashCheck>,
+    out: &mut Verified,
+) {
+    let Ok(tmp) = store.tmp() else {
+        return;
+    };
+    let mut by_inode: HashMap<(u64, u64), Vec<HashCheck>> = HashMap::new();
+    for c in damaged {
+        by_inode.entry(c.dev_ino).or_default().push(c);
+    }
+    let mut counter = 0u64;
+    for (_, names) in by_inode {
+        let first = &names[0];
+        let fixed = (|| -> Result<(), String> {
+            let (src, st) = source
+                .open_file(first.rel.as_bytes())
+                .map_err(|e| format!("the source does not hold it: {e}"))?;
+            let (dir, name) = open_check(store, mirror, first).map_err(|e| e.to_string())?;
+            let damaged_st = dir.stat_at(&name).map_err(|e| e.to_string())?;
+            let copy = dir.tmpfile(0o600).map_err(|e| e.to_string())?;
+            let h =
+                crate::fs::copy::copy_data(&src, &st, &copy, &|_| {}).map_err(|e| e.to_string())?;
+            if h != first.want {
+                return Err("the source holds another version now".into());
+            }
+            let x = xattr::read_all(&src).unwrap_or_default();
+            crate::fs::finish(
+                &copy,
+                &crate::fs::Finish {
+                    mode: damaged_st.mode,
+                    uid: damaged_st.uid,
+                    gid: damaged_st.gid,
+                    mtime: damaged_st.mtime,
+                    atime: damaged_st.atime,
+                    xattrs: &x,
+                },
+                &crate::fs::Degraded::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            for c in &names {
+                let (d, n) = open_check(store, mirror, c).map_err(|e| e.to_string())?;
+                counter += 1;
+                let t = format!("repair-{}-{counter}.tmp", std::process::id());
+                tmp.link_file(&copy, t.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                tmp.rename(t.as_bytes(), &d, &n)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })();
+        match fixed {
+            Ok(()) => {
+                for c in names {
+                    out.problems.retain(|p| p.path != c.shown);
+                    out.repaired.push(c.shown);
+                }
+            }
+            Err(why) => {
+                for c in names {
+                    out.problem(c.shown, format!("could not be repaired: {why}"));
+                }
+            }
+        }
+    }
+    out.repaired.sort();
 }

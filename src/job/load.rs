@@ -945,6 +945,16 @@ fn check_spec(
             ));
         }
     }
+    if let Some(s) = schedule.as_ref().filter(|s| !s.can_fire()) {
+        let message = format!("schedule: {s} never fires: no calendar date matches it");
+        out.push(diagnostic(
+            file,
+            text,
+            "/schedule",
+            Severity::Warning,
+            message,
+        ));
+    }
     if spelled_right && !source_place.exists() {
         out.push(diagnostic(
             file,

@@ -343,10 +343,17 @@ pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = 5)]
     pub keep_yearly: Option<u32>,
-    /// Keep every increment younger than this duration: a number and a unit,
-    /// `h` hours, `d` days, `w` weeks, `m` months, `y` years (`30d`, `2w`).
+    /// Keep every increment younger than this duration, counted back from
+    /// the newest increment as restic's `--keep-within` does: numbers with
+    /// units `y` years, `m` months, `w` weeks, `d` days (on the calendar),
+    /// `h` hours (real time), largest first (`30d`, `2w`, `36h`, `1y6m`).
+    /// A duration of zero (`0d`) is no rule, as in restic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+[hdwmy]$"), example = "30d")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+y)?([0-9]+m)?([0-9]+w)?([0-9]+d)?([0-9]+h)?$"),
+        length(min = 1),
+        example = "30d"
+    )]
     pub keep_within: Option<String>,
 }
 
@@ -367,8 +374,8 @@ pub fn expected_words(field: &str) -> Option<&'static str> {
              in double quotes"
         }
         "retention.keep_within" => {
-            "a number and a unit in double quotes: h (hours), d (days), w (weeks), \
-             m (months) or y (years)"
+            "numbers with units in double quotes, largest first: y (years), m (months), \
+             w (weeks), d (days), h (hours)"
         }
         "hooks.before" | "hooks.after" | "hooks.on_error" | "hooks.finally" => {
             "a shell command in double quotes, not empty"

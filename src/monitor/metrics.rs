@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::report::{JobReport, Status};
-use crate::store::{StoreError, write_atomic};
+use crate::store::StoreError;
 
 /// The gauges, in the order the file lists them: name, help.
 pub const METRICS: &[(&str, &str)] = &[
@@ -254,8 +254,24 @@ pub fn update(
             values.insert(report.job.clone(), merged);
         }
     }
-    write_atomic(path, render(&values).as_bytes())?;
-    Ok(())
+    write_atomic(path, render(&values).as_bytes()).map_err(io)
+}
+
+/// Write the textfile atomically: a temp file beside it (node_exporter
+/// skips names that do not end in `.prom`), fsync, rename.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let io = |e| e;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Take an exclusive `flock` on `.NAME.lock` beside `path`, waiting for it;

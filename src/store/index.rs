@@ -1,4 +1,4 @@
-//! The index: the state of every mirror file after the last commit.
+//! The index: the state of every mirror entry after the last commit.
 //!
 //! A compact binary file (`.strata/index`), written whole, atomically.
 //! Binary rather than JSON because the no-change run is bounded by walk +
@@ -6,90 +6,143 @@
 //! the human-readable history lives in each increment's JSON.
 //!
 //! ```text
-//! "STRATA-INDEX" 0x01 | last_len: u16 | last increment name | count: u64
-//! per entry: path_len: u32 | path | kind: u8 | flags: u8 (1 tracked, 2 hash)
-//!            | size: u64 | mtime: i64 | mtime_nsec: u32 | mode: u32 | [hash: 16]
-//! xxh3-64 of everything before: u64
+//! header:  "STRATA-INDEX" version:u8 (2) | last_len:u16 | last increment | count:u64
+//! record:  path_len:u32 | path | kind:u8 | flags:u8
+//!          | size:u64 | mtime:i64 | mtime_nsec:u32 | mode:u32 | uid:u32 | gid:u32
+//!          | ctime:i64 | ctime_nsec:u32
+//!          | [hash:16 if flags&HASH] | [xattrs:16 if flags&XATTRS] | [link:u64 if flags&LINK]
+//! trailer: xxh3-64 of everything before:u64
 //! ```
-//! All integers little-endian. A file that fails the checksum is corrupt, and
-//! recovery rebuilds the index from the mirror.
+//! All integers little-endian; kind 0 file, 1 symlink, 2 directory. A file
+//! that fails the checksum is corrupt, and recovery rebuilds the index from
+//! the mirror.
+//!
+//! Version 1 (strata before directories, owners and xattrs were kept) had
+//! `kind | flags(1 tracked, 2 hash) | size | mtime | mtime_nsec | mode |
+//! [hash]` records. It is still read: such an index comes back with
+//! [`Index::version`] 1, and the run that meets it rebuilds the index from
+//! the mirror with the old entries as hints (owners from the mirror, xattrs
+//! read afresh), then writes version 2. No step by hand.
 //!
 //! A run never holds the index in memory: [`IndexFile::open`] checks the
-//! file in one streaming pass, then [`Cursor`]s walk its entries in order,
-//! through a small window of its bytes, once for the diff and once to write
-//! the new index with [`Writer`]. (Held whole, the index would cost a
-//! no-change run as much memory as its scan.) [`load`] decodes it whole, for
-//! the commands that look entries up.
+//! file in one streaming pass, then [`Cursor`]s walk its entries in order
+//! through a window of its bytes, once for the diff and once to write the
+//! new index with [`Writer`]. [`load`] reads it whole, for the commands that
+//! look entries up. Both go through the one [`Reader`].
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 
-use super::{IoContext, StoreError, sync_dir, write_atomic};
-use crate::scan::{Entry, EntryRef, Hash, Kind, Meta};
+use super::{StoreError, TMP};
+use crate::entry::{Entry, EntryRef, EntryWalk, Hash, Kind, Meta, Timestamp};
+use crate::fs::Dir;
 
-const MAGIC: &[u8] = b"STRATA-INDEX\x01";
+/// The file's name in `.strata/`.
+pub const INDEX: &[u8] = b"index";
+
+const MAGIC: &[u8] = b"STRATA-INDEX";
+const VERSION: u8 = 2;
+
+const TRACKED: u8 = 1;
+const HASH: u8 = 2;
+const XATTRS: u8 = 4;
+const LINK: u8 = 8;
+
+/// Bytes of a version-2 record after its path, without the optional parts.
+const FIXED_V2: usize = 1 + 1 + 8 + 8 + 4 + 4 + 4 + 4 + 8 + 4;
+/// The optional parts.
+const OPTIONAL_V2: usize = 16 + 16 + 8;
+/// Bytes of a version-1 record after its path, without its hash.
+const FIXED_V1: usize = 1 + 1 + 8 + 8 + 4 + 4;
 
 /// The mirror's state as of a commit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Index {
-    /// Every mirror file, sorted by path.
+    /// Every mirror entry, sorted by path.
     pub entries: Vec<Entry>,
     /// The newest increment committed with (or before) this index.
     pub last_increment: Option<String>,
+    /// The format version it was read in (what [`save`] writes: 2).
+    pub version: u8,
 }
 
-/// Append one record to `out`.
-fn encode_record(out: &mut Vec<u8>, e: EntryRef<'_>) {
-    out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
-    out.extend_from_slice(e.path);
-    out.push(match e.meta.kind {
-        Kind::File => 0,
-        Kind::Symlink => 1,
-    });
-    out.push(u8::from(e.tracked) | if e.hash.is_some() { 2 } else { 0 });
-    out.extend_from_slice(&e.meta.size.to_le_bytes());
-    out.extend_from_slice(&e.meta.mtime.to_le_bytes());
-    out.extend_from_slice(&e.meta.mtime_nsec.to_le_bytes());
-    out.extend_from_slice(&e.meta.mode.to_le_bytes());
-    if let Some(h) = e.hash {
-        out.extend_from_slice(&h.0);
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            entries: Vec::new(),
+            last_increment: None,
+            version: VERSION,
+        }
     }
 }
 
 fn encode_header(out: &mut Vec<u8>, last_increment: Option<&str>, count: u64) {
     let last = last_increment.unwrap_or("").as_bytes();
     out.extend_from_slice(MAGIC);
+    out.push(VERSION);
     out.extend_from_slice(&(last.len() as u16).to_le_bytes());
     out.extend_from_slice(last);
     out.extend_from_slice(&count.to_le_bytes());
 }
 
-/// Serialize an index into the file format.
-pub fn encode(index: &Index) -> Vec<u8> {
-    let entries = &index.entries;
-    let mut out = Vec::with_capacity(MAGIC.len() + 300 + entries.len() * 100);
-    encode_header(
-        &mut out,
-        index.last_increment.as_deref(),
-        entries.len() as u64,
-    );
-    for e in entries {
-        encode_record(&mut out, e.view());
+fn kind_byte(kind: Kind) -> u8 {
+    match kind {
+        Kind::File => 0,
+        Kind::Symlink => 1,
+        Kind::Dir => 2,
     }
-    let sum = xxhash_rust::xxh3::xxh3_64(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
 }
 
-/// Parses records out of a slice of an index file's bytes.
+fn encode_record(out: &mut Vec<u8>, e: &EntryRef<'_>) {
+    out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
+    out.extend_from_slice(e.path);
+    out.push(kind_byte(e.meta.kind));
+    let flags = (u8::from(e.tracked) * TRACKED)
+        | (u8::from(e.hash.is_some()) * HASH)
+        | (u8::from(e.xattrs.is_some()) * XATTRS)
+        | (u8::from(e.meta.link != 0) * LINK);
+    out.push(flags);
+    out.extend_from_slice(&e.meta.size.to_le_bytes());
+    out.extend_from_slice(&e.meta.mtime.sec.to_le_bytes());
+    out.extend_from_slice(&e.meta.mtime.nsec.to_le_bytes());
+    out.extend_from_slice(&e.meta.mode.to_le_bytes());
+    out.extend_from_slice(&e.meta.uid.to_le_bytes());
+    out.extend_from_slice(&e.meta.gid.to_le_bytes());
+    out.extend_from_slice(&e.ctime.sec.to_le_bytes());
+    out.extend_from_slice(&e.ctime.nsec.to_le_bytes());
+    if let Some(h) = e.hash {
+        out.extend_from_slice(&h.0);
+    }
+    if let Some(x) = e.xattrs {
+        out.extend_from_slice(&x.0);
+    }
+    if e.meta.link != 0 {
+        out.extend_from_slice(&e.meta.link.to_le_bytes());
+    }
+}
+
+/// The header: version, last increment and entry count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    version: u8,
+    last_increment: Option<String>,
+    count: u64,
+}
+
+/// What a parse of bytes found: a value and its length, bytes that cannot
+/// be one, or too few bytes to tell (`need`: at least this many).
+enum Parse<T> {
+    Ok(T, usize),
+    Bad,
+    Need,
+}
+
+/// The one parser of the format, over a slice of the file's bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
-
-/// The header: last increment and entry count.
-type Header = (Option<String>, u64);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -100,95 +153,189 @@ impl<'a> Reader<'a> {
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
-    /// The header, or `None` if the bytes there are not (all of) one.
-    fn header(&mut self) -> Option<Header> {
-        if self.take(MAGIC.len())? != MAGIC {
-            return None;
-        }
-        let last_len = u16::from_le_bytes(self.array()?) as usize;
-        let last = std::str::from_utf8(self.take(last_len)?).ok()?;
-        let last_increment = (!last.is_empty()).then(|| last.to_string());
-        let count = u64::from_le_bytes(self.array()?);
-        Some((last_increment, count))
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.array()?))
     }
-    /// The next record, or `None` if the bytes there are not (all of) one.
-    fn record(&mut self) -> Option<EntryRef<'a>> {
-        let len = u32::from_le_bytes(self.array()?) as usize;
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.array()?))
+    }
+
+    fn header(bytes: &'a [u8]) -> Parse<Header> {
+        let mut r = Reader { bytes, pos: 0 };
+        let Some(magic) = r.take(MAGIC.len()) else {
+            return if MAGIC.starts_with(bytes) {
+                Parse::Need
+            } else {
+                Parse::Bad
+            };
+        };
+        if magic != MAGIC {
+            return Parse::Bad;
+        }
+        let parsed = (|| {
+            let version = r.array::<1>()?[0];
+            let last_len = u16::from_le_bytes(r.array()?) as usize;
+            let last = r.take(last_len)?;
+            let count = r.u64()?;
+            Some((version, last, count))
+        })();
+        match parsed {
+            None => Parse::Need,
+            Some((version, last, count)) => {
+                if !(1..=VERSION).contains(&version) {
+                    return Parse::Bad;
+                }
+                let Ok(last) = std::str::from_utf8(last) else {
+                    return Parse::Bad;
+                };
+                Parse::Ok(
+                    Header {
+                        version,
+                        last_increment: (!last.is_empty()).then(|| last.to_string()),
+                        count,
+                    },
+                    r.pos,
+                )
+            }
+        }
+    }
+
+    fn record(bytes: &'a [u8], version: u8) -> Parse<EntryRef<'a>> {
+        let mut r = Reader { bytes, pos: 0 };
+        let Some(len) = r.u32() else {
+            return Parse::Need;
+        };
+        let len = len as usize;
+        let longest = 4
+            + len
+            + if version == 1 {
+                FIXED_V1 + 16
+            } else {
+                FIXED_V2 + OPTIONAL_V2
+            };
+        let parsed = if version == 1 {
+            r.record_v1(len)
+        } else {
+            r.record_v2(len)
+        };
+        match parsed {
+            Some(Some(e)) => Parse::Ok(e, r.pos),
+            Some(None) => Parse::Bad,
+            None if bytes.len() >= longest => Parse::Bad,
+            None => Parse::Need,
+        }
+    }
+
+    /// `None`: too short; `Some(None)`: malformed.
+    fn record_v2(&mut self, len: usize) -> Option<Option<EntryRef<'a>>> {
         let path = self.take(len)?;
-        let kind = match self.array::<1>()?[0] {
+        let kind = self.array::<1>()?[0];
+        let flags = self.array::<1>()?[0];
+        let size = self.u64()?;
+        let mtime = Timestamp {
+            sec: self.i64()?,
+            nsec: self.u32()?,
+        };
+        let mode = self.u32()?;
+        let uid = self.u32()?;
+        let gid = self.u32()?;
+        let ctime = Timestamp {
+            sec: self.i64()?,
+            nsec: self.u32()?,
+        };
+        let hash = if flags & HASH != 0 {
+            Some(Hash(self.array()?))
+        } else {
+            None
+        };
+        let xattrs = if flags & XATTRS != 0 {
+            Some(Hash(self.array()?))
+        } else {
+            None
+        };
+        let link = if flags & LINK != 0 { self.u64()? } else { 0 };
+        let kind = match kind {
             0 => Kind::File,
             1 => Kind::Symlink,
-            _ => return None,
+            2 => Kind::Dir,
+            _ => return Some(None),
         };
-        let flags = self.array::<1>()?[0];
-        if flags & !3 != 0 {
-            return None;
+        if flags & !(TRACKED | HASH | XATTRS | LINK) != 0
+            || crate::entry::RelPath::parse(path).is_err()
+        {
+            return Some(None);
         }
-        let meta = Meta {
-            kind,
-            size: u64::from_le_bytes(self.array()?),
-            mtime: i64::from_le_bytes(self.array()?),
-            mtime_nsec: u32::from_le_bytes(self.array()?),
-            mode: u32::from_le_bytes(self.array()?),
+        Some(Some(EntryRef {
+            path,
+            meta: Meta {
+                kind,
+                size,
+                mtime,
+                mode,
+                uid,
+                gid,
+                link,
+            },
+            ctime,
+            tracked: flags & TRACKED != 0,
+            hash,
+            xattrs,
+        }))
+    }
+
+    fn record_v1(&mut self, len: usize) -> Option<Option<EntryRef<'a>>> {
+        let path = self.take(len)?;
+        let kind = self.array::<1>()?[0];
+        let flags = self.array::<1>()?[0];
+        let size = self.u64()?;
+        let mtime = Timestamp {
+            sec: self.i64()?,
+            nsec: self.u32()?,
         };
+        let mode = self.u32()?;
         let hash = if flags & 2 != 0 {
             Some(Hash(self.array()?))
         } else {
             None
         };
-        Some(EntryRef {
+        let kind = match kind {
+            0 => Kind::File,
+            1 => Kind::Symlink,
+            _ => return Some(None),
+        };
+        if flags & !3 != 0 || path.is_empty() || crate::entry::RelPath::parse(path).is_err() {
+            return Some(None);
+        }
+        Some(Some(EntryRef {
             path,
-            meta,
+            meta: Meta {
+                kind,
+                size,
+                mtime,
+                mode,
+                uid: UNKNOWN_OWNER,
+                gid: UNKNOWN_OWNER,
+                link: 0,
+            },
+            ctime: Timestamp::default(),
             tracked: flags & 1 != 0,
             hash,
-        })
+            xattrs: None,
+        }))
     }
 }
 
-/// Parse an index file's bytes. `None` if they are not a valid index.
-pub fn decode(bytes: &[u8]) -> Option<Index> {
-    let body_len = bytes.len().checked_sub(8)?;
-    let (body, sum) = bytes.split_at(body_len);
-    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
-        return None;
-    }
-    let mut r = Reader {
-        bytes: body,
-        pos: 0,
-    };
-    let (last_increment, count) = r.header()?;
-    let mut entries = Vec::with_capacity(count.min(body.len() as u64 / 30) as usize);
-    for _ in 0..count {
-        entries.push(r.record()?.to_entry());
-    }
-    (r.pos == body.len()).then_some(Index {
-        entries,
-        last_increment,
-    })
-}
+/// The owner a version-1 entry has: it was not recorded.
+pub const UNKNOWN_OWNER: u32 = u32::MAX;
 
-fn corrupt(path: &Path) -> StoreError {
+fn corrupt(path: &std::path::Path, message: &str) -> StoreError {
     StoreError::Corrupt {
         path: path.to_path_buf(),
-        message: "not a valid strata index (checksum or format)".into(),
+        message: message.into(),
     }
-}
-
-/// Read the index at `path`: `Ok(None)` when there is none yet, an error
-/// when it exists but is unreadable or corrupt.
-pub fn load(path: &Path) -> Result<Option<Index>, StoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).at(path),
-    };
-    decode(&bytes).map(Some).ok_or_else(|| corrupt(path))
-}
-
-/// Write the index atomically.
-pub fn save(path: &Path, index: &Index) -> Result<(), StoreError> {
-    debug_assert!(index.entries.windows(2).all(|w| w[0].path < w[1].path));
-    write_atomic(path, &encode(index))
 }
 
 /// The first window of a cursor; it grows for a record that does not fit.
@@ -196,77 +343,125 @@ const WINDOW: usize = 256 * 1024;
 
 /// An index file that [`IndexFile::open`] checked (checksum and format),
 /// read entry by entry with [`IndexFile::cursor`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct IndexFile {
-    path: PathBuf,
-    count: u64,
-    last_increment: Option<String>,
+    file: File,
+    path: std::path::PathBuf,
+    header: Header,
+    body_len: u64,
 }
 
 impl IndexFile {
-    /// Check the index at `path` in one streaming pass: `Ok(None)` when there
-    /// is none yet, an error when it exists but is unreadable or corrupt.
-    pub fn open(path: &Path) -> Result<Option<IndexFile>, StoreError> {
-        let file = match File::open(path) {
+    /// Check the index in `.strata/` (`state`; `path` names it in errors)
+    /// in one streaming pass: `Ok(None)` when there is none yet, an error
+    /// when it exists but is unreadable or corrupt.
+    pub fn open(state: &Dir, path: &std::path::Path) -> Result<Option<IndexFile>, StoreError> {
+        let file = match state.open_read(INDEX) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).at(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(path, e)),
         };
-        let len = file.metadata().at(path)?.len();
-        let body_len = len.checked_sub(8).ok_or_else(|| corrupt(path))?;
-        let mut cursor = Cursor::new(file, path, Some(body_len))?;
-        while cursor.current().is_some() {
-            cursor.advance();
+        let st = crate::fs::fstat(&file).map_err(|e| StoreError::io(path, e))?;
+        if st.file_type != crate::fs::FileTypeOf::File {
+            return Err(corrupt(path, "not a regular file"));
         }
-        let sum = cursor.checksum.take().map(|h| h.digest().to_le_bytes());
-        let trailer = cursor.trailer();
-        let index = IndexFile {
+        let body_len = st
+            .size
+            .checked_sub(8)
+            .ok_or_else(|| corrupt(path, "too short to be a strata index"))?;
+        // The checksum, streamed.
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; WINDOW];
+        let mut pos = 0u64;
+        while pos < body_len {
+            let want = ((body_len - pos) as usize).min(buf.len());
+            let n = file
+                .read_at(&mut buf[..want], pos)
+                .map_err(|e| StoreError::io(path, e))?;
+            if n == 0 {
+                return Err(corrupt(path, "shorter than it was"));
+            }
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+        let mut trailer = [0u8; 8];
+        file.read_exact_at(&mut trailer, body_len)
+            .map_err(|e| StoreError::io(path, e))?;
+        if hasher.digest().to_le_bytes() != trailer {
+            return Err(corrupt(path, "not a valid strata index (checksum)"));
+        }
+        let mut index = IndexFile {
+            file,
             path: path.to_path_buf(),
-            count: cursor.count,
-            last_increment: cursor.last_increment.take(),
+            header: Header {
+                version: VERSION,
+                last_increment: None,
+                count: 0,
+            },
+            body_len,
         };
-        cursor.finish()?;
-        if trailer.is_none() || trailer != sum {
-            return Err(corrupt(path));
-        }
+        // The format, walked once: a checksum that matches bytes strata did
+        // not write in this format is still caught.
+        let header = {
+            let mut cursor = index.cursor_unchecked()?;
+            let header = cursor.header.clone();
+            while cursor.current().is_some() {
+                cursor.advance();
+            }
+            cursor.finish()?;
+            header
+        };
+        index.header = header;
         Ok(Some(index))
     }
 
     /// Number of entries.
     pub fn len(&self) -> u64 {
-        self.count
+        self.header.count
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.header.count == 0
+    }
+
+    /// The format version.
+    pub fn version(&self) -> u8 {
+        self.header.version
     }
 
     /// The newest increment committed with (or before) this index.
     pub fn last_increment(&self) -> Option<&str> {
-        self.last_increment.as_deref()
+        self.header.last_increment.as_deref()
+    }
+
+    fn cursor_unchecked(&self) -> Result<Cursor<'_>, StoreError> {
+        Cursor::new(&self.file, &self.path, self.body_len)
     }
 
     /// Walk the entries from the start.
-    pub fn cursor(&self) -> Result<Cursor, StoreError> {
-        let file = File::open(&self.path).at(&self.path)?;
-        let cursor = Cursor::new(file, &self.path, None)?;
-        if cursor.count != self.count {
-            return Err(corrupt(&self.path));
+    pub fn cursor(&self) -> Result<Cursor<'_>, StoreError> {
+        let cursor = self.cursor_unchecked()?;
+        if cursor.header != self.header {
+            return Err(corrupt(&self.path, "changed since it was checked"));
         }
         Ok(cursor)
     }
 
-    /// Write a copy at `path`, atomically.
-    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
-        let mut out = Writer::create(path, self.last_increment(), self.count)?;
+    /// Read every entry.
+    pub fn load(&self) -> Result<Index, StoreError> {
         let mut cursor = self.cursor()?;
-        while let Some(entry) = cursor.current() {
-            out.entry(entry)?;
+        let mut entries = Vec::with_capacity(self.header.count.min(1 << 24) as usize);
+        while let Some(e) = cursor.current() {
+            entries.push(e.to_entry());
             cursor.advance();
         }
         cursor.finish()?;
-        out.commit()
+        Ok(Index {
+            entries,
+            last_increment: self.header.last_increment.clone(),
+            version: self.header.version,
+        })
     }
 }
 
@@ -275,9 +470,9 @@ impl IndexFile {
 /// [`Cursor::advance`] moves on. A read error or a malformed record ends the
 /// walk early; [`Cursor::finish`] says so, and whoever walked must then
 /// discard what it made of the entries.
-pub struct Cursor {
-    file: File,
-    path: PathBuf,
+pub struct Cursor<'f> {
+    file: &'f File,
+    path: std::path::PathBuf,
     buf: Vec<u8>,
     /// Start of the current record (or of the unread rest) in `buf`.
     start: usize,
@@ -285,20 +480,16 @@ pub struct Cursor {
     len: usize,
     /// End of the bytes read into `buf`.
     end: usize,
-    /// Bytes of the file read so far.
-    read: u64,
-    eof: bool,
+    /// Offset in the file of `buf[0]`.
+    offset: u64,
+    body_len: u64,
+    header: Header,
     /// Records not yet made current.
     left: u64,
-    count: u64,
-    last_increment: Option<String>,
-    /// While checking: the hash of the body so far, and the body's length.
-    checksum: Option<xxhash_rust::xxh3::Xxh3>,
-    body_len: u64,
     error: Option<StoreError>,
 }
 
-impl std::fmt::Debug for Cursor {
+impl std::fmt::Debug for Cursor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -309,7 +500,7 @@ impl std::fmt::Debug for Cursor {
     }
 }
 
-impl crate::diff::IndexWalk for Cursor {
+impl EntryWalk for Cursor<'_> {
     fn current(&self) -> Option<EntryRef<'_>> {
         Cursor::current(self)
     }
@@ -318,10 +509,12 @@ impl crate::diff::IndexWalk for Cursor {
     }
 }
 
-impl Cursor {
-    /// A cursor on the first entry. With `body_len`, it hashes the body as
-    /// it reads (see [`IndexFile::open`]).
-    fn new(file: File, path: &Path, body_len: Option<u64>) -> Result<Cursor, StoreError> {
+impl<'f> Cursor<'f> {
+    fn new(
+        file: &'f File,
+        path: &std::path::Path,
+        body_len: u64,
+    ) -> Result<Cursor<'f>, StoreError> {
         let mut cursor = Cursor {
             file,
             path: path.to_path_buf(),
@@ -329,74 +522,73 @@ impl Cursor {
             start: 0,
             len: 0,
             end: 0,
-            read: 0,
-            eof: false,
+            offset: 0,
+            body_len,
+            header: Header {
+                version: 0,
+                last_increment: None,
+                count: 0,
+            },
             left: 0,
-            count: 0,
-            last_increment: None,
-            checksum: body_len.map(|_| xxhash_rust::xxh3::Xxh3::new()),
-            body_len: body_len.unwrap_or(u64::MAX),
             error: None,
         };
-        let header = loop {
-            let mut r = Reader {
-                bytes: &cursor.buf[..cursor.end],
-                pos: 0,
-            };
-            if let Some(header) = r.header() {
-                cursor.start = r.pos;
-                break header;
+        loop {
+            match Reader::header(&cursor.buf[..cursor.end]) {
+                Parse::Ok(header, n) => {
+                    cursor.start = n;
+                    cursor.left = header.count;
+                    cursor.header = header;
+                    break;
+                }
+                Parse::Bad => return Err(corrupt(path, "not a strata index (header)")),
+                Parse::Need => {
+                    if !cursor.fill() {
+                        return Err(cursor
+                            .error
+                            .take()
+                            .unwrap_or_else(|| corrupt(path, "truncated header")));
+                    }
+                }
             }
-            let longest = MAGIC.len() + 2 + usize::from(u16::MAX) + 8;
-            if cursor.end >= longest
-                || cursor.buf[..cursor.end.min(MAGIC.len())] != MAGIC[..cursor.end.min(MAGIC.len())]
-                || !cursor.fill()
-            {
-                return Err(cursor.error.take().unwrap_or_else(|| corrupt(path)));
-            }
-        };
-        (cursor.last_increment, cursor.count) = header;
-        cursor.left = cursor.count;
+        }
         cursor.advance();
         Ok(cursor)
     }
 
-    /// Read more of the file into the window, keeping the bytes from
-    /// `start` on. `false` at the end of the file or on an error.
+    /// Read more of the body into the window, keeping the bytes from
+    /// `start` on. `false` at the end of the body or on an error.
     fn fill(&mut self) -> bool {
-        if self.eof {
-            return false;
-        }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
+            self.offset += self.start as u64;
             self.end -= self.start;
             self.start = 0;
         }
         if self.end == self.buf.len() {
             self.buf.resize(self.buf.len() * 2, 0);
         }
-        let n = loop {
-            match self.file.read(&mut self.buf[self.end..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let at = self.offset + self.end as u64;
+        if at >= self.body_len {
+            return false;
+        }
+        let want = ((self.body_len - at) as usize).min(self.buf.len() - self.end);
+        loop {
+            match self
+                .file
+                .read_at(&mut self.buf[self.end..self.end + want], at)
+            {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.end += n;
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.error = Some(StoreError::Io {
-                        path: self.path.clone(),
-                        source: e,
-                    });
+                    self.error = Some(StoreError::io(&self.path, e));
                     return false;
                 }
             }
-        };
-        if let Some(hasher) = &mut self.checksum {
-            let body_left = self.body_len.saturating_sub(self.read);
-            let hashed = (n as u64).min(body_left) as usize;
-            hasher.update(&self.buf[self.end..self.end + hashed]);
         }
-        self.read += n as u64;
-        self.end += n;
-        self.eof = n == 0;
-        n > 0
     }
 
     /// The entry at hand; `None` after the last one (or an error).
@@ -404,11 +596,13 @@ impl Cursor {
         if self.len == 0 {
             return None;
         }
-        Reader {
-            bytes: &self.buf[self.start..self.start + self.len],
-            pos: 0,
+        match Reader::record(
+            &self.buf[self.start..self.start + self.len],
+            self.header.version,
+        ) {
+            Parse::Ok(e, _) => Some(e),
+            _ => None,
         }
-        .record()
     }
 
     /// Move to the next entry.
@@ -419,100 +613,105 @@ impl Cursor {
             return;
         }
         loop {
-            let mut r = Reader {
-                bytes: &self.buf[self.start..self.end],
-                pos: 0,
-            };
-            if r.record().is_some() {
-                self.len = r.pos;
-                self.left -= 1;
-                return;
-            }
-            // Read more only if a whole record could not have been there:
-            // a malformed one must not pull the rest of the file in.
-            let avail = &self.buf[self.start..self.end];
-            let longest = match avail.get(..4) {
-                Some(len) => 4 + u32::from_le_bytes(len.try_into().expect("4")) as usize + 46,
-                None => 4,
-            };
-            if avail.len() >= longest || !self.fill() {
-                if self.error.is_none() {
-                    self.error = Some(corrupt(&self.path));
+            match Reader::record(&self.buf[self.start..self.end], self.header.version) {
+                Parse::Ok(_, n) => {
+                    self.len = n;
+                    self.left -= 1;
+                    return;
                 }
-                return;
+                Parse::Bad => {
+                    self.error = Some(corrupt(&self.path, "a malformed record"));
+                    return;
+                }
+                Parse::Need => {
+                    if !self.fill() {
+                        if self.error.is_none() {
+                            self.error = Some(corrupt(&self.path, "truncated"));
+                        }
+                        return;
+                    }
+                }
             }
         }
     }
 
-    /// The bytes after the last record, when they are exactly a checksum.
-    fn trailer(&mut self) -> Option<[u8; 8]> {
-        if self.left > 0 || self.error.is_some() {
-            return None;
-        }
-        while self.end - self.start <= 8 && self.fill() {}
-        let rest = &self.buf[self.start..self.end];
-        (rest.len() == 8).then(|| rest.try_into().expect("8 bytes"))
-    }
-
-    /// Whether the walk went through: `Err` if a read failed or a record was
-    /// malformed before the last entry.
-    pub fn finish(mut self) -> Result<(), StoreError> {
+    /// Whether the walk so far went well (a walk may stop early): `Err` if a
+    /// read failed or a record was malformed.
+    pub fn check(mut self) -> Result<(), StoreError> {
         match self.error.take() {
             Some(e) => Err(e),
-            None if self.left > 0 => Err(corrupt(&self.path)),
             None => Ok(()),
         }
     }
+
+    /// Whether the walk went through: `Err` if a read failed or a record was
+    /// malformed, or bytes are left after the last record.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.left > 0 {
+            return Err(corrupt(&self.path, "fewer entries than its header says"));
+        }
+        let consumed = self.offset + self.start as u64;
+        if consumed != self.body_len {
+            return Err(corrupt(&self.path, "bytes after the last entry"));
+        }
+        Ok(())
+    }
 }
 
-/// Writes an index file entry by entry, without holding it in memory:
-/// to a temp file beside `path`, renamed over it by [`Writer::commit`]
-/// (after an fsync, and one of the directory), as [`write_atomic`] does.
-/// The entry count is part of the header, so it is given up front.
-pub struct Writer {
-    out: BufWriter<File>,
+/// Writes an index entry by entry, without holding it in memory: to an
+/// anonymous file in `.strata/tmp/`, named and renamed over
+/// `.strata/index` by [`Writer::commit`] after an fsync (and one of the
+/// directory). The entry count is part of the header, so it is given up
+/// front.
+pub struct Writer<'s> {
+    out: io::BufWriter<File>,
     hasher: xxhash_rust::xxh3::Xxh3,
     buf: Vec<u8>,
-    path: PathBuf,
-    tmp: PathBuf,
+    state: &'s Dir,
+    tmp: Dir,
+    path: std::path::PathBuf,
     left: u64,
-    #[cfg(debug_assertions)]
     last: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for Writer {
+impl std::fmt::Debug for Writer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "index::Writer({}, {} left)",
-            self.tmp.display(),
+            self.path.display(),
             self.left
         )
     }
 }
 
-impl Writer {
-    /// Start an index of `count` entries at `path`.
+/// The temp name the index gets in `.strata/tmp/` just before its rename.
+const TMP_NAME: &[u8] = b"index.new";
+
+impl<'s> Writer<'s> {
+    /// Start an index of `count` entries in `.strata/` (`state`, named
+    /// `path` in errors).
     pub fn create(
-        path: &Path,
+        state: &'s Dir,
+        path: &std::path::Path,
         last_increment: Option<&str>,
         count: u64,
-    ) -> Result<Writer, StoreError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        let file = File::create(&tmp).at(&tmp)?;
+    ) -> Result<Writer<'s>, StoreError> {
+        let tmp = state
+            .create_dirs(TMP, 0o700)
+            .map_err(|e| StoreError::io(path, e))?;
+        let file = tmp.tmpfile(0o600).map_err(|e| StoreError::io(path, e))?;
         let mut writer = Writer {
-            out: BufWriter::with_capacity(WINDOW, file),
+            out: io::BufWriter::with_capacity(WINDOW, file),
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             buf: Vec::with_capacity(4096),
-            path: path.to_path_buf(),
+            state,
             tmp,
+            path: path.to_path_buf(),
             left: count,
-            #[cfg(debug_assertions)]
             last: None,
         };
         encode_header(&mut writer.buf, last_increment, count);
@@ -522,225 +721,253 @@ impl Writer {
 
     fn flush_buf(&mut self) -> Result<(), StoreError> {
         self.hasher.update(&self.buf);
-        self.out.write_all(&self.buf).at(&self.tmp)?;
+        self.out
+            .write_all(&self.buf)
+            .map_err(|e| StoreError::io(&self.path, e))?;
         self.buf.clear();
         Ok(())
     }
 
     /// Append an entry (entries come in path order, as many as announced).
-    pub fn entry(&mut self, entry: EntryRef<'_>) -> Result<(), StoreError> {
-        #[cfg(debug_assertions)]
-        {
-            assert!(self.last.as_deref().is_none_or(|last| last < entry.path));
-            self.last = Some(entry.path.to_vec());
+    pub fn entry(&mut self, entry: &EntryRef<'_>) -> Result<(), StoreError> {
+        if self.last.as_deref().is_some_and(|last| last >= entry.path) || self.left == 0 {
+            return Err(self.internal("entries out of order or more than announced"));
         }
-        if self.left == 0 {
-            return Err(self.miscount());
-        }
+        self.last = Some(entry.path.to_vec());
         self.left -= 1;
         encode_record(&mut self.buf, entry);
         self.flush_buf()
     }
 
-    fn miscount(&self) -> StoreError {
+    fn internal(&self, what: &str) -> StoreError {
         StoreError::Corrupt {
             path: self.path.clone(),
-            message: "internal error: the new index has another entry count than announced".into(),
+            message: format!("internal error writing the index: {what}"),
         }
     }
 
     /// Finish the file and put it in place.
     pub fn commit(mut self) -> Result<(), StoreError> {
         if self.left != 0 {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(self.miscount());
+            return Err(self.internal("fewer entries than announced"));
         }
         let sum = self.hasher.digest();
-        self.out.write_all(&sum.to_le_bytes()).at(&self.tmp)?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .at(&self.tmp)?;
-        file.sync_all().at(&self.tmp)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path).at(&self.path)?;
-        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+        let path = self.path.clone();
+        let io = |e| StoreError::io(&path, e);
+        self.out.write_all(&sum.to_le_bytes()).map_err(io)?;
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        let _ = self.tmp.unlink(TMP_NAME);
+        self.tmp.link_file(&file, TMP_NAME).map_err(io)?;
+        if let Err(e) = self.tmp.rename(TMP_NAME, self.state, INDEX) {
+            let _ = self.tmp.unlink(TMP_NAME);
+            return Err(io(e));
+        }
+        self.state.sync().map_err(io)
+    }
+}
+
+/// Write a whole index atomically.
+pub fn save(state: &Dir, path: &std::path::Path, index: &Index) -> Result<(), StoreError> {
+    let mut out = Writer::create(
+        state,
+        path,
+        index.last_increment.as_deref(),
+        index.entries.len() as u64,
+    )?;
+    for e in &index.entries {
+        out.entry(&e.view())?;
+    }
+    out.commit()
+}
+
+/// Read the index whole: `Ok(None)` when there is none yet, an error when
+/// it exists but is unreadable or corrupt.
+pub fn load(state: &Dir, path: &std::path::Path) -> Result<Option<Index>, StoreError> {
+    match IndexFile::open(state, path)? {
+        None => Ok(None),
+        Some(file) => file.load().map(Some),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::RelPath;
+    use crate::entry::{NO_XATTRS, RelPath};
 
     fn entries() -> Index {
         Index {
             last_increment: Some("backup_20260101_000000".into()),
+            version: VERSION,
             entries: vec![
+                Entry {
+                    path: RelPath::root(),
+                    meta: Meta {
+                        kind: Kind::Dir,
+                        size: 0,
+                        mtime: Timestamp { sec: 7, nsec: 1 },
+                        mode: 0o2775,
+                        uid: 1,
+                        gid: 2,
+                        link: 0,
+                    },
+                    ctime: Timestamp { sec: 8, nsec: 2 },
+                    tracked: true,
+                    hash: None,
+                    xattrs: Some(NO_XATTRS),
+                },
                 Entry {
                     path: RelPath::from_bytes(b"a/b\xff c"),
                     meta: Meta {
                         kind: Kind::File,
                         size: 12,
-                        mtime: -5,
-                        mtime_nsec: 999_999_999,
+                        mtime: Timestamp {
+                            sec: -5,
+                            nsec: 999_999_999,
+                        },
                         mode: 0o4755,
+                        uid: 1000,
+                        gid: 100,
+                        link: 77,
                     },
+                    ctime: Timestamp { sec: 9, nsec: 3 },
                     tracked: true,
                     hash: Some(Hash::of(b"x")),
+                    xattrs: Some(Hash([3; 16])),
                 },
                 Entry {
                     path: RelPath::from_bytes(b"z"),
                     meta: Meta {
                         kind: Kind::Symlink,
                         size: 3,
-                        mtime: 1_700_000_000,
-                        mtime_nsec: 0,
+                        mtime: Timestamp {
+                            sec: 1_700_000_000,
+                            nsec: 0,
+                        },
                         mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        link: 0,
                     },
+                    ctime: Timestamp::default(),
                     tracked: false,
                     hash: None,
+                    xattrs: None,
                 },
             ],
         }
     }
 
-    #[test]
-    fn round_trip() {
-        let bytes = encode(&entries());
-        assert_eq!(decode(&bytes), Some(entries()));
+    fn state() -> (tempfile::TempDir, Dir, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        let p = t.path().join("index");
+        (t, d, p)
     }
 
     #[test]
-    fn any_flipped_or_missing_byte_is_detected() {
-        let bytes = encode(&entries());
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x40;
-            assert_eq!(decode(&bad), None, "flip at {i}");
-        }
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
-    }
-
-    #[test]
-    fn save_and_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
-        assert_eq!(load(&path).unwrap(), None);
-        save(&path, &entries()).unwrap();
-        assert_eq!(load(&path).unwrap(), Some(entries()));
-        std::fs::write(&path, b"garbage").unwrap();
-        assert!(matches!(load(&path), Err(StoreError::Corrupt { .. })));
-    }
-
-    fn walk(file: &IndexFile) -> Vec<Entry> {
-        let mut cursor = file.cursor().unwrap();
-        let mut out = Vec::new();
-        while let Some(e) = cursor.current() {
-            out.push(e.to_entry());
-            cursor.advance();
-        }
-        cursor.finish().unwrap();
-        out
-    }
-
-    #[test]
-    fn an_index_file_is_checked_then_walked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
-        assert!(IndexFile::open(&path).unwrap().is_none());
-        save(&path, &entries()).unwrap();
-        let file = IndexFile::open(&path).unwrap().unwrap();
-        assert_eq!(file.len(), 2);
+    fn save_and_load_round_trip() {
+        let (_t, state, path) = state();
+        assert_eq!(load(&state, &path).unwrap(), None);
+        save(&state, &path, &entries()).unwrap();
+        assert_eq!(load(&state, &path).unwrap(), Some(entries()));
+        let file = IndexFile::open(&state, &path).unwrap().unwrap();
+        assert_eq!(file.len(), 3);
         assert_eq!(file.last_increment(), Some("backup_20260101_000000"));
-        assert_eq!(walk(&file), entries().entries);
         // Twice: a cursor starts from the beginning.
-        assert_eq!(walk(&file), entries().entries);
+        assert_eq!(file.load().unwrap(), entries());
+        assert_eq!(file.load().unwrap(), entries());
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(
+            load(&state, &path),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
-        let bytes = encode(&entries());
+    #[test]
+    fn any_flipped_cut_or_added_byte_is_detected() {
+        let (_t, state, path) = state();
+        save(&state, &path, &entries()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
             std::fs::write(&path, &bad).unwrap();
-            assert!(
-                matches!(IndexFile::open(&path), Err(StoreError::Corrupt { .. })),
-                "flip at {i}"
-            );
+            assert!(IndexFile::open(&state, &path).is_err(), "flip at {i}");
         }
         for cut in [0, 5, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            assert!(IndexFile::open(&path).is_err(), "cut at {cut}");
+            assert!(IndexFile::open(&state, &path).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
         std::fs::write(&path, &longer).unwrap();
-        assert!(IndexFile::open(&path).is_err());
+        assert!(IndexFile::open(&state, &path).is_err());
+    }
+
+    #[test]
+    fn a_version_1_index_is_read_for_the_upgrade() {
+        let (_t, state, path) = state();
+        // As strata 0.1 wrote it.
+        let mut body = Vec::new();
+        body.extend_from_slice(b"STRATA-INDEX\x01");
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.push(b'a');
+        body.push(0); // file
+        body.push(1 | 2); // tracked, hash
+        body.extend_from_slice(&5u64.to_le_bytes());
+        body.extend_from_slice(&1_600_000_000i64.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&0o644u32.to_le_bytes());
+        body.extend_from_slice(&Hash::of(b"hello").0);
+        let sum = xxhash_rust::xxh3::xxh3_64(&body);
+        body.extend_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, &body).unwrap();
+        let index = load(&state, &path).unwrap().unwrap();
+        assert_eq!(index.version, 1);
+        let e = &index.entries[0];
+        assert_eq!(e.path, RelPath::from_bytes(b"a"));
+        assert_eq!(e.meta.size, 5);
+        assert_eq!(e.meta.uid, UNKNOWN_OWNER);
+        assert_eq!(e.xattrs, None);
+        assert_eq!(e.hash, Some(Hash::of(b"hello")));
     }
 
     #[test]
     fn a_cursor_reads_records_larger_than_its_window_and_many_of_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
+        let (_t, state, path) = state();
         let mut index = Index::default();
-        let long = vec![b'x'; 3 * WINDOW];
+        let long: Vec<u8> = (0..3 * WINDOW)
+            .map(|i| if i % 200 == 199 { b'/' } else { b'x' })
+            .collect();
         index.entries.push(Entry {
             path: RelPath::from_bytes(&long),
-            ..entries().entries[0].clone()
+            ..entries().entries[1].clone()
         });
         for i in 0..20_000 {
             index.entries.push(Entry {
                 path: RelPath::from_bytes(format!("y/{i:08}").as_bytes()),
                 hash: (i % 3 == 0).then(|| Hash::of(b"h")),
-                ..entries().entries[1].clone()
+                ..entries().entries[2].clone()
             });
         }
-        save(&path, &index).unwrap();
-        let file = IndexFile::open(&path).unwrap().unwrap();
-        assert_eq!(walk(&file), index.entries);
-        // The file changing under a cursor ends the walk with an error.
-        let mut cursor = file.cursor().unwrap();
-        std::fs::write(&path, encode(&entries())).unwrap();
-        let mut n = 0;
-        while cursor.current().is_some() {
-            cursor.advance();
-            n += 1;
-        }
-        assert!(n < index.entries.len());
-        assert!(cursor.finish().is_err());
-        // A cursor on a file that is not the one checked.
-        assert!(file.cursor().is_err());
+        save(&state, &path, &index).unwrap();
+        let file = IndexFile::open(&state, &path).unwrap().unwrap();
+        assert_eq!(file.load().unwrap().entries, index.entries);
     }
 
     #[test]
-    fn the_writer_writes_what_encode_encodes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
-        let index = entries();
-        let mut out = Writer::create(&path, index.last_increment.as_deref(), 2).unwrap();
-        for e in &index.entries {
-            out.entry(e.view()).unwrap();
-        }
-        out.commit().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), encode(&index));
-
-        let copy = dir.path().join("copy");
-        IndexFile::open(&path)
-            .unwrap()
-            .unwrap()
-            .save(&copy)
-            .unwrap();
-        assert_eq!(std::fs::read(&copy).unwrap(), encode(&index));
-    }
-
-    #[test]
-    fn the_writer_holds_to_its_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
-        let out = Writer::create(&path, None, 1).unwrap();
+    fn the_writer_holds_to_its_count_and_order() {
+        let (_t, state, path) = state();
+        let out = Writer::create(&state, &path, None, 1).unwrap();
         assert!(out.commit().is_err());
-        let mut out = Writer::create(&path, None, 0).unwrap();
-        assert!(out.entry(entries().entries[0].view()).is_err());
+        let mut out = Writer::create(&state, &path, None, 0).unwrap();
+        assert!(out.entry(&entries().entries[0].view()).is_err());
+        let mut out = Writer::create(&state, &path, None, 2).unwrap();
+        out.entry(&entries().entries[2].view()).unwrap();
+        assert!(out.entry(&entries().entries[1].view()).is_err());
         assert!(!path.exists());
     }
 }

@@ -1,10 +1,12 @@
 //! The per-job lock: kernel `flock` on `.strata/lock`, so that it is released
-//! when the process dies and never goes stale.
+//! when the process dies and never goes stale. Opened from the state
+//! folder's descriptor, never following a symlink.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use crate::fs::Dir;
 
 /// Why a lock was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -28,45 +30,34 @@ pub enum LockError {
 /// A held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct JobLock {
-    _file: File,
+    _fd: OwnedFd,
 }
 
 impl JobLock {
-    /// Take the lock at `path` without waiting, creating the file (and its
-    /// directory) when `create` is set. With `create` unset and no lock file,
-    /// returns `Ok(None)`: there is nothing to protect yet (a dry run).
-    pub fn try_acquire(path: &Path, create: bool) -> Result<Option<JobLock>, LockError> {
-        let io_error = |source| LockError::Io {
+    /// Take the lock in `.strata/` (`state`; `path` names the lock file in
+    /// errors) without waiting, creating the lock file.
+    pub fn try_acquire(state: &Dir, path: &Path) -> Result<JobLock, LockError> {
+        let io_error = |e: rustix::io::Errno| LockError::Io {
             path: path.to_path_buf(),
-            source,
+            source: io::Error::from_raw_os_error(e.raw_os_error()),
         };
-        if create {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(io_error)?;
-            }
-        } else if !path.parent().is_some_and(Path::exists) {
-            return Ok(None);
+        let fd = rustix::fs::openat(
+            state,
+            c"lock",
+            rustix::fs::OFlags::RDWR
+                | rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .map_err(io_error)?;
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(JobLock { _fd: fd }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Held {
+                path: path.to_path_buf(),
+            }),
+            Err(e) => Err(io_error(e)),
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_error)?;
-        // SAFETY: flock on a file descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Err(LockError::Held {
-                    path: path.to_path_buf(),
-                })
-            } else {
-                Err(io_error(err))
-            };
-        }
-        Ok(Some(JobLock { _file: file }))
     }
 }
 
@@ -77,22 +68,14 @@ mod tests {
     #[test]
     fn second_holder_is_refused_until_the_first_drops() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".strata/lock");
-        let first = JobLock::try_acquire(&path, true).unwrap();
-        assert!(first.is_some());
+        let state = Dir::open_root(dir.path()).unwrap();
+        let path = dir.path().join("lock");
+        let first = JobLock::try_acquire(&state, &path).unwrap();
         assert!(matches!(
-            JobLock::try_acquire(&path, true),
+            JobLock::try_acquire(&state, &path),
             Err(LockError::Held { .. })
         ));
         drop(first);
-        assert!(JobLock::try_acquire(&path, true).unwrap().is_some());
-    }
-
-    #[test]
-    fn dry_run_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dest/.strata/lock");
-        assert!(JobLock::try_acquire(&path, false).unwrap().is_none());
-        assert!(!dir.path().join("dest").exists());
+        assert!(JobLock::try_acquire(&state, &path).is_ok());
     }
 }

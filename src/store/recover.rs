@@ -1,350 +1,748 @@
-//! Repair after an interrupted run, before anything else happens.
+//! Recovery: the inverse of [`super::commit`], run before anything else by
+//! every run (and by nothing else that writes). Two steps, so that a dry run
+//! and `verify` can show what would happen:
 //!
-//! The commit protocol (see the README) is: create `.strata/dirty`; build
-//! the increment in `.strata/inprogress/<name>/` while the mirror changes
-//! (new versions via `.strata/tmp/` + rename); `syncfs`; write the
-//! increment's metadata; rename the folder to `backup_<name>/`; write the
-//! index; remove `dirty`. A crash can stop it anywhere, so recovery:
+//! - [`assess`] reads only, and returns a plain [`Assessment`]: what an
+//!   interrupted run left, what will be done about it, and the index as the
+//!   mirror will then be;
+//! - [`repair`] does it.
 //!
-//! 1. empties `.strata/tmp/` (half-written copies, never visible in the
-//!    mirror);
-//! 2. moves the files an interrupted run had moved into `deleted/` back into
-//!    the mirror (the next run deletes them again if they are still gone);
-//!    a deletion whose mirror path already holds something newer (a
-//!    directory that replaced the file) stands, and is carried;
-//! 3. when `dirty` is present (or the index is missing or corrupt), rebuilds
-//!    the index from a walk of the mirror, so that index and mirror agree;
-//! 4. keeps the interrupted increment's `track/` entries as *carried*: the
-//!    next run writes its changes into that same folder, so every change the
-//!    interrupted run had recorded lands in exactly one increment.
+//! What an interrupted run can leave, and what becomes of it:
+//!
+//! 1. files in `.strata/tmp/`: never visible anywhere; removed.
+//! 2. `.strata/dirty` (or a missing, corrupt or version-1 index): the
+//!    mirror may differ from the index, so the index is rebuilt from a walk
+//!    of the mirror. Each mirror entry takes the first that accounts for it:
+//!    the interrupted increment's `track/` link to the same inode (a new
+//!    version it recorded), a record of an increment committed after the
+//!    index (the commit got past its rename), the old index entry with the
+//!    same metadata; otherwise it is marked stale, so that the next run
+//!    copies it afresh (and records it, when tracked). Directories keep
+//!    their old entry (they are updated in place, and the next run puts
+//!    every directory's metadata back).
+//! 3. `inprogress/<name>/deleted/P`, a tracked file the run moved out of the
+//!    mirror: moved back when the mirror's `P` is free and the folders on
+//!    its way are real directories (the next run deletes it again if it is
+//!    still gone); otherwise — the path holds something newer, or a folder
+//!    on its way became a symlink or a file — the deletion stands and is
+//!    carried. Nothing is ever moved through a symlink: every path is
+//!    resolved beneath the mirror's descriptor with no symlink followed.
+//! 4. `inprogress/<name>/track/P`: a version that entered the mirror; its
+//!    record is carried, as is the deletion of every tracked directory of
+//!    the committed state that is no longer a directory in the mirror. The
+//!    next run continues that increment, so every change the interrupted
+//!    run was recording lands in exactly one increment.
+//!
+//! When nothing is carried, repair saves the rebuilt index and removes the
+//! dirty marker at once; otherwise the next run's commit does.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 
-use super::index::{self, Index};
-use super::meta::{FileRecord, IncrementMeta};
-use super::{IoContext, Layout, StoreError, parse_increment_name};
-use crate::diff::Op;
-use crate::scan::{Entry, Hash, Meta, RelPath, hash_entry};
+use super::commit::{StartIndex, clear_dirty, save_index};
+use super::index::{Index, IndexFile, UNKNOWN_OWNER};
+use super::meta::{FileRecord, Record};
+use super::{DIRTY, INPROGRESS, IncrementName, IoContext, Part, Store, StoreError, TMP};
+use crate::entry::{Entry, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs};
+use crate::faults::Faults;
+use crate::fs::{Dir, FileTypeOf, Stat, is_root, xattr};
 
-/// The state a run starts from, after recovery.
+/// Records an interrupted run made, carried into the next run's increment,
+/// by path (a path may have a deletion and an addition: a file replaced by
+/// a directory).
+pub type Carried = BTreeMap<RelPath, Vec<FileRecord>>;
+
+/// What recovery found and will do. Reading it changes nothing.
 #[derive(Debug, Default)]
-pub struct Recovered {
+pub struct Assessment {
+    /// Files in `.strata/tmp/` to remove.
+    pub tmp_files: usize,
+    /// Interrupted increments in `.strata/inprogress/`, oldest first; the
+    /// newest is continued.
+    pub folders: Vec<IncrementName>,
+    /// Deletions to move back into the mirror: (folder, path).
+    pub rollbacks: Vec<(IncrementName, RelPath)>,
+    /// Second links of files still in the mirror, to drop: (folder, path).
+    pub drop_links: Vec<(IncrementName, RelPath)>,
+    /// Records carried into the next increment.
+    pub carried: Carried,
+    /// The index as the mirror will be, when it must be rebuilt.
+    pub rebuilt: Option<Index>,
+    /// Why (for the report), one line each.
+    pub notes: Vec<String>,
+}
+
+impl Assessment {
+    /// Whether there is anything to repair.
+    pub fn is_empty(&self) -> bool {
+        self.tmp_files == 0
+            && self.folders.is_empty()
+            && self.rebuilt.is_none()
+            && self.notes.is_empty()
+    }
+}
+
+/// Where a run starts from, after repair.
+#[derive(Debug)]
+pub struct Repaired {
     /// The index, agreeing with the mirror.
-    pub index: Index,
-    /// An interrupted run's increment folder, to be continued.
-    pub increment: Option<PathBuf>,
-    /// What that folder already records, by path.
-    pub carried: BTreeMap<RelPath, FileRecord>,
+    pub index: StartIndex,
+    /// The interrupted increment to continue, if any.
+    pub increment: Option<IncrementName>,
+    /// What it already records.
+    pub carried: Carried,
     /// What recovery did, for the report (empty: nothing to repair).
     pub repairs: Vec<String>,
+    /// The mirror's directories may have been touched: put back the
+    /// metadata of every one.
+    pub redo_dirs: bool,
 }
 
-/// Whether an interrupted run left something to repair.
-pub fn needs_recovery(layout: &Layout) -> bool {
-    layout.dirty().exists()
-        // A run leaves `tmp/` behind empty: only a file in it is left over.
-        || fs::read_dir(layout.tmp()).is_ok_and(|mut d| d.next().is_some())
-        || fs::read_dir(layout.inprogress()).is_ok_and(|mut d| d.next().is_some())
+/// Whether something may need repair (cheap: a few `stat`s).
+pub fn needs_recovery(store: &Store) -> bool {
+    let has_entries = |name: &[u8]| {
+        store
+            .state()
+            .child_dir(name)
+            .is_ok_and(|d| d.entries().is_ok_and(|e| !e.is_empty()))
+    };
+    store.state_has(DIRTY) || has_entries(TMP) || has_entries(INPROGRESS)
 }
 
-/// Every file (and symlink) below `root`, as relative paths with their
-/// `lstat`, sorted by path. A missing `root` is empty.
-fn walk_files(root: &Path) -> Result<Vec<(RelPath, fs::Metadata)>, StoreError> {
-    let mut out = Vec::new();
-    if !root.exists() {
-        return Ok(out);
+use crate::fs::walk_tree as walk;
+
+/// The metadata given to a mirror entry that nothing accounts for: it
+/// matches no real entry, so the next diff replaces it.
+fn stale(kind: Kind) -> Meta {
+    Meta {
+        kind,
+        size: u64::MAX,
+        mtime: Timestamp {
+            sec: i64::MIN,
+            nsec: 0,
+        },
+        mode: 0,
+        uid: u32::MAX - 1,
+        gid: u32::MAX - 1,
+        link: 0,
     }
-    for entry in walkdir::WalkDir::new(root).min_depth(1) {
-        let entry = entry.map_err(|e| StoreError::Io {
-            path: e.path().unwrap_or(root).to_path_buf(),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("walkdir stays below its root");
-        let meta = entry.metadata().map_err(|e| StoreError::Io {
-            path: entry.path().to_path_buf(),
-            source: e.into(),
-        })?;
-        out.push((RelPath::from_bytes(rel.as_os_str().as_bytes()), meta));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
 }
 
-/// Remove the empty directories below (and including) `dir`.
-fn prune_empty_dirs(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                prune_empty_dirs(&entry.path());
+/// Whether a mirror entry is the version an index entry or record
+/// describes: kind, size, mtime, mode, and (as root, where it is known) the
+/// owner. The mirror keeps owners only as root.
+fn matches(want: &Meta, got: &Stat) -> bool {
+    let Some(m) = got.meta() else {
+        return false;
+    };
+    let owner = !is_root() || want.uid == UNKNOWN_OWNER || (want.uid, want.gid) == (m.uid, m.gid);
+    m.kind == want.kind
+        && m.size == want.size
+        && m.mtime == want.mtime
+        && m.mode == want.mode
+        && owner
+}
+
+/// The state the last commit left: the old index, and the records of the
+/// increments committed after it.
+struct Committed {
+    old: Index,
+    newer: HashMap<RelPath, Vec<Record>>,
+    last: Option<String>,
+}
+
+/// Files and directories of one class: a directory is not the same thing
+/// as a file at the same path; a file and a symlink are.
+fn same_class(a: Kind, b: Kind) -> bool {
+    (a == Kind::Dir) == (b == Kind::Dir)
+}
+
+impl Committed {
+    fn old_entry(&self, path: &RelPath) -> Option<&Entry> {
+        self.old
+            .entries
+            .binary_search_by(|e| e.path.cmp(path))
+            .ok()
+            .map(|i| &self.old.entries[i])
+    }
+
+    /// The tracked kind of `path` in the committed history state.
+    fn tracked_kind(&self, path: &RelPath) -> Option<Kind> {
+        if let Some(records) = self.newer.get(path) {
+            let mut state = self
+                .old_entry(path)
+                .filter(|e| e.tracked)
+                .map(|e| e.meta.kind);
+            for r in records {
+                state = match r.op {
+                    Op::Deleted => None,
+                    _ => Some(r.meta.kind),
+                };
             }
+            return state;
+        }
+        self.old_entry(path)
+            .filter(|e| e.tracked)
+            .map(|e| e.meta.kind)
+    }
+
+    /// Whether a newer increment's last record of `path` (of `kind`'s
+    /// class) is its deletion: it left the tracked set then.
+    fn newer_deletion(&self, path: &RelPath, kind: Kind) -> bool {
+        self.newer.get(path).is_some_and(|records| {
+            records
+                .iter()
+                .rev()
+                .find(|r| same_class(r.meta.kind, kind))
+                .is_some_and(|r| r.op == Op::Deleted)
+        })
+    }
+
+    /// The last addition record of a newer increment for `path`.
+    fn newer_addition(&self, path: &RelPath) -> Option<&Record> {
+        let records = self.newer.get(path)?;
+        match records.last() {
+            Some(r) if r.op != Op::Deleted => Some(r),
+            _ => None,
         }
     }
-    let _ = fs::remove_dir(dir);
 }
 
-/// The metadata given to a mirror file that no record accounts for: it
-/// matches no real file, so the next diff replaces the file.
-const STALE: Meta = Meta {
-    kind: crate::scan::Kind::File,
-    size: u64::MAX,
-    mtime: i64::MIN,
-    mtime_nsec: 0,
-    mode: 0,
-};
+/// A carried version in `track/`: its record and inode.
+struct CarriedFile {
+    record: FileRecord,
+    stat: Stat,
+}
 
-/// Repair the destination after an interrupted run. Call with the job's
-/// lock held.
-pub fn recover(layout: &Layout) -> Result<Recovered, StoreError> {
-    let mut repairs = Vec::new();
-
-    // 1. Temp files never became visible anywhere: drop them.
-    let tmp = layout.tmp();
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
-
-    let (old, mut dirty) = match index::load(&layout.index()) {
-        Ok(Some(index)) => (index, layout.dirty().exists()),
-        Ok(None) => (Index::default(), layout.mirror().exists()),
+/// Look at the destination and say what repair will do. Reads only.
+pub fn assess(store: &Store) -> Result<Assessment, StoreError> {
+    let mut out = Assessment::default();
+    let tmp = store.state_dir(TMP)?;
+    out.tmp_files = match &tmp {
+        Some(d) => d.entries().at(&store.state_path(TMP))?.len(),
+        None => 0,
+    };
+    let dirty = store.state_has(DIRTY);
+    let index_path = store.index_path();
+    let mut rebuild = dirty;
+    let old = match IndexFile::open(store.state(), &index_path) {
+        Ok(Some(file)) => {
+            let index = file.load()?;
+            if index.version < 2 {
+                out.notes.push(format!(
+                    "{}: written by an older strata; upgraded (owners, xattrs, directories \
+                     and hardlinks are now kept)",
+                    index_path.display()
+                ));
+                rebuild = true;
+            }
+            index
+        }
+        Ok(None) => {
+            if store.mirror().at(&store.mirror_path())?.is_some() {
+                out.notes.push(format!(
+                    "{}: missing; rebuilt from the mirror",
+                    index_path.display()
+                ));
+                rebuild = true;
+            }
+            Index::default()
+        }
         Err(StoreError::Corrupt { path, message }) => {
-            repairs.push(format!(
+            out.notes.push(format!(
                 "{}: {message}; rebuilt from the mirror",
                 path.display()
             ));
-            (Index::default(), true)
+            rebuild = true;
+            Index::default()
         }
         Err(e) => return Err(e),
     };
 
-    // 2. Interrupted increments: roll deletions back, gather track/ into the
-    //    newest folder.
-    let mut folders: Vec<String> = match fs::read_dir(layout.inprogress()) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
-            .filter(|n| parse_increment_name(n).is_some())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).at(&layout.inprogress()),
+    let mut committed = Committed {
+        newer: HashMap::new(),
+        last: old.last_increment.clone(),
+        old,
     };
-    folders.sort_by_key(|n| parse_increment_name(n));
-    let mirror = layout.mirror();
-    let newest = folders.last().map(|n| layout.inprogress().join(n));
-    for name in &folders {
-        dirty = true;
-        let dir = layout.inprogress().join(name);
-        let deleted = dir.join("deleted");
-        let newest_deleted = newest
-            .as_ref()
-            .expect("there is a newest folder")
-            .join("deleted");
-        for (rel, kept) in walk_files(&deleted)? {
-            let from = deleted.join(rel.as_path());
-            let to = mirror.join(rel.as_path());
-            match fs::symlink_metadata(&to) {
-                Err(_) => {
-                    // The path is free: put the file back; the next run
-                    // deletes it again if it is still gone.
-                    if let Some(parent) = to.parent() {
-                        fs::create_dir_all(parent).at(parent)?;
-                    }
-                    crate::fault::point();
-                    fs::rename(&from, &to).at(&to)?;
-                    repairs.push(format!("{rel}: deletion rolled back into the mirror"));
-                }
-                Ok(m) if (m.dev(), m.ino()) == (kept.dev(), kept.ino()) => {
-                    // A second link of a file still in the mirror (it was
-                    // leaving the tracked set): the next run redoes it.
-                    crate::fault::point();
-                    fs::remove_file(&from).at(&from)?;
-                }
-                Ok(_) if deleted != newest_deleted => {
-                    // The path holds something newer (a directory, a new
-                    // version): this deletion stands; carry it.
-                    let dest = newest_deleted.join(rel.as_path());
-                    if fs::symlink_metadata(&dest).is_err() {
-                        if let Some(parent) = dest.parent() {
-                            fs::create_dir_all(parent).at(parent)?;
-                        }
-                        fs::rename(&from, &dest).at(&dest)?;
-                    }
-                }
-                Ok(_) => {}
-            }
+    let last_name = committed.last.as_deref().and_then(IncrementName::parse);
+    for name in store.increments()? {
+        if last_name.as_ref().is_some_and(|last| name <= *last) {
+            continue;
         }
-        prune_empty_dirs(&deleted);
-        let _ = fs::remove_file(IncrementMeta::path_in(&dir, name));
-        if Some(&dir) != newest.as_ref() {
-            let target = newest
-                .as_ref()
-                .expect("there is a newest folder")
-                .join("track");
-            for (rel, _) in walk_files(&dir.join("track"))? {
-                let to = target.join(rel.as_path());
-                if fs::symlink_metadata(&to).is_err() {
-                    if let Some(parent) = to.parent() {
-                        fs::create_dir_all(parent).at(parent)?;
-                    }
-                    fs::rename(dir.join("track").join(rel.as_path()), &to).at(&to)?;
+        let inc = store.increment(&name)?;
+        if let Ok(meta) = inc.load_meta() {
+            for record in &meta.files {
+                if let Ok(r) = record.check() {
+                    committed.newer.entry(r.path.clone()).or_default().push(r);
                 }
             }
-            fs::remove_dir_all(&dir).at(&dir)?;
+            rebuild = true;
+        }
+        committed.last = Some(name.to_string());
+    }
+
+    // Interrupted increments.
+    if let Some(inprogress) = store.state_dir(INPROGRESS)? {
+        out.folders = Store::increment_names_in(&inprogress, &store.state_path(INPROGRESS))?;
+    }
+    if !out.folders.is_empty() {
+        rebuild = true;
+    }
+    let mirror = store.mirror().at(&store.mirror_path())?;
+    let mut carried_files: BTreeMap<RelPath, CarriedFile> = BTreeMap::new();
+    // Paths that rollbacks will put back, with the stat of what goes back.
+    let mut rolled: BTreeMap<RelPath, Stat> = BTreeMap::new();
+    let mut made_dirs: HashSet<RelPath> = HashSet::new();
+    for name in &out.folders {
+        let inc = store.increment_in(INPROGRESS, name)?;
+        if let Some(deleted) = inc.part(Part::Deleted).at(&inc.path)? {
+            for (rel, st) in walk(&deleted).at(&inc.path)? {
+                if st.file_type == FileTypeOf::Dir {
+                    continue;
+                }
+                match free_in_mirror(mirror.as_ref(), &rel, &st) {
+                    Free::Yes { missing_dirs }
+                        if !rolled.contains_key(&rel) && !carried_files.contains_key(&rel) =>
+                    {
+                        made_dirs.extend(missing_dirs);
+                        rolled.insert(rel.clone(), st);
+                        out.rollbacks.push((name.clone(), rel));
+                    }
+                    Free::SameInode => out.drop_links.push((name.clone(), rel)),
+                    _ => {
+                        // The deletion stands.
+                        let mut entry = stat_entry(&rel, &st);
+                        entry.tracked = true;
+                        out.carried.entry(rel).or_default().push(FileRecord::new(
+                            &entry,
+                            Op::Deleted,
+                            &Xattrs::default(),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(track) = inc.part(Part::Track).at(&inc.path)? {
+            for (rel, st) in walk(&track).at(&inc.path)? {
+                if st.file_type == FileTypeOf::Dir {
+                    continue;
+                }
+                let (dir, fname) = track
+                    .parent_of(rel.as_bytes())
+                    .at(&inc.part_path(Part::Track, &rel))?;
+                let shown = inc.part_path(Part::Track, &rel);
+                let kind = st.kind().unwrap_or(Kind::File);
+                let hash = crate::scan::hash_in(&dir, fname, kind).at(&shown)?;
+                let xattrs = if kind == Kind::File {
+                    let f = dir.open_read(fname).at(&shown)?;
+                    xattr::read_all(&f).at(&shown)?
+                } else {
+                    Xattrs::default()
+                };
+                let mut entry = stat_entry(&rel, &st);
+                entry.tracked = true;
+                entry.hash = Some(hash);
+                let op = match committed.tracked_kind(&rel) {
+                    Some(k) if same_class(k, kind) => Op::Changed,
+                    _ => Op::New,
+                };
+                // A newer folder's version of the same path wins.
+                carried_files.insert(
+                    rel,
+                    CarriedFile {
+                        record: FileRecord::new(&entry, op, &xattrs),
+                        stat: st,
+                    },
+                );
+            }
         }
     }
-    let deletions_in_progress = match &newest {
-        Some(dir) => walk_files(&dir.join("deleted"))?,
-        None => Vec::new(),
-    };
-    let tracked_in_progress = match &newest {
-        Some(dir) => walk_files(&dir.join("track"))?,
-        None => Vec::new(),
-    };
+    for (rel, c) in &carried_files {
+        let records = out.carried.entry(rel.clone()).or_default();
+        records.retain(|r| r.op == Op::Deleted);
+        records.push(c.record.clone());
+    }
 
-    // 3. Rebuild the index from the mirror.
-    let index = if dirty {
-        repairs.push("an interrupted run was repaired: index rebuilt from the mirror".into());
-        rebuild(layout, &old, &tracked_in_progress)?
-    } else {
-        old.clone()
-    };
+    if rebuild {
+        if dirty {
+            out.notes
+                .push("an interrupted run was repaired: index rebuilt from the mirror".into());
+        }
+        let mut seen = match &mirror {
+            Some(m) => walk(m).at(&store.mirror_path())?,
+            None => Vec::new(),
+        };
+        for (rel, st) in &rolled {
+            seen.push((rel.clone(), *st));
+        }
+        for d in &made_dirs {
+            if let Some(e) = committed.old_entry(d).filter(|e| e.meta.kind == Kind::Dir) {
+                let mut st = fake_dir_stat();
+                st.mode = e.meta.mode;
+                seen.push((d.clone(), st));
+            }
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        seen.dedup_by(|a, b| a.0 == b.0);
+        let mirror_dirs: HashSet<&RelPath> = seen
+            .iter()
+            .filter(|(_, st)| st.file_type == FileTypeOf::Dir)
+            .map(|(p, _)| p)
+            .collect();
+        // Tracked directories of the committed state that are gone.
+        if !out.folders.is_empty() {
+            let mut gone: Vec<Entry> = committed
+                .old
+                .entries
+                .iter()
+                .filter(|e| e.meta.kind == Kind::Dir && e.tracked && !mirror_dirs.contains(&e.path))
+                .filter(|e| committed.tracked_kind(&e.path) == Some(Kind::Dir))
+                .cloned()
+                .collect();
+            gone.sort_by(|a, b| a.path.cmp(&b.path));
+            for e in gone {
+                let records = out.carried.entry(e.path.clone()).or_default();
+                records.insert(0, FileRecord::new(&e, Op::Deleted, &Xattrs::default()));
+            }
+        }
+        let entries = seen
+            .iter()
+            .filter(|(_, st)| st.file_type != FileTypeOf::Special)
+            .map(|(rel, st)| rebuild_entry(rel, st, &committed, &carried_files))
+            .collect();
+        out.rebuilt = Some(Index {
+            entries,
+            last_increment: committed.last.clone(),
+            version: 2,
+        });
+    }
+    Ok(out)
+}
 
-    // 4. Carry what the interrupted increment recorded.
-    let was_tracked: HashMap<&RelPath, bool> =
-        old.entries.iter().map(|e| (&e.path, e.tracked)).collect();
-    let mut carried = BTreeMap::new();
-    if let Some(dir) = &newest {
-        for (rel, meta) in &tracked_in_progress {
-            let path = dir.join("track").join(rel.as_path());
-            let Some(m) = Meta::from_metadata(meta) else {
-                continue;
-            };
-            let entry = Entry {
-                path: rel.clone(),
-                meta: m,
-                tracked: true,
-                hash: Some(hash_entry(&path, m.kind).at(&path)?),
-            };
-            let op = if was_tracked.get(rel).copied().unwrap_or(false) {
-                Op::Changed
-            } else {
-                Op::New
-            };
-            carried.insert(rel.clone(), FileRecord::new(&entry, op));
+fn fake_dir_stat() -> Stat {
+    Stat {
+        file_type: FileTypeOf::Dir,
+        mode: 0o700,
+        size: 0,
+        uid: 0,
+        gid: 0,
+        mtime: Timestamp::default(),
+        ctime: Timestamp::default(),
+        atime: Timestamp::default(),
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        blocks: 0,
+    }
+}
+
+/// An entry from a stat of a mirror or increment inode (the link key is
+/// the source's, so it is not known here).
+fn stat_entry(rel: &RelPath, st: &Stat) -> Entry {
+    let mut meta = st.meta().unwrap_or_else(|| stale(Kind::File));
+    meta.link = 0;
+    Entry {
+        path: rel.clone(),
+        meta,
+        ctime: Timestamp::default(),
+        tracked: false,
+        hash: None,
+        xattrs: None,
+    }
+}
+
+/// The index entry for a mirror entry after an interrupted run.
+fn rebuild_entry(
+    rel: &RelPath,
+    st: &Stat,
+    committed: &Committed,
+    carried: &BTreeMap<RelPath, CarriedFile>,
+) -> Entry {
+    let kind = st.kind().expect("special files are left out");
+    let old = committed
+        .old_entry(rel)
+        .filter(|o| same_class(o.meta.kind, kind));
+    let tracked_then = committed
+        .tracked_kind(rel)
+        .is_some_and(|k| same_class(k, kind));
+    if kind == Kind::Dir {
+        // A commit that got past its rename recorded the directory's new
+        // metadata; else the old entry stands (the next run puts every
+        // directory's metadata back).
+        if let Some(r) = committed
+            .newer_addition(rel)
+            .filter(|r| r.meta.kind == Kind::Dir)
+        {
+            let mut e = r.entry();
+            e.tracked = true;
+            return e;
         }
-        for (rel, metadata) in &deletions_in_progress {
-            let Some(m) = Meta::from_metadata(metadata) else {
-                continue;
-            };
-            let entry = Entry {
-                path: rel.clone(),
-                meta: m,
-                tracked: true,
-                hash: None,
-            };
-            carried.insert(rel.clone(), FileRecord::new(&entry, Op::Deleted));
+        if let Some(o) = old {
+            let mut e = o.clone();
+            e.tracked &= !committed.newer_deletion(rel, kind);
+            return e;
         }
-        if carried.is_empty() {
-            prune_empty_dirs(dir);
+        return Entry {
+            path: rel.clone(),
+            meta: stale(Kind::Dir),
+            ctime: Timestamp::default(),
+            tracked: tracked_then,
+            hash: None,
+            xattrs: Some(NO_XATTRS),
+        };
+    }
+    if let Some(c) = carried.get(rel)
+        && c.stat.same_inode(st)
+        && let Ok(r) = c.record.check()
+    {
+        return r.entry();
+    }
+    if let Some(r) = committed.newer_addition(rel)
+        && r.meta.kind == kind
+        && matches(&r.meta, st)
+    {
+        let mut e = r.entry();
+        if !r.has_owner {
+            e.meta.uid = st.uid;
+            e.meta.gid = st.gid;
+        }
+        return e;
+    }
+    if let Some(o) = old
+        && o.meta.kind == kind
+        && matches(&o.meta, st)
+    {
+        let mut e = o.clone();
+        e.tracked &= !committed.newer_deletion(rel, kind);
+        if e.meta.uid == UNKNOWN_OWNER {
+            // A version-1 entry: the owner the mirror kept, no xattrs (that
+            // strata kept none), and a ctime that makes the next run look.
+            e.meta.uid = st.uid;
+            e.meta.gid = st.gid;
+            e.xattrs = Some(NO_XATTRS);
+            e.ctime = Timestamp::default();
+        }
+        return e;
+    }
+    Entry {
+        path: rel.clone(),
+        meta: stale(kind),
+        ctime: Timestamp::default(),
+        tracked: tracked_then,
+        hash: None,
+        xattrs: Some(NO_XATTRS),
+    }
+}
+
+/// Whether a path is free in the mirror for a deletion to move back.
+enum Free {
+    /// Free; these folders on its way must be made.
+    Yes { missing_dirs: Vec<RelPath> },
+    /// The mirror holds this very inode (a second link).
+    SameInode,
+    /// Something is there, or on the way (a symlink, a file).
+    No,
+}
+
+fn free_in_mirror(mirror: Option<&Dir>, rel: &RelPath, kept: &Stat) -> Free {
+    let Some(mirror) = mirror else {
+        return Free::No;
+    };
+    let mut missing = Vec::new();
+    let mut up = rel.parent();
+    // The deepest folder on the way that exists must be a real directory.
+    while let Some(dir) = up {
+        match mirror.open_dir(dir.as_bytes()) {
+            Ok(d) => {
+                if missing.is_empty() {
+                    return match d.stat_at(rel.file_name()) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Free::Yes {
+                            missing_dirs: missing,
+                        },
+                        // A second link of a file still in the mirror (it
+                        // was leaving the tracked set): the next run redoes
+                        // it.
+                        Ok(st) if st.same_inode(kept) => Free::SameInode,
+                        _ => Free::No,
+                    };
+                }
+                // A missing folder below an existing one: its name must be
+                // free (not a file or symlink standing in the way).
+                let first = missing.last().expect("missing holds one");
+                let first: &RelPath = first;
+                return match d.stat_at(first.file_name()) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Free::Yes {
+                        missing_dirs: missing,
+                    },
+                    _ => Free::No,
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(dir.clone());
+                up = dir.parent();
+            }
+            Err(_) => return Free::No,
         }
     }
-    let increment = newest.filter(|d| d.exists());
-    Ok(Recovered {
+    Free::No
+}
+
+/// Carry out an assessment. Call with the job's lock held.
+pub fn repair(store: &Store, a: Assessment, faults: &Faults) -> Result<Repaired, StoreError> {
+    let root = RelPath::root();
+    let mut repairs = a.notes.clone();
+    // 1. Temp files.
+    if a.tmp_files > 0 {
+        faults.point("recover.tmp", &root);
+        store.state().remove_all(TMP).at(&store.state_path(TMP))?;
+        store.tmp()?;
+    }
+    let newest = a.folders.last().cloned();
+    // 3. Deletions back into the mirror; second links dropped.
+    if !a.rollbacks.is_empty() || !a.drop_links.is_empty() {
+        let mirror = store.create_mirror()?;
+        for (folder, rel) in &a.rollbacks {
+            let inc = store.increment_in(INPROGRESS, folder)?;
+            let shown = inc.part_path(Part::Deleted, rel);
+            let deleted = inc
+                .part(Part::Deleted)
+                .at(&shown)?
+                .ok_or_else(|| StoreError::io(&shown, io::Error::from(io::ErrorKind::NotFound)))?;
+            let (from, name) = deleted.parent_of(rel.as_bytes()).at(&shown)?;
+            let parent = rel.parent().unwrap_or_default();
+            let to = mirror
+                .create_dirs(parent.as_bytes(), 0o700)
+                .at(&store.mirror_path().join(parent.as_path()))?;
+            faults.point("recover.rollback", rel);
+            from.rename_noreplace(name, &to, name)
+                .at(&store.mirror_path().join(rel.as_path()))?;
+            repairs.push(format!("{rel}: deletion rolled back into the mirror"));
+        }
+        for (folder, rel) in &a.drop_links {
+            let inc = store.increment_in(INPROGRESS, folder)?;
+            if let Some(deleted) = inc.part(Part::Deleted).at(&inc.path)?
+                && let Ok((dir, name)) = deleted.parent_of(rel.as_bytes())
+            {
+                faults.point("recover.unlink", rel);
+                let _ = dir.unlink(name);
+            }
+        }
+        mirror.sync().at(&store.mirror_path())?;
+    }
+    // Older interrupted folders fold into the newest.
+    if a.folders.len() > 1 {
+        let newest_name = newest.as_ref().expect("a newest folder");
+        let target = store.increment_in(INPROGRESS, newest_name)?;
+        for folder in &a.folders[..a.folders.len() - 1] {
+            let inc = store.increment_in(INPROGRESS, folder)?;
+            for part in [Part::Track, Part::Deleted] {
+                let Some(from) = inc.part(part).at(&inc.path)? else {
+                    continue;
+                };
+                for (rel, st) in walk(&from).at(&inc.path)? {
+                    if st.file_type == FileTypeOf::Dir {
+                        continue;
+                    }
+                    let to = target.create_part(part).at(&target.path)?;
+                    let parent = rel.parent().unwrap_or_default();
+                    let to = to.create_dirs(parent.as_bytes(), 0o700).at(&target.path)?;
+                    let (fdir, name) = from.parent_of(rel.as_bytes()).at(&inc.path)?;
+                    let _ = fdir.rename_noreplace(name, &to, name);
+                }
+            }
+            let inprogress = store
+                .state()
+                .child_dir(INPROGRESS)
+                .at(&store.state_path(INPROGRESS))?;
+            faults.point("recover.merge", &root);
+            inprogress
+                .remove_all(folder.to_string().as_bytes())
+                .at(&inc.path)?;
+        }
+    }
+    let mut increment = newest;
+    if a.carried.is_empty()
+        && let Some(name) = increment.take()
+    {
+        // Nothing to carry: the interrupted folder goes.
+        let inprogress = store
+            .state()
+            .child_dir(INPROGRESS)
+            .at(&store.state_path(INPROGRESS))?;
+        faults.point("recover.discard", &root);
+        inprogress
+            .remove_all(name.to_string().as_bytes())
+            .at(&store.state_path(INPROGRESS))?;
+    }
+    let redo_dirs = a.rebuilt.is_some();
+    let index = match a.rebuilt {
+        Some(index) => {
+            if a.carried.is_empty() {
+                // Make it the committed one now.
+                faults.point("recover.index", &root);
+                save_index(store, &index)?;
+                faults.point("recover.clean", &root);
+                clear_dirty(store)?;
+            }
+            StartIndex::Memory(index)
+        }
+        None => match IndexFile::open(store.state(), &store.index_path())? {
+            Some(file) => StartIndex::File(file),
+            None => StartIndex::Memory(Index::default()),
+        },
+    };
+    if store.state_has(DIRTY) && increment.is_none() && a.carried.is_empty() {
+        clear_dirty(store)?;
+    }
+    Ok(Repaired {
         index,
         increment,
-        carried,
+        carried: a.carried,
         repairs,
+        redo_dirs,
     })
 }
 
-/// The index as the mirror actually is. Paths of the old index keep its
-/// tracked flag (and its hash when the metadata still matches); others learn
-/// them from increments committed after the old index, or from the
-/// interrupted increment.
-fn rebuild(
-    layout: &Layout,
-    old: &Index,
-    tracked_in_progress: &[(RelPath, fs::Metadata)],
-) -> Result<Index, StoreError> {
-    let old_by_path: HashMap<&RelPath, &Entry> = old.entries.iter().map(|e| (&e.path, e)).collect();
-    let in_progress: HashMap<&RelPath, (u64, u64)> = tracked_in_progress
-        .iter()
-        .map(|(p, m)| (p, (m.dev(), m.ino())))
-        .collect();
-    // Records of increments committed after the old index was written.
-    let mut committed: HashMap<RelPath, FileRecord> = HashMap::new();
-    let mut last_increment = old.last_increment.clone();
-    for name in layout.increments()? {
-        let newer = match &old.last_increment {
-            Some(last) => parse_increment_name(&name) > parse_increment_name(last),
-            None => true,
-        };
-        if !newer {
-            continue;
-        }
-        if let Ok(meta) = IncrementMeta::load(&layout.increment(&name), &name) {
-            for record in meta.files {
-                committed.insert(record.rel_path(), record);
+/// The committed state without repairing (for a dry run): the index as
+/// recovery would rebuild it, or the index file.
+pub fn start_readonly(store: &Store) -> Result<(StartIndex, Assessment), StoreError> {
+    let a = assess(store)?;
+    let index = match a.rebuilt.clone() {
+        Some(index) => StartIndex::Memory(index),
+        None => match IndexFile::open(store.state(), &store.index_path())? {
+            Some(file) => StartIndex::File(file),
+            None => StartIndex::Memory(Index::default()),
+        },
+    };
+    Ok((index, a))
+}
+
+/// The start of a run: repair if something needs it, else the index file
+/// as it is. Call with the job's lock held.
+pub fn start(store: &Store, faults: &Faults) -> Result<Repaired, StoreError> {
+    if !needs_recovery(store) {
+        match IndexFile::open(store.state(), &store.index_path()) {
+            Ok(Some(file)) if file.version() >= 2 => {
+                return Ok(Repaired {
+                    index: StartIndex::File(file),
+                    increment: None,
+                    carried: Carried::new(),
+                    repairs: Vec::new(),
+                    redo_dirs: false,
+                });
             }
+            Ok(None) if store.mirror().at(&store.mirror_path())?.is_none() => {
+                return Ok(Repaired {
+                    index: StartIndex::Memory(Index::default()),
+                    increment: None,
+                    carried: Carried::new(),
+                    repairs: Vec::new(),
+                    redo_dirs: false,
+                });
+            }
+            _ => {}
         }
-        last_increment = Some(name);
     }
-    let mut entries = Vec::new();
-    for (rel, metadata) in walk_files(&layout.mirror())? {
-        let Some(meta) = Meta::from_metadata(&metadata) else {
-            continue;
-        };
-        let mut entry = Entry {
-            path: rel.clone(),
-            meta,
-            tracked: false,
-            hash: None,
-        };
-        // The committed tracked flag stands whatever the content: it says
-        // whether the history already holds the path.
-        let old = old_by_path.get(&rel);
-        let mut accounted = false;
-        if let Some(old) = old {
-            entry.tracked = old.tracked;
-            if old.meta == meta {
-                entry.hash = old.hash;
-                accounted = true;
-            }
-        }
-        if let Some(record) = committed.get(&rel) {
-            match record.op {
-                Op::Deleted => entry.tracked = false,
-                _ if record.meta() == Some(meta) => {
-                    entry.tracked = true;
-                    entry.hash = record.hash.as_deref().and_then(Hash::from_hex);
-                    accounted = true;
-                }
-                _ => {}
-            }
-        }
-        if in_progress.get(&rel) == Some(&(metadata.dev(), metadata.ino())) {
-            entry.tracked = true;
-            accounted = true;
-        }
-        if !accounted {
-            // The interrupted run put this version in the mirror but
-            // recorded it nowhere: make the next diff see it as changed, so
-            // that it is copied afresh (and recorded, when tracked).
-            entry.meta = STALE;
-        }
-        entries.push(entry);
-    }
-    Ok(Index {
-        entries,
-        last_increment,
-    })
+    let a = assess(store)?;
+    repair(store, a, faults)
 }

@@ -70,11 +70,18 @@ impl Env {
         cmd.current_dir(self.root())
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
-            .env_remove("STRATA_FAULT_AFTER")
+            .env_remove("STRATA_FAULT")
+            .env_remove("STRATA_FAULT_TRACE")
             .env_remove("RUST_LOG")
+            .env("STRATA_STATE_DIR", self.state_dir())
             .arg("--jobs-dir")
             .arg(self.jobs());
         cmd
+    }
+
+    /// Where strata remembers destinations in this environment.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
     }
 
     /// A plain `std::process::Command` for the binary, for tests that
@@ -84,7 +91,9 @@ impl Env {
         cmd.current_dir(self.root())
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
-            .env_remove("STRATA_FAULT_AFTER")
+            .env_remove("STRATA_FAULT")
+            .env_remove("STRATA_FAULT_TRACE")
+            .env("STRATA_STATE_DIR", self.state_dir())
             .arg("--jobs-dir")
             .arg(self.jobs());
         cmd
@@ -187,6 +196,14 @@ pub fn assert_same_tree(want: &BTreeMap<String, String>, got: &BTreeMap<String, 
             diff.push_str(&format!("+ {k}: {v}\n"));
         }
     }
+    // Long contents are cut: the paths and the start say enough.
+    let diff: String = diff
+        .lines()
+        .map(|l| {
+            let cut: String = l.chars().take(300).collect();
+            format!("{cut}\n")
+        })
+        .collect();
     panic!("trees differ:\n{diff}");
 }
 

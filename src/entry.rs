@@ -1,0 +1,662 @@
+//! The vocabulary every stage speaks: relative paths, kinds, metadata,
+//! hashes, extended attributes, entries, and per-path errors.
+//!
+//! The walk produces [`Entry`] values, the index stores them, the plan
+//! compares them, apply and restore carry them out and the history records
+//! them. None of those stages defines a type another one needs: they all
+//! come from here.
+
+use std::cmp::Ordering;
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A path relative to a root (the source, the mirror, an increment's
+/// `track/`, a restore target), `/`-separated, as raw bytes (file names need
+/// not be UTF-8). Ordered bytewise, which is the order of the scan, the
+/// index and the plan; a directory sorts before everything below it.
+///
+/// A `RelPath` is always *beneath* its root: no component is empty, `.` or
+/// `..`, none holds a NUL, and it does not start with `/`. The empty path is
+/// the root itself. [`RelPath::parse`] checks this for bytes from outside
+/// (metadata files, the command line); the walk builds paths from
+/// directory entries, which cannot break it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RelPath(Box<[u8]>);
+
+/// Why bytes are not a [`RelPath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    /// Starts with `/`.
+    #[error("{0:?} is absolute")]
+    Absolute(String),
+    /// An empty component (`a//b`, a trailing `/`).
+    #[error("{0:?} has an empty component")]
+    Empty(String),
+    /// A `.` or `..` component.
+    #[error("{0:?} has a `.` or `..` component")]
+    Dots(String),
+    /// A NUL byte.
+    #[error("{0:?} holds a NUL byte")]
+    Nul(String),
+}
+
+impl RelPath {
+    /// The root itself (the empty path).
+    pub fn root() -> RelPath {
+        RelPath::default()
+    }
+
+    /// Check and take bytes from outside: see the type's documentation.
+    pub fn parse(bytes: &[u8]) -> Result<RelPath, BadPath> {
+        let text = || String::from_utf8_lossy(bytes).into_owned();
+        if bytes.is_empty() {
+            return Ok(RelPath::root());
+        }
+        if bytes[0] == b'/' {
+            return Err(BadPath::Absolute(text()));
+        }
+        if bytes.contains(&0) {
+            return Err(BadPath::Nul(text()));
+        }
+        for part in bytes.split(|&b| b == b'/') {
+            match part {
+                b"" => return Err(BadPath::Empty(text())),
+                b"." | b".." => return Err(BadPath::Dots(text())),
+                _ => {}
+            }
+        }
+        Ok(RelPath(bytes.into()))
+    }
+
+    /// From bytes known to be a valid relative path (built by the walk, or
+    /// read back from the index strata wrote). Checked in debug builds.
+    pub fn from_bytes(bytes: &[u8]) -> RelPath {
+        debug_assert!(
+            RelPath::parse(bytes).is_ok(),
+            "not a relative path: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        RelPath(bytes.into())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// As a relative [`Path`] (`.` for the root, so that it can be joined
+    /// and opened).
+    pub fn as_path(&self) -> &Path {
+        if self.0.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(&self.0))
+        }
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Lossy text, for messages and metadata.
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    /// Whether this path lies below directory `dir` (not equal to it). Every
+    /// path but the root lies below the root.
+    pub fn is_below(&self, dir: &RelPath) -> bool {
+        is_below(&self.0, &dir.0)
+    }
+
+    /// Whether this path is `dir` or lies below it.
+    pub fn is_at_or_below(&self, dir: &RelPath) -> bool {
+        self == dir || self.is_below(dir)
+    }
+
+    /// The parent directory: the root for a path directly in the root,
+    /// `None` for the root.
+    pub fn parent(&self) -> Option<RelPath> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match self.0.iter().rposition(|&b| b == b'/') {
+            Some(i) => Some(RelPath(self.0[..i].into())),
+            None => Some(RelPath::root()),
+        }
+    }
+
+    /// The last component (empty for the root).
+    pub fn file_name(&self) -> &[u8] {
+        match self.0.iter().rposition(|&b| b == b'/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    /// The components, first to last (none for the root).
+    pub fn components(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.split(|&b| b == b'/').filter(|part| !part.is_empty())
+    }
+
+    /// Number of components (0 for the root).
+    pub fn depth(&self) -> usize {
+        if self.0.is_empty() {
+            0
+        } else {
+            1 + self.0.iter().filter(|&&b| b == b'/').count()
+        }
+    }
+
+    /// This path with one more component. `name` must be a single valid
+    /// component (a directory entry's name).
+    pub fn join(&self, name: &[u8]) -> RelPath {
+        debug_assert!(!name.is_empty() && !name.contains(&b'/') && name != b"." && name != b"..");
+        if self.0.is_empty() {
+            return RelPath(name.into());
+        }
+        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
+        v.extend_from_slice(&self.0);
+        v.push(b'/');
+        v.extend_from_slice(name);
+        RelPath(v.into_boxed_slice())
+    }
+
+    /// The path as a record stores it: text, and the exact bytes in hex when
+    /// the text is not them (a non-UTF-8 name).
+    pub fn to_text(&self) -> (String, Option<String>) {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => (text.to_string(), None),
+            Err(_) => (self.to_string_lossy(), Some(hex(&self.0))),
+        }
+    }
+
+    /// Read back what [`RelPath::to_text`] wrote, checking it.
+    pub fn from_text(text: &str, hex_bytes: Option<&str>) -> Result<RelPath, BadPath> {
+        match hex_bytes {
+            Some(h) => {
+                let bytes = unhex(h).ok_or_else(|| BadPath::Nul(format!("bad hex {h:?}")))?;
+                RelPath::parse(&bytes)
+            }
+            None => RelPath::parse(text.as_bytes()),
+        }
+    }
+}
+
+/// Whether `path` lies below directory `dir` (not equal to it).
+pub fn is_below(path: &[u8], dir: &[u8]) -> bool {
+    if dir.is_empty() {
+        return !path.is_empty();
+    }
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string_lossy())
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str(".")
+        } else {
+            f.write_str(&String::from_utf8_lossy(&self.0))
+        }
+    }
+}
+
+impl Serialize for RelPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Bytes from hex (either case); `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What a backed-up entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A symbolic link, stored as a link.
+    Symlink,
+    /// A directory: its own mode, owner, mtime and xattrs.
+    Dir,
+}
+
+impl Kind {
+    /// `file`, `symlink` or `dir`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Symlink => "symlink",
+            Kind::Dir => "dir",
+        }
+    }
+
+    /// From [`Kind::as_str`]'s words.
+    pub fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "file" => Some(Kind::File),
+            "symlink" => Some(Kind::Symlink),
+            "dir" => Some(Kind::Dir),
+            _ => None,
+        }
+    }
+}
+
+/// A 128-bit hash (xxh3-128): of content, of a symlink's target, or of a
+/// set of extended attributes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash(pub [u8; 16]);
+
+impl Hash {
+    /// Lowercase hex.
+    pub fn to_hex(self) -> String {
+        hex(&self.0)
+    }
+    /// Parse lowercase or uppercase hex.
+    pub fn from_hex(text: &str) -> Option<Hash> {
+        if text.len() != 32 {
+            return None;
+        }
+        Some(Hash(unhex(text)?.try_into().ok()?))
+    }
+    /// The hash of a byte slice.
+    pub fn of(bytes: &[u8]) -> Hash {
+        Hash(xxhash_rust::xxh3::xxh3_128(bytes).to_be_bytes())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// A point in time as the kernel keeps it: seconds since the epoch and
+/// nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp {
+    /// Seconds since the epoch.
+    pub sec: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nsec: u32,
+}
+
+impl Timestamp {
+    /// RFC 3339 UTC with as many fraction digits as it needs.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp(self.sec, self.nsec)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+
+    /// Parse RFC 3339.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+        Some(Timestamp {
+            sec: t.timestamp(),
+            nsec: t.timestamp_subsec_nanos(),
+        })
+    }
+}
+
+/// A hardlink group key: entries of one source inode (`st_nlink` > 1)
+/// share it; 0 for an entry that is its inode's only name (and for
+/// directories and symlinks). Derived from the source's device and inode
+/// numbers, so that the same inode gives the same key in every run.
+pub type LinkKey = u64;
+
+/// The key of a source inode with `nlink` names.
+pub fn link_key(dev: u64, ino: u64, nlink: u64, kind: Kind) -> LinkKey {
+    if kind != Kind::File || nlink < 2 {
+        return 0;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&dev.to_le_bytes());
+    bytes[8..].copy_from_slice(&ino.to_le_bytes());
+    // Never 0: 0 means "no group".
+    xxhash_rust::xxh3::xxh3_64(&bytes).max(1)
+}
+
+/// The metadata that decides whether an entry changed (SPEC §3): kind,
+/// size, mtime, permission bits, owner and group, and the hardlink group.
+/// Extended attributes are compared separately (see [`Entry::xattrs`]),
+/// since reading them costs more than an `lstat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// File, symlink or directory.
+    pub kind: Kind,
+    /// Size in bytes (a symlink: its target's length; a directory: 0).
+    pub size: u64,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Permission bits, setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// The hardlink group (0: none).
+    pub link: LinkKey,
+}
+
+/// The digest of "no extended attributes".
+pub const NO_XATTRS: Hash = Hash([0; 16]);
+
+/// One selected file, symlink or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to source.
+    pub path: RelPath,
+    /// Its metadata.
+    pub meta: Meta,
+    /// The source's inode change time: when it moved since the index, the
+    /// entry's extended attributes are read and compared.
+    pub ctime: Timestamp,
+    /// Versioned (a track rule) or mirrored only.
+    pub tracked: bool,
+    /// Content hash, when known (after a copy, or with `compare: checksum`).
+    pub hash: Option<Hash>,
+    /// Digest of the extended attributes ([`NO_XATTRS`] for none), when
+    /// known: always in the index; in a scan, only where they were read.
+    pub xattrs: Option<Hash>,
+}
+
+impl Entry {
+    /// Borrow it as an [`EntryRef`].
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            path: self.path.as_bytes(),
+            meta: self.meta,
+            ctime: self.ctime,
+            tracked: self.tracked,
+            hash: self.hash,
+            xattrs: self.xattrs,
+        }
+    }
+}
+
+/// An [`Entry`] whose path is borrowed (from an index file's bytes, or
+/// from an [`Entry`]): what a cursor over the index hands out without an
+/// allocation per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// Path relative to source, as raw bytes.
+    pub path: &'a [u8],
+    /// Its metadata.
+    pub meta: Meta,
+    /// The source's ctime when it was last backed up.
+    pub ctime: Timestamp,
+    /// Versioned (a track rule) or mirrored only.
+    pub tracked: bool,
+    /// Content hash, when known.
+    pub hash: Option<Hash>,
+    /// Digest of the extended attributes, when known.
+    pub xattrs: Option<Hash>,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            path: RelPath::from_bytes(self.path),
+            meta: self.meta,
+            ctime: self.ctime,
+            tracked: self.tracked,
+            hash: self.hash,
+            xattrs: self.xattrs,
+        }
+    }
+}
+
+/// Order entries by path.
+pub fn by_path(a: &Entry, b: &Entry) -> Ordering {
+    a.path.cmp(&b.path)
+}
+
+/// The stored index, walked in path order: an index file read as it goes,
+/// or entries in memory ([`SliceWalk`]). A lending walk rather than an
+/// iterator, so that a cursor can hand out entries borrowed from its
+/// window.
+pub trait EntryWalk {
+    /// The entry at hand; `None` after the last.
+    fn current(&self) -> Option<EntryRef<'_>>;
+    /// Move to the next entry.
+    fn advance(&mut self);
+}
+
+/// Entries in memory, as an [`EntryWalk`].
+#[derive(Debug, Clone)]
+pub struct SliceWalk<'a>(pub &'a [Entry]);
+
+impl EntryWalk for SliceWalk<'_> {
+    fn current(&self) -> Option<EntryRef<'_>> {
+        self.0.first().map(Entry::view)
+    }
+    fn advance(&mut self) {
+        self.0 = self.0.get(1..).unwrap_or_default();
+    }
+}
+
+/// Extended attributes of one inode (POSIX ACLs among them, as
+/// `system.posix_acl_access` and `system.posix_acl_default`), sorted by
+/// name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Xattrs(pub Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Xattrs {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The digest the index keeps: [`NO_XATTRS`] for none.
+    pub fn digest(&self) -> Hash {
+        if self.0.is_empty() {
+            return NO_XATTRS;
+        }
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for (name, value) in &self.0 {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name);
+            h.update(&(value.len() as u64).to_le_bytes());
+            h.update(value);
+        }
+        let digest = Hash(h.digest128().to_be_bytes());
+        if digest == NO_XATTRS {
+            Hash([1; 16])
+        } else {
+            digest
+        }
+    }
+}
+
+/// What the increment records for a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// A tracked path appeared.
+    New,
+    /// A tracked path has a new version.
+    Changed,
+    /// A tracked path left.
+    Deleted,
+}
+
+impl Op {
+    /// `new`, `changed` or `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::New => "new",
+            Op::Changed => "changed",
+            Op::Deleted => "deleted",
+        }
+    }
+}
+
+/// What went wrong with one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The source could not be read (permissions, I/O error).
+    Read,
+    /// The destination could not be written (full, read-only, …).
+    Write,
+    /// It vanished between the scan and the copy.
+    Vanished,
+    /// It changed while being copied (or is no longer what the scan saw).
+    Changed,
+    /// Stored data does not match what was recorded for it.
+    Corrupt,
+    /// A record in the history is not valid (path, kind, fields).
+    BadRecord,
+}
+
+impl ErrorKind {
+    /// The word `--json` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Read => "read",
+            ErrorKind::Write => "write",
+            ErrorKind::Vanished => "vanished",
+            ErrorKind::Changed => "changed",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::BadRecord => "bad_record",
+        }
+    }
+}
+
+/// A problem with one path, as a report lists it (the job ends `partial`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PathError {
+    /// The path, relative to its root (source, or the destination's
+    /// folder the message names).
+    pub path: String,
+    /// What kind of problem.
+    pub kind: ErrorKind,
+    /// What went wrong, with the cause.
+    pub message: String,
+}
+
+impl PathError {
+    /// An error of `kind` with `message` about `path`.
+    pub fn new(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> PathError {
+        PathError {
+            path: path.to_string(),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_keeps_paths_beneath_their_root() {
+        for good in ["", "a", "a/b", ".bashrc", "a/..b", "a/b.", "caf\u{e9}"] {
+            assert!(RelPath::parse(good.as_bytes()).is_ok(), "{good}");
+        }
+        for bad in ["/a", "a//b", "a/", "..", "a/../b", "./a", "a/.", "a\0b"] {
+            assert!(RelPath::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relations() {
+        let a = RelPath::from_bytes(b"a/b");
+        assert!(RelPath::from_bytes(b"a/b/c").is_below(&a));
+        assert!(!RelPath::from_bytes(b"a/bc").is_below(&a));
+        assert!(!a.is_below(&a));
+        assert!(a.is_below(&RelPath::root()));
+        assert!(!RelPath::root().is_below(&RelPath::root()));
+        assert_eq!(a.parent(), Some(RelPath::from_bytes(b"a")));
+        assert_eq!(RelPath::from_bytes(b"x").parent(), Some(RelPath::root()));
+        assert_eq!(RelPath::root().parent(), None);
+        assert_eq!(a.file_name(), b"b");
+        assert_eq!(a.depth(), 2);
+        assert_eq!(RelPath::root().depth(), 0);
+        assert_eq!(
+            RelPath::root().join(b"x").join(b"y"),
+            RelPath::from_bytes(b"x/y")
+        );
+        // A directory sorts before what it holds, whatever sorts between.
+        let mut v = [
+            RelPath::from_bytes(b"a/x"),
+            RelPath::from_bytes(b"a-b"),
+            RelPath::from_bytes(b"a"),
+            RelPath::root(),
+        ];
+        v.sort();
+        assert_eq!(v[0], RelPath::root());
+        assert_eq!(v[1], RelPath::from_bytes(b"a"));
+    }
+
+    #[test]
+    fn text_round_trip() {
+        let p = RelPath::from_bytes(b"dir/caf\xe9");
+        let (text, hex) = p.to_text();
+        assert_eq!(hex.as_deref(), Some("6469722f636166e9"));
+        assert_eq!(RelPath::from_text(&text, hex.as_deref()).unwrap(), p);
+        assert!(
+            RelPath::from_text("x", Some("2e2e2f78")).is_err(),
+            "../x in hex"
+        );
+    }
+
+    #[test]
+    fn hashes_and_keys() {
+        let h = Hash::of(b"hello");
+        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(Hash::from_hex("zz"), None);
+        assert_eq!(Xattrs::default().digest(), NO_XATTRS);
+        let x = Xattrs(vec![(b"user.a".to_vec(), b"1".to_vec())]);
+        assert_ne!(x.digest(), NO_XATTRS);
+        assert_eq!(link_key(1, 2, 1, Kind::File), 0);
+        assert_ne!(link_key(1, 2, 2, Kind::File), 0);
+        assert_eq!(link_key(1, 2, 2, Kind::Dir), 0);
+    }
+
+    #[test]
+    fn timestamps_keep_full_precision() {
+        let t = Timestamp {
+            sec: 1_700_000_000,
+            nsec: 123_456_789,
+        };
+        assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(Timestamp::default().to_rfc3339(), "1970-01-01T00:00:00Z");
+    }
+}

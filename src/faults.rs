@@ -1,0 +1,228 @@
+//! The fault seam: named fault points that crash tests stop a run at, and
+//! injected failures (an unreadable source file, a refused hardlink), as a
+//! value passed in like [`crate::progress`]'s handle.
+//!
+//! Every step that changes a destination passes a fault point,
+//! `faults.point(site, path)`: a site name (`apply.copy`, `commit.index`…)
+//! and the path it acts on (the root for steps that act on the whole job).
+//! A rule names a site, optionally a path and which occurrence of that pair,
+//! so a fault replays at the same step of the same file whatever the thread
+//! count. The trace mode writes every point a run reaches to a file, which
+//! is how the crash sweep lists the points to stop at.
+//!
+//! Rules come from the command line's environment (`STRATA_FAULT`, parsed
+//! in `cli` only); the default handle has none, and a point then costs one
+//! branch on an `Option`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::entry::RelPath;
+
+/// What a rule does when its point is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Abort the process, as abruptly as `kill -9` (no destructor runs).
+    Abort,
+    /// Make the step fail (where the site asks [`Faults::fails`]).
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    action: Action,
+    site: String,
+    path: Option<Vec<u8>>,
+    /// Which occurrence of (site, path) triggers it (1 = the first).
+    nth: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rules: Vec<Rule>,
+    seen: Mutex<HashMap<(String, Vec<u8>), u64>>,
+    trace: Option<Mutex<File>>,
+}
+
+/// The handle. Cloning shares it; the default has no rule.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Option<Arc<Inner>>);
+
+/// A rule that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad fault rule {0:?}: expected abort|fail:SITE[@PATH][#N]")]
+pub struct BadRule(pub String);
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Faults {
+        Faults(None)
+    }
+
+    /// Rules separated by `,`: `abort:SITE[@PATH][#N]` or
+    /// `fail:SITE[@PATH][#N]`; and, when `trace` is given, every point
+    /// reached is appended to that file as `SITE@PATH` lines.
+    pub fn new(rules: &str, trace: Option<&Path>) -> Result<Faults, BadRule> {
+        let mut inner = Inner::default();
+        for text in rules.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            inner
+                .rules
+                .push(parse_rule(text).ok_or_else(|| BadRule(text.into()))?);
+        }
+        if let Some(path) = trace {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| BadRule(format!("{}: {e}", path.display())))?;
+            inner.trace = Some(Mutex::new(file));
+        }
+        if inner.rules.is_empty() && inner.trace.is_none() {
+            return Ok(Faults::none());
+        }
+        Ok(Faults(Some(Arc::new(inner))))
+    }
+
+    /// Add rules making reads of these source paths fail.
+    pub fn with_unreadable(self, paths: &[RelPath]) -> Faults {
+        if paths.is_empty() {
+            return self;
+        }
+        let mut inner = match self.0 {
+            Some(arc) => Arc::try_unwrap(arc).unwrap_or_else(|arc| Inner {
+                rules: arc.rules.clone(),
+                ..Inner::default()
+            }),
+            None => Inner::default(),
+        };
+        for p in paths {
+            inner.rules.push(Rule {
+                action: Action::Fail,
+                site: "source.read".into(),
+                path: Some(p.as_bytes().to_vec()),
+                nth: 0,
+            });
+        }
+        Faults(Some(Arc::new(inner)))
+    }
+
+    /// A point where a crash may be injected.
+    #[inline]
+    pub fn point(&self, site: &'static str, path: &RelPath) {
+        if let Some(inner) = &self.0
+            && inner.hit(site, path) == Some(Action::Abort)
+        {
+            std::process::abort();
+        }
+    }
+
+    /// Whether the step at (site, path) must fail (a `fail:` rule).
+    /// Counts as reaching the point.
+    #[inline]
+    pub fn fails(&self, site: &'static str, path: &RelPath) -> bool {
+        match &self.0 {
+            None => false,
+            Some(inner) => match inner.hit(site, path) {
+                Some(Action::Abort) => std::process::abort(),
+                Some(Action::Fail) => true,
+                None => false,
+            },
+        }
+    }
+}
+
+impl Inner {
+    fn hit(&self, site: &str, path: &RelPath) -> Option<Action> {
+        if let Some(trace) = &self.trace {
+            let mut line = Vec::with_capacity(site.len() + path.as_bytes().len() + 2);
+            line.extend_from_slice(site.as_bytes());
+            line.push(b'@');
+            line.extend_from_slice(path.as_bytes());
+            line.push(b'\n');
+            let _ = trace.lock().unwrap().write_all(&line);
+        }
+        let matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.site == site && r.path.as_deref().is_none_or(|p| p == path.as_bytes()))
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            let count = seen
+                .entry((site.to_string(), path.as_bytes().to_vec()))
+                .or_default();
+            *count += 1;
+            *count
+        };
+        matching
+            .iter()
+            .find(|r| r.nth == 0 || r.nth == n)
+            .map(|r| r.action)
+    }
+}
+
+fn parse_rule(text: &str) -> Option<Rule> {
+    let (action, rest) = text.split_once(':')?;
+    let action = match action {
+        "abort" => Action::Abort,
+        "fail" => Action::Fail,
+        _ => return None,
+    };
+    let (rest, nth) = match rest.rsplit_once('#') {
+        Some((r, n)) => (r, n.parse().ok()?),
+        None => (rest, if action == Action::Abort { 1 } else { 0 }),
+    };
+    let (site, path) = match rest.split_once('@') {
+        Some((s, p)) => (s, Some(p.as_bytes().to_vec())),
+        None => (rest, None),
+    };
+    if site.is_empty() {
+        return None;
+    }
+    Some(Rule {
+        action,
+        site: site.to_string(),
+        path,
+        nth,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_and_fail_by_site_and_path() {
+        assert!(Faults::new("nonsense", None).is_err());
+        assert!(Faults::new("abort:", None).is_err());
+        let f = Faults::new("fail:link@a/b, fail:read#2", None).unwrap();
+        let a = RelPath::from_bytes(b"a/b");
+        let c = RelPath::from_bytes(b"c");
+        assert!(f.fails("link", &a));
+        assert!(f.fails("link", &a), "without #N: every time");
+        assert!(!f.fails("link", &c));
+        assert!(!f.fails("read", &c), "the first occurrence");
+        assert!(f.fails("read", &c), "the second");
+        assert!(!f.fails("read", &c), "only the second");
+        assert!(!Faults::none().fails("link", &a));
+    }
+
+    #[test]
+    fn trace_lists_every_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let f = Faults::new("", Some(&trace)).unwrap();
+        f.point("commit.meta", &RelPath::root());
+        f.point("apply.copy", &RelPath::from_bytes(b"x/y"));
+        assert_eq!(
+            std::fs::read_to_string(&trace).unwrap(),
+            "commit.meta@\napply.copy@x/y\n"
+        );
+    }
+}
