@@ -30,6 +30,8 @@ fn setup() -> Env {
     ] {
         env.write(file, "x");
     }
+    // strata never creates a destination's parent.
+    std::fs::create_dir_all(env.path("backup")).unwrap();
     env.job("home", JOB);
     env
 }
