@@ -118,35 +118,60 @@ fn an_unmounted_disk_inside_the_source_keeps_its_part_of_the_mirror() {
     }
     let env = Env::new();
     env.write("src-m/t/tracked.txt", "tracked");
+    // An included-only disk, and a tracked one deeper down.
     let disk = Tmpfs::mount(&env.path("src-m/disk"), "size=4m");
     env.write("src-m/disk/a.txt", "on the disk");
     env.write("src-m/disk/sub/b.txt", "deeper on the disk");
+    let photos = Tmpfs::mount(&env.path("src-m/t/photos/2024"), "size=4m");
+    env.write("src-m/t/photos/2024/p.jpg", "a tracked photo");
     env.simple_job("m", r#""track_dirs": ["t"], "include_dirs": ["disk"]"#);
     let (code, report) = env.run_json(&["run", "m"]);
     assert_eq!(code, 0, "{report:#}");
     let mirror = env.path("dest-m/mirror");
     let with_disk = snapshot(&mirror);
     assert!(with_disk.contains_key("disk/sub/b.txt"), "{with_disk:?}");
+    assert!(
+        with_disk.contains_key("t/photos/2024/p.jpg"),
+        "{with_disk:?}"
+    );
+    let mode = |rel: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(mirror.join(rel)).unwrap().permissions().mode() & 0o7777
+    };
+    let disk_root_mode = mode("t/photos/2024");
 
     disk.unmount();
+    photos.unmount();
     for _ in 0..2 {
         let (code, report) = env.run_json(&["run", "m"]);
         assert_eq!(code, 1, "{report:#}");
         let job = &report["jobs"][0];
         assert_eq!(job["status"], "partial", "{report:#}");
-        let named = job["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["path"] == "disk" && e["message"].as_str().unwrap().contains("mount"));
-        assert!(named, "the mount point is not named: {report:#}");
+        for point in ["disk", "t/photos/2024"] {
+            let named =
+                job["errors"].as_array().unwrap().iter().any(|e| {
+                    e["path"] == point && e["message"].as_str().unwrap().contains("mount")
+                });
+            assert!(named, "the mount point {point} is not named: {report:#}");
+        }
         assert_same_tree(&with_disk, &snapshot(&mirror));
+        // Nothing recorded: not the files' deletion, nor the mode and
+        // times of the folder the unmount uncovered (the disk's root
+        // folder's are kept with the rest).
+        assert_eq!(env.increments("dest-m").len(), 1, "{report:#}");
+        assert_eq!(mode("t/photos/2024"), disk_root_mode);
     }
-    // --force accepts it as empty.
+    // --force accepts them as empty: the tracked photo's deletion is
+    // recorded, its last version kept in the increment.
     let (code, report) = env.run_json(&["run", "m", "--force"]);
     assert_eq!(code, 0, "{report:#}");
     assert!(!mirror.join("disk/a.txt").exists());
     assert_same_tree(&snapshot(&env.path("src-m")), &snapshot(&mirror));
+    let inc = env.increments("dest-m").pop().unwrap();
+    assert_eq!(
+        fs::read_to_string(env.path(&format!("dest-m/{inc}/deleted/t/photos/2024/p.jpg"))).unwrap(),
+        "a tracked photo"
+    );
 }
 
 // ---------------------------------------------------------------- item 3
