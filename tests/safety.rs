@@ -307,6 +307,53 @@ fn a_clock_set_back_never_reorders_the_history() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// What the pre-rewrite strata wrote under a clock set back: the run that
+/// brought v3 named `backup_20200101_000000`, sorting first.
+#[test]
+#[ignore = "bug: on a history an older strata misordered, verify says ok and prune drops \
+            the only increment copy of the version the mirror holds (see the attack \
+            branch report)"]
+fn a_misordered_history_never_loses_the_version_the_mirror_holds() {
+    let env = Env::new();
+    env.simple_job("c", r#""track_dirs": ["."]"#);
+    for (body, secs) in [("v1", 1_600_000_000), ("v2 longer", 1_600_000_100)] {
+        set_mtime(&env.write("src-c/f.txt", body), secs);
+        assert_eq!(env.run_json(&["run", "c"]).0, 0);
+    }
+    set_mtime(&env.write("src-c/f.txt", "v3 longer still"), 1_600_000_200);
+    assert_eq!(env.run_json(&["run", "c"]).0, 0);
+    let newest = env.increments("dest-c").pop().unwrap();
+    let old = "backup_20200101_000000";
+    let dest = env.path("dest-c");
+    fs::rename(dest.join(&newest), dest.join(old)).unwrap();
+    let meta = fs::read_to_string(dest.join(old).join(format!("{newest}.json"))).unwrap();
+    fs::remove_file(dest.join(old).join(format!("{newest}.json"))).unwrap();
+    fs::write(
+        dest.join(old).join(format!("{old}.json")),
+        meta.replace(&newest, old),
+    )
+    .unwrap();
+    // The history's latest state (v2) is not the mirror's (v3): verify
+    // says so.
+    let (code, out, err) = env.run(&["verify", "c"]);
+    assert_eq!(code, 1, "{out}{err}");
+    // Prune keeps an increment copy of v3, which the mirror holds.
+    env.simple_job(
+        "c",
+        r#""track_dirs": ["."], "retention": {"keep_within": "1d"}"#,
+    );
+    let (code, out, err) = env.run(&["prune", "c"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let held = env.increments("dest-c").iter().any(|inc| {
+        fs::read_to_string(dest.join(inc).join("track/f.txt")).is_ok_and(|b| b == "v3 longer still")
+    });
+    assert!(
+        held,
+        "no increment holds v3 any more: {:?}",
+        env.increments("dest-c")
+    );
+}
+
 // ---------------------------------------------------------------- item 5
 
 /// `restore --at` each increment: the trees, oldest first.
@@ -476,8 +523,7 @@ fn a_full_disk_or_a_kill_while_the_metadata_is_written_leaves_no_temp_in_history
     for free in (0..meta_size + 2 * step).step_by(step as usize) {
         disk.remount("size=64m");
         saved.put_back();
-        let (_, used) = disk.used();
-        disk.remount(&format!("size={}", used + free));
+        disk.leave_bytes(free);
         let (code, report) = env.run_json(&["run", "t"]);
         full += usize::from(code == 1 && message(&report).contains("No space left"));
         disk.remount("size=64m");
@@ -540,8 +586,7 @@ fn an_interrupted_prune_leaves_no_stray_temp() {
     for free in (0..2 * meta_size).step_by(step as usize) {
         disk.remount("size=64m");
         saved.put_back();
-        let (_, used) = disk.used();
-        disk.remount(&format!("size={}", used + free));
+        disk.leave_bytes(free);
         let (code, out, err) = env.run(&["prune", "t"]);
         full += usize::from(code != 0 && format!("{out}{err}").contains("No space left"));
         disk.remount("size=64m");
@@ -628,8 +673,7 @@ fn a_full_disk_while_the_index_is_written_is_reported_as_committed() {
     for free in (0..index_size + 2 * step).step_by(step as usize) {
         disk.remount("size=64m");
         saved.put_back();
-        let (_, used) = disk.used();
-        disk.remount(&format!("size={}", used + free));
+        disk.leave_bytes(free);
         let (code, report) = env.run_json(&["run", "x"]);
         let context = format!("{free} bytes free: exit {code}: {}", message(&report));
         let incs = env.increments("disk/dest");
@@ -837,6 +881,13 @@ fn a_file_swapped_for_a_fifo_during_a_run_never_hangs_it() {
         mkfifo(&src.join(format!("f{i:02}.fifo")));
     }
     env.simple_job("w", r#""include_dirs": ["."]"#);
+    // A second job on the same source reads every file in its scan (to
+    // compare content).
+    env.job(
+        "w2",
+        r#"{"source": "../src-w", "destination": "../dest-w2", "include_dirs": ["."],
+            "compare": "checksum"}"#,
+    );
     // Each file in turn becomes a FIFO and back (renames: every name is
     // always something), so that a run lists a file and opens a FIFO.
     let stop = Arc::new(AtomicBool::new(false));
@@ -877,10 +928,12 @@ fn a_file_swapped_for_a_fifo_during_a_run_never_hangs_it() {
     // Quiet again, the run backs up every file.
     let (code, report) = run_all_within(&env, 30);
     assert_eq!(code, 0, "{report:#}");
-    for i in 0..n {
-        assert_eq!(
-            fs::read_to_string(env.path(&format!("dest-w/mirror/f{i:02}"))).unwrap(),
-            format!("file {i}")
-        );
+    for dest in ["dest-w", "dest-w2"] {
+        for i in 0..n {
+            assert_eq!(
+                fs::read_to_string(env.path(&format!("{dest}/mirror/f{i:02}"))).unwrap(),
+                format!("file {i}")
+            );
+        }
     }
 }

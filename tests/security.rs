@@ -230,6 +230,65 @@ fn recovery_never_writes_through_a_directory_that_became_a_symlink() {
     }
 }
 
+#[test]
+fn a_crash_during_recovery_never_writes_through_a_symlink_either() {
+    use common::kill::{Saved, abort_at, fault_points};
+    let env = Env::new();
+    env.write("outside/keep", "not to be touched");
+    env.write("src-x/a/z", "z in a folder");
+    env.write("src-x/a/b/w", "w deeper");
+    env.write("src-x/f", "a file first");
+    env.write("src-x/t", "t1");
+    env.simple_job("x", r#""track_dirs": ["."]"#);
+    assert_eq!(env.run_json(&["run", "x"]).0, 0);
+    let first = snapshot(&env.path("src-x"));
+    // A folder becomes a symlink to OUTSIDE, a file a folder; a change
+    // and an addition beside them.
+    fs::remove_dir_all(env.path("src-x/a")).unwrap();
+    env.symlink(env.path("outside").to_str().unwrap(), "src-x/a");
+    fs::remove_file(env.path("src-x/f")).unwrap();
+    env.write("src-x/f/inside", "a folder now");
+    let t = env.write("src-x/t", "t2, longer");
+    common::set_mtime(&t, 1_600_000_100);
+    env.write("src-x/n", "new");
+    let second = snapshot(&env.path("src-x"));
+    let outside = snapshot(&env.path("outside"));
+    let saved = Saved::new(&env, "dest-x");
+    let mut double = 0;
+    for first_rule in fault_points(&env, &["run", "x"]) {
+        saved.put_back();
+        abort_at(&env, &["run", "x"], &first_rule);
+        // The recovering run is stopped in turn at each recovery step.
+        let crashed = Saved::tagged(&env, "dest-x", "-crashed");
+        let recovery: Vec<String> = fault_points(&env, &["run", "x"])
+            .into_iter()
+            .filter(|p| p.starts_with("abort:recover."))
+            .collect();
+        for rule in &recovery {
+            crashed.put_back();
+            abort_at(&env, &["run", "x"], rule);
+            double += 1;
+            let context = format!("abort at {first_rule}, then at {rule}");
+            let (code, report) = env.run_json(&["run", "x"]);
+            assert_eq!(code, 0, "{context}: {report:#}");
+            let (_, report) = env.run_json(&["run", "x"]);
+            assert!(
+                report["jobs"][0]["increment"].is_null(),
+                "{context}: {report:#}"
+            );
+            assert_same_tree(&outside, &snapshot(&env.path("outside")));
+            assert_same_tree(&second, &snapshot(&env.path("dest-x/mirror")));
+            let trees = restore_each(&env, "x", "dest-x");
+            assert_eq!(trees.len(), 2, "{context}");
+            assert_same_tree(&first, &trees[0]);
+            assert_same_tree(&second, &trees[1]);
+            let (code, out, err) = env.run(&["verify", "x", "--deep"]);
+            assert_eq!(code, 0, "{context}: {out}{err}");
+        }
+    }
+    assert!(double > 20, "only {double} crashes during recovery");
+}
+
 /// A destination on a small tmpfs that runs out of inodes at each step in
 /// turn while a tracked path changes kind between a symlink to OUTSIDE and
 /// a folder: nothing is ever created through `mirror/x`, and once there is
@@ -271,8 +330,7 @@ fn full_disk_kind_change(symlink_first: bool) {
     for free in 0..12 {
         disk.remount("nr_inodes=4096");
         saved.put_back();
-        let (used, _) = disk.used();
-        disk.remount(&format!("nr_inodes={}", used + free));
+        disk.leave_inodes(free);
         let (code, out, err) = env.run(&["--json", "run", "f"]);
         let context = format!("{free} free inodes: exit {code}");
         assert!(code == 0 || code == 1, "{context}\n{out}{err}");

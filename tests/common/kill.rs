@@ -23,7 +23,12 @@ pub struct Saved {
 impl Saved {
     /// Save `dest` (relative to the environment) as it is now.
     pub fn new(env: &Env, dest: &str) -> Saved {
-        let key = dest.replace('/', "-");
+        Saved::tagged(env, dest, "")
+    }
+
+    /// The same, kept apart from other saves of `dest` by `tag`.
+    pub fn tagged(env: &Env, dest: &str, tag: &str) -> Saved {
+        let key = format!("{}{tag}", dest.replace('/', "-"));
         let saved = Saved {
             dest: env.path(dest),
             base: env.path(&format!("saved-{key}")),

@@ -279,6 +279,19 @@ impl Tmpfs {
         )
     }
 
+    /// Leave only `free` bytes free (tmpfs counts whole pages; `size=0`
+    /// would mean no limit, so at least one page).
+    pub fn leave_bytes(&self, free: u64) {
+        let (_, used) = self.used();
+        self.remount(&format!("size={}", (used + free).max(4096)));
+    }
+
+    /// Leave only `free` inodes free (`nr_inodes=0` would mean no limit).
+    pub fn leave_inodes(&self, free: u64) {
+        let (used, _) = self.used();
+        self.remount(&format!("nr_inodes={}", (used + free).max(1)));
+    }
+
     /// Unmount now (not lazily): the folder below shows again.
     pub fn unmount(self) {
         let status = std::process::Command::new("umount")
