@@ -694,3 +694,71 @@ fn a_path_beyond_path_max_keeps_its_history_through_changes_deletion_and_prune()
     let (code, out, err) = env.run(&["verify", "p", "--deep"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_folder_swapped_for_the_attackers_own_never_receives_restored_files() {
+    if !can_attack("a_folder_swapped_for_the_attackers_own_never_receives_restored_files") {
+        return;
+    }
+    let env = Env::new();
+    // Files readable by anyone, kept private by their 0700 folder.
+    for i in 0..2_000 {
+        env.write(&format!("src-p/private/n{i:04}"), &format!("{SECRET} {i}"));
+    }
+    fs::set_permissions(env.path("src-p/private"), fs::Permissions::from_mode(0o700)).unwrap();
+    env.simple_job("p", r#""track_dirs": ["."]"#);
+    let (code, report) = env.run_json(&["run", "p"]);
+    assert_eq!(code, 0, "{report:#}");
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let stop = env.path("stop-p");
+    // Where the attacker notes the inodes of the folders it made.
+    fs::create_dir(env.path("attacker")).unwrap();
+    give_to_nobody(&env, "attacker");
+    let made = env.path("attacker/made");
+    let mut swapped = 0;
+    for round in 0..5 {
+        let to = env.path(&format!("to{round}"));
+        fs::create_dir(&to).unwrap();
+        give_to_nobody(&env, &format!("to{round}"));
+        // As soon as strata has made private/, it is moved aside and a
+        // folder of the attacker's own, open to all, takes its name.
+        let script = format!(
+            "cd {to}; i=0; n=0; while [ ! -e \"$STOP\" ] && [ $i -lt 3000000 ]; do \
+             if [ -d private ] && [ ! -O private ]; then \
+             mv -T private moved$n && mkdir -m 777 private && \
+             stat -c %i private >> {made}; n=$((n+1)); fi; \
+             i=$((i+1)); done; echo $n",
+            to = to.display(),
+            made = made.display(),
+        );
+        let attacker = Attacker::start(env.root(), &stop, &script);
+        let (code, out, err) = env.run(&["restore", "p", "--to", to.to_str().unwrap()]);
+        let n = attacker.stop();
+        swapped += n.trim().parse::<u64>().unwrap_or(0);
+        assert!(
+            code == 0 || code == 1,
+            "round {round}: exit {code}\n{out}{err}"
+        );
+        // Nothing of the backup in a folder the attacker made.
+        let theirs: Vec<u64> = fs::read_to_string(&made)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        for entry in fs::read_dir(&to).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.path().symlink_metadata().unwrap();
+            use std::os::unix::fs::MetadataExt;
+            if meta.is_dir() && theirs.contains(&meta.ino()) {
+                let inside: Vec<_> = fs::read_dir(entry.path()).unwrap().collect();
+                assert!(
+                    inside.is_empty(),
+                    "round {round}: {} restored files in the attacker's {}",
+                    inside.len(),
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    assert!(swapped > 0, "the attacker never swapped private/");
+}
