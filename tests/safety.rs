@@ -109,6 +109,35 @@ fn a_missing_destination_is_never_recreated() {
     }
 }
 
+#[test]
+#[ignore = "bug: --dry-run on a destination the guards refuse prints a first run's plan, \
+            exit 0, with no word that a real run would fail (see the attack branch report)"]
+fn a_dry_run_says_when_a_real_run_would_refuse_the_destination() {
+    let env = Env::new();
+    env.write("src-a/f.txt", "data");
+    env.simple_job("a", r#""track_dirs": ["."]"#);
+    assert_eq!(env.run_json(&["run", "a"]).0, 0);
+    fs::rename(env.path("dest-a"), env.path("dest-a.off")).unwrap();
+    env.job(
+        "u",
+        r#"{"source": "../src-a", "destination": "../mnt/usbdisk/backups/t", "track_dirs": ["."]}"#,
+    );
+    env.write("dest-f/mirror/keep.txt", "someone else's");
+    env.job(
+        "f",
+        r#"{"source": "../src-a", "destination": "../dest-f", "track_dirs": ["."]}"#,
+    );
+    for job in ["a", "u", "f"] {
+        let (_, report) = env.run_json(&["run", job, "--dry-run"]);
+        let said = format!("{} {}", message(&report), report["jobs"][0]["warnings"]);
+        assert!(
+            said.contains("a real run would fail") || report["jobs"][0]["status"] == "failed",
+            "{job}: {report:#}"
+        );
+    }
+    assert!(!env.path("dest-a").exists() && !env.path("mnt").exists());
+}
+
 // ---------------------------------------------------------------- item 2
 
 #[test]
