@@ -327,6 +327,30 @@ pub fn give_to_nobody(env: &Env, rel: &str) {
     assert!(status.success());
 }
 
+/// Whether [`NOBODY`] can write in `path` (every folder above it must let
+/// it through: a private TMPDIR does not); prints why the caller skips
+/// when not.
+pub fn nobody_can_write(path: &Path) -> bool {
+    let ok = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "test",
+            "-w",
+        ])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "skipping: uid {NOBODY} cannot reach {} (is TMPDIR private?)",
+            path.display()
+        );
+    }
+    ok
+}
+
 /// A shell loop run as [`NOBODY`] (through `setpriv`) in the background:
 /// the attacker of a root backup. The script sees `$STOP`, a file whose
 /// existence tells it to end, and must bound itself too. Dropping the
