@@ -435,7 +435,19 @@ fn prepare<'s>(
         .par_iter()
         .map(|r| read_xattrs(source, &r.new.path, r.new.meta.kind))
         .collect();
-    let plan = resolve(d, &digests);
+    let mut plan = resolve(d, &digests);
+    // A missing mount point's own folder was the disk's root: its mode,
+    // owner and times are part of what is kept, not a change (the empty
+    // folder the unmount uncovers shows its own).
+    if !missing_mounts.is_empty() {
+        let before = plan.changes.len();
+        plan.changes.retain(|c| {
+            !(c.kind() == Kind::Dir
+                && matches!(c, Change::Changed { .. } | Change::Touch { .. })
+                && missing_mounts.contains(c.path()))
+        });
+        plan.unchanged += (before - plan.changes.len()) as u64;
+    }
     Ok(Prepared {
         scan: scanned,
         plan,

@@ -34,7 +34,7 @@ use serde::Serialize;
 use super::{At, History, HistoryError};
 use crate::entry::{ErrorKind, Hash, Kind, LinkKey, Meta, PathError, RelPath, Xattrs};
 use crate::fs::copy::{CopyError, copy_data};
-use crate::fs::{Degraded, Dir, FileTypeOf, Finish, finish, fstat, is_root, xattr};
+use crate::fs::{Degraded, Dir, DirRef, FileTypeOf, Finish, finish, fstat, is_root, xattr};
 use crate::store::index::{self, UNKNOWN_OWNER};
 use crate::store::{DIRTY, IncrementDir, Part, Store, StoreError};
 
@@ -223,6 +223,7 @@ pub fn restore(
         store,
         force: options.force,
         degraded: Degraded::default(),
+        made: Default::default(),
     };
     let mut done = Restored {
         point,
@@ -429,6 +430,9 @@ struct Ctx<'a> {
     store: &'a Store,
     force: bool,
     degraded: Degraded,
+    /// The (device, inode) of each folder this restore made or found in
+    /// the target, by path: what a folder opened there later must be.
+    made: std::sync::RwLock<HashMap<RelPath, (u64, u64)>>,
 }
 
 fn err(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> PathError {
@@ -470,43 +474,102 @@ impl Ctx<'_> {
         }
     }
 
+    /// Fail unless `dir`, opened at `path` in the target, is the folder
+    /// this restore made or found there. A user who owns the target can
+    /// swap a folder strata made (0700, so what goes in stays private) for
+    /// one of their own between two opens; the restored files must never
+    /// land in it.
+    fn check_made(&self, path: &RelPath, dir: &Dir) -> io::Result<()> {
+        let want = self.made.read().expect("not poisoned").get(path).copied();
+        if let Some(want) = want {
+            let st = dir.stat()?;
+            if (st.dev, st.ino) != want {
+                return Err(io::Error::other(
+                    "it was replaced by another folder during the restore",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The folder holding `path` in the target (checked, see
+    /// [`Ctx::check_made`]) and `path`'s name in it.
+    fn target_parent<'p>(&self, path: &'p RelPath) -> io::Result<(DirRef<'_>, &'p [u8])> {
+        let (dir, name) = self.target.parent_of(path.as_bytes())?;
+        if let Some(parent) = path.parent().filter(|p| !p.is_root()) {
+            self.check_made(&parent, &dir)?;
+        }
+        Ok((dir, name))
+    }
+
     /// Make the directory `path` in the target (0700 until its metadata
     /// is set); with `--force`, what stands in its way (never followed)
-    /// goes.
+    /// goes. Remembers which inode it is.
     fn make_dir(&self, path: &RelPath) -> Result<(), PathError> {
-        let (parent, name) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+        let (parent, name) = self.target_parent(path).map_err(|e| {
             err(
                 path,
                 ErrorKind::Write,
                 format!("cannot open its folder in the target: {e}"),
             )
         })?;
-        match parent.mkdir(name, 0o700) {
-            Ok(()) => Ok(()),
+        let made = match parent.mkdir(name, 0o700) {
+            Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match parent.stat_at(name) {
-                Ok(st) if st.file_type == FileTypeOf::Dir => Ok(()),
+                Ok(st) if st.file_type == FileTypeOf::Dir => false,
                 _ if self.force => parent
                     .remove_all(name)
                     .and_then(|()| parent.mkdir(name, 0o700))
+                    .map(|()| true)
                     .map_err(|e| {
                         err(
                             path,
                             ErrorKind::Write,
                             format!("cannot replace what is in the way: {e}"),
                         )
-                    }),
-                _ => Err(err(
+                    })?,
+                _ => {
+                    return Err(err(
+                        path,
+                        ErrorKind::Write,
+                        "something else is in the way in the target",
+                    ));
+                }
+            },
+            Err(e) => {
+                return Err(err(
                     path,
                     ErrorKind::Write,
-                    "something else is in the way in the target",
-                )),
-            },
-            Err(e) => Err(err(
-                path,
-                ErrorKind::Write,
-                format!("cannot make the folder: {e}"),
-            )),
-        }
+                    format!("cannot make the folder: {e}"),
+                ));
+            }
+        };
+        // The folder just made is ours: another owner means it was
+        // swapped between the mkdir and this open.
+        let st = parent
+            .child_dir(name)
+            .and_then(|d| d.stat())
+            .and_then(|st| {
+                if made && st.uid != rustix::process::geteuid().as_raw() {
+                    Err(io::Error::other(
+                        "it was replaced by another user's folder during the restore",
+                    ))
+                } else {
+                    Ok(st)
+                }
+            })
+            .map_err(|e| {
+                err(
+                    path,
+                    ErrorKind::Write,
+                    format!("cannot open the folder made: {e}"),
+                )
+            })?;
+        self.made
+            .write()
+            .expect("not poisoned")
+            .insert(path.clone(), (st.dev, st.ino));
+        Ok(())
     }
 
     /// Give `name` in `dir` to a new inode, replacing (with `--force`)
@@ -532,7 +595,7 @@ impl Ctx<'_> {
                 format!("missing from the backup: {}: {e}", shown.display()),
             )
         })?;
-        let (tdir, tname) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+        let (tdir, tname) = self.target_parent(path).map_err(|e| {
             err(
                 path,
                 ErrorKind::Write,
@@ -679,14 +742,14 @@ impl Ctx<'_> {
     /// Another name of a restored hardlink group.
     fn link_item(&self, item: &Item, first: &RelPath) -> Result<(), PathError> {
         let path = &item.path;
-        let (fdir, fname) = self.target.parent_of(first.as_bytes()).map_err(|e| {
+        let (fdir, fname) = self.target_parent(first).map_err(|e| {
             err(
                 path,
                 ErrorKind::Write,
                 format!("cannot open {first} in the target: {e}"),
             )
         })?;
-        let (tdir, tname) = self.target.parent_of(path.as_bytes()).map_err(|e| {
+        let (tdir, tname) = self.target_parent(path).map_err(|e| {
             err(
                 path,
                 ErrorKind::Write,
@@ -706,13 +769,17 @@ impl Ctx<'_> {
     /// A directory's metadata, once what it holds is in place.
     fn finish_dir(&self, item: &Item) -> Result<(), PathError> {
         let path = &item.path;
-        let dir = self.target.open_dir(path.as_bytes()).map_err(|e| {
-            err(
-                path,
-                ErrorKind::Write,
-                format!("cannot open the folder in the target: {e}"),
-            )
-        })?;
+        let dir = self
+            .target
+            .open_dir(path.as_bytes())
+            .and_then(|d| self.check_made(path, &d).map(|()| d))
+            .map_err(|e| {
+                err(
+                    path,
+                    ErrorKind::Write,
+                    format!("cannot open the folder in the target: {e}"),
+                )
+            })?;
         let stored_xattrs;
         let xattrs = match &item.xattrs {
             Some(x) => x,

@@ -3,6 +3,8 @@
 //! `strata` binary on them.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -312,4 +314,288 @@ fn user_xattrs(path: &Path) -> String {
     } else {
         format!(" [{}]", parts.join(" "))
     }
+}
+
+/// Whether the tests run as root (mounting, chown, setpriv need it);
+/// prints why the caller skips when not.
+pub fn running_as_root(test: &str) -> bool {
+    let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        eprintln!("skipping {test}: needs root (CI and `make test` run as root)");
+    }
+    root
+}
+
+/// Whether `tool` is on PATH; prints why the caller skips when not.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping: {tool} is not installed (scripts/test-deps.sh installs it)");
+    }
+    found
+}
+
+/// A tmpfs mounted for a test's lifetime (lazily unmounted on drop).
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs with `options` (`size=1m,nr_inodes=200`) at `path`.
+    pub fn mount(path: &Path, options: &str) -> Tmpfs {
+        fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs at {}", path.display());
+        Tmpfs(path.to_path_buf())
+    }
+
+    /// Change its options (`size=…`, `nr_inodes=…`, `ro`).
+    pub fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {options}");
+    }
+
+    /// (inodes used, bytes used) as statvfs counts them.
+    pub fn used(&self) -> (u64, u64) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.0.as_os_str().as_bytes()).unwrap();
+        // SAFETY: statvfs fills the struct it is given; the path is a C string.
+        let st = unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            assert_eq!(libc::statvfs(path.as_ptr(), &mut st), 0);
+            st
+        };
+        (
+            st.f_files - st.f_ffree,
+            (st.f_blocks - st.f_bfree) * st.f_frsize,
+        )
+    }
+
+    /// Leave only `free` bytes free (tmpfs counts whole pages; `size=0`
+    /// would mean no limit, so at least one page).
+    pub fn leave_bytes(&self, free: u64) {
+        let (_, used) = self.used();
+        self.remount(&format!("size={}", (used + free).max(4096)));
+    }
+
+    /// Leave only `free` inodes free (`nr_inodes=0` would mean no limit).
+    pub fn leave_inodes(&self, free: u64) {
+        let (used, _) = self.used();
+        self.remount(&format!("nr_inodes={}", (used + free).max(1)));
+    }
+
+    /// Unmount now (not lazily): the folder below shows again.
+    pub fn unmount(self) {
+        let status = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "umount {}", self.0.display());
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The unprivileged user attacker loops run as (`nobody`).
+pub const NOBODY: u32 = 65534;
+
+/// Give a tree to [`NOBODY`], and open the path to it, so that an
+/// unprivileged attacker can rename things inside it.
+pub fn give_to_nobody(env: &Env, rel: &str) {
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(env.path(rel))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Whether [`NOBODY`] can write in `path` (every folder above it must let
+/// it through: a private TMPDIR does not); prints why the caller skips
+/// when not.
+pub fn nobody_can_write(path: &Path) -> bool {
+    let ok = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "test",
+            "-w",
+        ])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "skipping: uid {NOBODY} cannot reach {} (is TMPDIR private?)",
+            path.display()
+        );
+    }
+    ok
+}
+
+/// A shell loop run as [`NOBODY`] (through `setpriv`) in the background:
+/// the attacker of a root backup. The script sees `$STOP`, a file whose
+/// existence tells it to end, and must bound itself too. Dropping the
+/// guard stops it (the stop file, then SIGKILL by PID).
+pub struct Attacker {
+    child: Option<std::process::Child>,
+    stop: PathBuf,
+}
+
+impl Attacker {
+    /// Start `script` (sh) in `dir`; `stop` is the stop file's path, in a
+    /// folder the attacker can read.
+    pub fn start(dir: &Path, stop: &Path, script: &str) -> Attacker {
+        let _ = fs::remove_file(stop);
+        let child = std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .current_dir(dir)
+            .env("STOP", stop)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("setpriv runs");
+        Attacker {
+            child: Some(child),
+            stop: stop.to_path_buf(),
+        }
+    }
+
+    /// Stop the loop; what it printed (scripts print their count).
+    pub fn stop(mut self) -> String {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
+        let _ = fs::write(&self.stop, b"");
+        // The loop checks the stop file on each round; a round is short.
+        for _ in 0..2_000 {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Run a command with a hang guard: `None` when it had not finished after
+/// `secs` seconds (it is then killed by PID).
+pub fn output_within(cmd: &mut std::process::Command, secs: u64) -> Option<std::process::Output> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let stdout = out_reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Copy a tree with `cp -a` (replacing `to`).
+pub fn copy_tree(from: &Path, to: &Path) {
+    if to.symlink_metadata().is_ok() {
+        fs::remove_dir_all(to).unwrap();
+    }
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Every regular file below `root` (symlinks not followed) whose bytes
+/// contain `needle`, and every entry whose name contains it.
+pub fn find_bytes(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        let name = entry.file_name().as_encoded_bytes();
+        let in_name = name.windows(needle.len()).any(|w| w == needle);
+        let in_body = entry.file_type().is_file()
+            && fs::read(entry.path())
+                .is_ok_and(|body| body.windows(needle.len()).any(|w| w == needle));
+        if in_name || in_body {
+            hits.push(entry.path().to_path_buf());
+        }
+    }
+    hits
 }
