@@ -268,6 +268,12 @@ fn dry_run(
     options: &RunOptions,
     progress: &dyn Progress,
 ) -> Result<JobRun, RunError> {
+    // What a real run's destination guards would say.
+    let guard = Guard {
+        init: options.init,
+        known: options.known.clone(),
+    };
+    crate::store::identity::check(&job.destination, &job.name, &guard)?;
     let (index, notes, store) = match Store::open(&job.destination) {
         Ok(store) => {
             // A lock file inside an existing .strata/ is all it writes.

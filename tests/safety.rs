@@ -110,8 +110,6 @@ fn a_missing_destination_is_never_recreated() {
 }
 
 #[test]
-#[ignore = "bug: --dry-run on a destination the guards refuse prints a first run's plan, \
-            exit 0, with no word that a real run would fail (see the attack branch report)"]
 fn a_dry_run_says_when_a_real_run_would_refuse_the_destination() {
     let env = Env::new();
     env.write("src-a/f.txt", "data");
@@ -339,9 +337,6 @@ fn a_clock_set_back_never_reorders_the_history() {
 /// What the pre-rewrite strata wrote under a clock set back: the run that
 /// brought v3 named `backup_20200101_000000`, sorting first.
 #[test]
-#[ignore = "bug: on a history an older strata misordered, verify says ok and prune drops \
-            the only increment copy of the version the mirror holds (see the attack \
-            branch report)"]
 fn a_misordered_history_never_loses_the_version_the_mirror_holds() {
     let env = Env::new();
     env.simple_job("c", r#""track_dirs": ["."]"#);

@@ -213,10 +213,75 @@ pub fn prune(
             path: store.state_path(PRUNING).join(&stray.name),
         });
     }
-    let decided = plan(&loaded.history, policy, zone)?;
+    let mut decided = plan(&loaded.history, policy, zone)?;
+    keep_the_mirrors_versions(store, &loaded.history, &mut decided);
     let mut report = execute(store, &loaded.history, decided, dry_run, faults)?;
     report.finished = finished;
     Ok(report)
+}
+
+/// Never remove the only copy of a version the mirror holds: an increment
+/// whose merge would drop a `track/` file that is the mirror's inode at its
+/// path stays (that happens only in a history whose order is wrong, which
+/// an older strata could write under a clock set back).
+fn keep_the_mirrors_versions(store: &Store, history: &History, decided: &mut PrunePlan) {
+    let Ok(Some(mirror)) = store.mirror() else {
+        return;
+    };
+    loop {
+        let merges = plan_merges(history, &decided.remove);
+        let mut keep: Option<(String, String)> = None;
+        'merges: for m in &merges {
+            for name in &m.removed {
+                let Some(k) = history.find(name) else {
+                    continue;
+                };
+                let inc = &history.increments[k];
+                let Ok(dir) = inc.open(store) else { continue };
+                let Ok(Some(track)) = dir.part(Part::Track) else {
+                    continue;
+                };
+                for (path, record) in inc.records() {
+                    if record.op == Op::Deleted || record.kind == "dir" {
+                        continue;
+                    }
+                    let moved = m.moves.iter().any(|mv| {
+                        mv.from == *name && mv.record.rel_path().is_ok_and(|p| p == *path)
+                    });
+                    if moved {
+                        continue;
+                    }
+                    let stat = |d: &Dir| {
+                        d.parent_of(path.as_bytes())
+                            .and_then(|(p, n)| p.stat_at(n))
+                            .ok()
+                    };
+                    if let (Some(a), Some(b)) = (stat(&track), stat(&mirror))
+                        && a.same_inode(&b)
+                    {
+                        keep = Some((name.clone(), path.to_string()));
+                        break 'merges;
+                    }
+                }
+            }
+        }
+        let Some((name, path)) = keep else {
+            return;
+        };
+        decided.remove.retain(|n| *n != name);
+        let time = history
+            .find(&name)
+            .map(|k| format_time(history.increments[k].time))
+            .unwrap_or_default();
+        decided.kept.push(Kept {
+            increment: name,
+            time,
+            reasons: vec![Reason::HoldsMirror(path)],
+        });
+        decided
+            .kept
+            .sort_by_key(|k| IncrementName::parse(&k.increment));
+    }
 }
 
 /// Carry out `plan` on `history` (read from `layout`). With `dry_run`, only

@@ -49,6 +49,9 @@ pub enum Reason {
     Yearly(String),
     /// Younger than `keep_within` (the duration).
     Within(String),
+    /// It holds the only copy of a version the mirror holds (a history
+    /// whose order an older strata got wrong under a clock set back).
+    HoldsMirror(String),
 }
 
 impl fmt::Display for Reason {
@@ -62,6 +65,7 @@ impl fmt::Display for Reason {
             Reason::Monthly(b) => write!(f, "keep_monthly {b}"),
             Reason::Yearly(b) => write!(f, "keep_yearly {b}"),
             Reason::Within(d) => write!(f, "keep_within {d}"),
+            Reason::HoldsMirror(p) => write!(f, "holds the mirror's version of {p}"),
         }
     }
 }

@@ -150,8 +150,13 @@ pub fn verify(store: &Store, deep: bool, repair: Option<&Dir>) -> Result<Verifie
     let mirror = store
         .mirror()
         .map_err(|e| StoreError::io(&store.mirror_path(), e))?;
-    check_mirror(store, mirror.as_ref(), deep, &mut out, &mut checks)?;
-    check_increments(store, &mut out, &mut checks)?;
+    let index = check_mirror(store, mirror.as_ref(), deep, &mut out, &mut checks)?;
+    let history = check_increments(store, &mut out, &mut checks)?;
+    if let (Some(index), Some(history)) = (&index, &history)
+        && out.problems.is_empty()
+    {
+        check_latest_state(store, index, history, &mut out);
+    }
     if deep {
         let damaged = check_hashes(store, mirror.as_ref(), checks, &mut out);
         if let Some(source) = repair {
@@ -162,24 +167,93 @@ pub fn verify(store: &Store, deep: bool, repair: Option<&Dir>) -> Result<Verifie
     Ok(out)
 }
 
+/// The tracked files the index holds against the history's latest state:
+/// the same versions. They differ when increments are out of order (an
+/// older strata under a clock set back) or metadata was edited.
+fn check_latest_state(
+    store: &Store,
+    index: &crate::store::index::Index,
+    history: &History,
+    out: &mut Verified,
+) {
+    let visible: Vec<usize> = (0..history.increments.len())
+        .filter(|&i| !history.increments[i].pending_prune)
+        .collect();
+    let Some(&last) = visible.last() else {
+        return;
+    };
+    let mut state = super::State::new();
+    for &i in &visible {
+        history.replay(&mut state, i);
+    }
+    let _ = last;
+    let mirror = store.mirror_path();
+    for e in index
+        .entries
+        .iter()
+        .filter(|e| e.tracked && e.meta.kind != Kind::Dir)
+    {
+        let shown = mirror.join(e.path.as_path());
+        match state.get(&e.path).and_then(|v| v.record.check().ok()) {
+            None => out.problem(
+                shown,
+                "tracked in the mirror, but the history's latest state does not hold it",
+            ),
+            Some(r) => {
+                let same = r.meta.kind == e.meta.kind
+                    && r.meta.size == e.meta.size
+                    && r.meta.mtime == e.meta.mtime
+                    && r.meta.mode == e.meta.mode;
+                if !same {
+                    out.problem(
+                        shown,
+                        format!(
+                            "the history's latest version (size {}, mtime {}) is not the \
+                             mirror's (size {}, mtime {}): are the increments out of order?",
+                            r.meta.size,
+                            format_mtime(r.meta.mtime),
+                            e.meta.size,
+                            format_mtime(e.meta.mtime)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let tracked: HashSet<&RelPath> = index
+        .entries
+        .iter()
+        .filter(|e| e.tracked)
+        .map(|e| &e.path)
+        .collect();
+    for (path, v) in &state {
+        if v.record.kind != "dir" && !tracked.contains(path) {
+            out.problem(
+                mirror.join(path.as_path()),
+                "in the history's latest state, but not tracked in the mirror",
+            );
+        }
+    }
+}
+
 fn check_mirror(
     store: &Store,
     mirror: Option<&Dir>,
     deep: bool,
     out: &mut Verified,
     checks: &mut Vec<HashCheck>,
-) -> Result<(), StoreError> {
+) -> Result<Option<crate::store::index::Index>, StoreError> {
     let index = match index::load(store.state(), &store.index_path()) {
         Ok(Some(index)) => index,
         Ok(None) => {
             if mirror.is_some() {
                 out.problem(store.index_path(), "the index is missing");
             }
-            return Ok(());
+            return Ok(None);
         }
         Err(StoreError::Corrupt { path, message }) => {
             out.problem(path, message);
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
@@ -190,13 +264,13 @@ fn check_mirror(
                 "the mirror is missing (the index lists entries)",
             );
         }
-        return Ok(());
+        return Ok(Some(index));
     };
     let mut found: HashMap<RelPath, Stat> = match walk_tree(mirror) {
         Ok(all) => all.into_iter().collect(),
         Err(e) => {
             out.problem(store.mirror_path(), format!("cannot read: {e}"));
-            return Ok(());
+            return Ok(Some(index));
         }
     };
     let mut groups: HashMap<u64, (u64, u64, RelPath)> = HashMap::new();
@@ -274,7 +348,7 @@ fn check_mirror(
             "in the mirror but not in the index",
         );
     }
-    Ok(())
+    Ok(Some(index))
 }
 
 /// Whether the mirror's filesystem keeps user xattrs (a test attribute on
@@ -287,13 +361,13 @@ fn check_increments(
     store: &Store,
     out: &mut Verified,
     checks: &mut Vec<HashCheck>,
-) -> Result<(), StoreError> {
+) -> Result<Option<History>, StoreError> {
     let loaded = match History::load_all(store) {
         Ok(loaded) => loaded,
         Err(HistoryError::Store(e)) => return Err(e),
         Err(e) => {
             out.problem(store.path(), e.to_string());
-            return Ok(());
+            return Ok(None);
         }
     };
     if let Some(d) = store.state_dir(crate::store::PRUNING)?
@@ -402,7 +476,7 @@ fn check_increments(
             );
         }
     }
-    Ok(())
+    Ok(Some(loaded.history))
 }
 
 fn open_check(store: &Store, mirror: Option<&Dir>, c: &HashCheck) -> io::Result<(Dir, Vec<u8>)> {

@@ -100,6 +100,109 @@ fn refuse(destination: &Path, message: String) -> StoreError {
     }
 }
 
+/// Whether a run of `job` may use `destination`, the guards asked without
+/// writing anything (what a dry run says, and what [`open_for_run`] asks
+/// first): `Err` is the refusal a real run would give.
+pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreError> {
+    let shown = destination.display();
+    let remembered = guard
+        .known
+        .as_deref()
+        .and_then(|k| read_record(k, job, destination));
+    let was_here = remembered.as_ref().is_some_and(|r| !r.ids.is_empty());
+    let init_hint = "run with --init to start a new history there on purpose";
+    if let Some(parent) = destination.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Err(e) = std::fs::metadata(parent)
+    {
+        return Err(refuse(
+            destination,
+            if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "{shown}: its parent folder {} does not exist: is the disk mounted? \
+                     strata never creates a destination's parent folders",
+                    parent.display()
+                )
+            } else {
+                format!("{}: {e}", parent.display())
+            },
+        ));
+    }
+    let entries = match std::fs::read_dir(destination) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if was_here && !guard.init {
+                return Err(refuse(
+                    destination,
+                    format!(
+                        "{shown} does not exist, but job {job} has backed up there before: \
+                         is the disk mounted? Nothing was written; {init_hint}"
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(StoreError::io(destination, e)),
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect::<Vec<_>>(),
+    };
+    let has = |name: &str| entries.iter().any(|n| n == name);
+    if !has(".strata") {
+        if has("mirror") {
+            return Err(refuse(
+                destination,
+                format!(
+                    "{shown} holds a mirror/ folder but no strata state (.strata/): strata \
+                     did not write it, or its state was lost. Refusing to touch it (a run \
+                     would delete what strata does not know); move it away or point the \
+                     job elsewhere"
+                ),
+            ));
+        }
+        if !entries.is_empty() && !guard.init {
+            return Err(refuse(
+                destination,
+                format!(
+                    "{shown} holds files but no strata backup: refusing to write into it; \
+                     {init_hint}"
+                ),
+            ));
+        }
+        if entries.is_empty() && was_here && !guard.init {
+            return Err(refuse(
+                destination,
+                format!(
+                    "{shown} is empty, but job {job} has backed up there before: is the \
+                     disk mounted? Nothing was written; {init_hint}"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let id = std::fs::read(destination.join(".strata").join("id"))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    if let Some(r) = &remembered
+        && !r.ids.is_empty()
+        && !guard.init
+        && id.as_ref().is_none_or(|id| !r.ids.contains(id))
+    {
+        return Err(refuse(
+            destination,
+            format!(
+                "{shown} holds another strata history ({}) than the one job {job} backed \
+                 up to (id {}): is this the right disk? Nothing was written; run with --init \
+                 to use this one too",
+                match &id {
+                    Some(id) => format!("id {id}"),
+                    None => "one without an id".into(),
+                },
+                r.ids.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Open `destination` for a run of `job`, creating it where the guards
 /// allow, refusing where they do not (see the module documentation).
 /// Returns the store and whether this opened a new history.
@@ -108,6 +211,7 @@ pub fn open_for_run(
     job: &str,
     guard: &Guard,
 ) -> Result<(Store, bool), StoreError> {
+    check(destination, job, guard)?;
     let shown = destination.display();
     let remembered = guard
         .known
