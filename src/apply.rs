@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::diff::Change;
+use crate::entry::Stats;
 use crate::entry::{
     Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath, Timestamp,
     Xattrs,
@@ -40,6 +41,7 @@ use crate::faults::Faults;
 use crate::fs::copy::{CopyError, copy_data};
 use crate::fs::{Degraded, Dir, FileTypeOf, Finish, finish, fstat, is_root, xattr};
 use crate::progress::Progress;
+use crate::store::commit::Update;
 use crate::store::meta::FileRecord;
 use crate::store::{IncrementDir, Part};
 
@@ -394,6 +396,140 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
         .into_iter()
         .map(|o| o.expect("one outcome per change"))
         .collect()
+}
+
+/// What the outcomes add up to: the stats, the errors, how many records
+/// the increment gets and how the index's size changes. The records and
+/// the index's new entries themselves are made one at a time while they are
+/// written ([`fresh_records`], [`updates`]): a first run has one per file.
+pub struct Tally {
+    /// The run's counters.
+    pub stats: Stats,
+    /// What could not be done, by path.
+    pub errors: Vec<PathError>,
+    /// Paths whose increment entry is a copy (a link was refused).
+    pub copied_not_linked: Vec<RelPath>,
+    /// Records this run makes.
+    pub records: usize,
+    /// Entries the new index has more (or fewer) than the old one.
+    pub count_delta: i64,
+}
+
+/// The ranges of `changes` that concern one path (one change, or a
+/// deletion and the new entry that replaces it).
+fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= changes.len() {
+            return None;
+        }
+        let mut j = i + 1;
+        while j < changes.len() && changes[j].path() == changes[i].path() {
+            j += 1;
+        }
+        let range = i..j;
+        i = j;
+        Some(range)
+    })
+}
+
+/// The index's new entry for each path the run changed (or `None` where it
+/// left), in path order: the last applied change of the path says.
+pub fn updates<'a>(
+    changes: &'a [Change<'_>],
+    outcomes: &'a [Outcome],
+) -> impl Iterator<Item = Update> + 'a {
+    path_groups(changes).filter_map(move |range| {
+        let last = range.clone().rev().find_map(|k| match &outcomes[k] {
+            Outcome::Applied(a) => Some(a.entry(&changes[k])),
+            Outcome::Failed(_) => None,
+        })?;
+        Some(Update {
+            path: changes[range.start].path().clone(),
+            entry: last,
+        })
+    })
+}
+
+/// This run's records, in path order.
+pub fn fresh_records<'a>(
+    changes: &'a [Change<'_>],
+    outcomes: &'a [Outcome],
+) -> impl Iterator<Item = FileRecord> + 'a {
+    changes
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(change, outcome)| match outcome {
+            Outcome::Applied(a) => a.record(change),
+            Outcome::Failed(_) => None,
+        })
+}
+
+impl Tally {
+    /// Add up `outcomes` of `changes`, on top of the scan's counts in
+    /// `scanned` (its new, changed, removed and deleted are recounted here).
+    pub fn of(changes: &[Change<'_>], scanned: Stats, outcomes: &[Outcome]) -> Tally {
+        let mut stats = scanned;
+        stats.new = 0;
+        stats.changed = 0;
+        stats.removed = 0;
+        stats.deleted = 0;
+        let mut tally = Tally {
+            stats,
+            errors: Vec::new(),
+            copied_not_linked: Vec::new(),
+            records: 0,
+            count_delta: 0,
+        };
+        let mut mirror_files = tally.stats.mirror as i64;
+        for range in path_groups(changes) {
+            let mut last = None;
+            let mut had = false;
+            for k in range {
+                let (change, outcome) = (&changes[k], &outcomes[k]);
+                had |= change.old().is_some();
+                let is_file = change.kind() != Kind::Dir;
+                match outcome {
+                    Outcome::Applied(a) => {
+                        let s = &mut tally.stats;
+                        if is_file {
+                            match change {
+                                Change::New(_) => s.new += 1,
+                                Change::Changed { .. } => s.changed += 1,
+                                Change::Deleted(_) => s.removed += 1,
+                                Change::Touch { .. } => {}
+                            }
+                            if a.recorded == Some(Op::Deleted) {
+                                s.deleted += 1;
+                            }
+                        }
+                        s.bytes_copied += a.bytes;
+                        if a.copied_not_linked {
+                            s.copied_not_linked += 1;
+                            tally.copied_not_linked.push(change.path().clone());
+                        }
+                        tally.records += usize::from(a.recorded.is_some());
+                        last = Some(change.new_entry().is_some());
+                    }
+                    Outcome::Failed(e) => {
+                        tally.errors.push(PathError::clone(e));
+                        if is_file {
+                            match change {
+                                Change::New(_) => mirror_files -= 1,
+                                Change::Deleted(_) => mirror_files += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(present) = last {
+                tally.count_delta += i64::from(present) - i64::from(had);
+            }
+        }
+        tally.stats.mirror = mirror_files.max(0) as u64;
+        tally
+    }
 }
 
 /// Where a hardlink group's data comes from.

@@ -19,13 +19,16 @@ use serde::{Serialize, Serializer};
 
 use crate::entry::{Entry, EntryRef, EntryWalk, Hash, Kind, RelPath, is_below};
 
-/// How a changed file is recognised.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How the diff decides that a file changed.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Compare {
-    /// Size, mtime, mode, owner, kind (and xattrs when the ctime moved).
+    /// Size, mtime, permission bits and kind (file or symlink).
     #[default]
     Metadata,
-    /// Also the content hash.
+    /// The metadata, and the content hash of every file (slow: reads all).
     Checksum,
 }
 

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fmt;
+use std::ops::AddAssign;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -523,6 +524,53 @@ impl Op {
             Op::Changed => "changed",
             Op::Deleted => "deleted",
         }
+    }
+}
+
+/// Counters of one run (or of all runs, summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// Files the rules selected in the source.
+    pub selected: u64,
+    /// Of them, tracked (versioned).
+    pub tracked: u64,
+    /// Files in the mirror after the run.
+    pub mirror: u64,
+    /// Files new to the mirror.
+    pub new: u64,
+    /// Files whose mirror copy was replaced (or whose tracking changed).
+    pub changed: u64,
+    /// Tracked files that left the selection (moved to `deleted/`).
+    pub deleted: u64,
+    /// Files removed from the mirror (deleted tracked and included-only).
+    pub removed: u64,
+    /// Bytes copied from source to mirror.
+    pub bytes_copied: u64,
+    /// Files that could not be backed up (the job is `partial`).
+    pub errors: u64,
+    /// Sockets, FIFOs and devices that were skipped.
+    pub skipped_special: u64,
+    /// Hardlinks that the filesystem refused and that were copied instead.
+    pub copied_not_linked: u64,
+    /// Directories selected (each kept with its own metadata).
+    pub dirs: u64,
+}
+
+impl AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.selected += o.selected;
+        self.tracked += o.tracked;
+        self.mirror += o.mirror;
+        self.new += o.new;
+        self.changed += o.changed;
+        self.deleted += o.deleted;
+        self.removed += o.removed;
+        self.bytes_copied += o.bytes_copied;
+        self.errors += o.errors;
+        self.skipped_special += o.skipped_special;
+        self.copied_not_linked += o.copied_not_linked;
+        self.dirs += o.dirs;
     }
 }
 

@@ -3,7 +3,76 @@
 //! unmounted or half-synced source looks like a mass deletion). Pure: it
 //! reads the plan and counts, touches nothing.
 
-use crate::job::MaxDelete;
+use serde::{Deserialize, Serialize};
+
+/// A percentage from 0 to 100, decimals allowed, with a `%` sign (also the
+/// job schema's pattern).
+pub const MAX_DELETE_PERCENT: &str = r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$";
+
+/// How many files a run may remove from the mirror (`max_delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "MaxDeleteText", into = "MaxDeleteText")]
+pub enum MaxDelete {
+    /// At most this many files.
+    Count(u64),
+    /// At most this percentage (0-100) of the files in the mirror.
+    Percent(f64),
+}
+
+impl MaxDelete {
+    /// The most files a run may remove from a mirror of `mirror_files`.
+    pub fn limit(self, mirror_files: u64) -> u64 {
+        match self {
+            MaxDelete::Count(n) => n,
+            // Rounded down: "10%" of 15 files allows 1, not 2.
+            MaxDelete::Percent(p) => (mirror_files as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `max_delete` as it is written: a number or a string.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+enum MaxDeleteText {
+    Count(u64),
+    Text(String),
+}
+
+impl TryFrom<MaxDeleteText> for MaxDelete {
+    type Error = String;
+
+    fn try_from(value: MaxDeleteText) -> Result<Self, Self::Error> {
+        match value {
+            MaxDeleteText::Count(n) => Ok(MaxDelete::Count(n)),
+            MaxDeleteText::Text(text) => text
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<f64>().ok())
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(MaxDelete::Percent)
+                .ok_or_else(|| {
+                    format!("max_delete: {text:?} is not a count or a percentage like \"10%\"")
+                }),
+        }
+    }
+}
+
+impl From<MaxDelete> for MaxDeleteText {
+    fn from(value: MaxDelete) -> Self {
+        match value {
+            MaxDelete::Count(n) => MaxDeleteText::Count(n),
+            MaxDelete::Percent(_) => MaxDeleteText::Text(value.to_string()),
+        }
+    }
+}
 
 /// A plan that removes more than `max_delete` allows.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::apply::{Outcome, Target, apply};
+use crate::apply::{Tally, Target, apply, fresh_records, updates};
 use crate::diff::{Change, Compare, Plan, diff, resolve};
 use crate::entry::{ErrorKind, Kind, Op, PathError, RelPath};
 use crate::faults::Faults;
@@ -27,11 +27,11 @@ use crate::job::Job;
 use crate::progress::{Progress, ProgressHandle};
 use crate::report::{JobReport, Report, Stats, Status};
 use crate::scan::{Scan, ScanOptions, scan};
-use crate::store::commit::{Closing, CommitError, StartIndex, Transaction, Update, log_run};
+use crate::store::commit::{Closing, CommitError, StartIndex, Transaction, log_run, merge_records};
 use crate::store::identity::{Guard, open_for_run};
-use crate::store::meta::{FileRecord, RunRecord, format_time};
-use crate::store::recover::{Carried, Repaired, start, start_readonly};
-use crate::store::{LockError, Store, StoreError};
+use crate::store::meta::{RunRecord, format_time};
+use crate::store::recover::{Repaired, start, start_readonly};
+use crate::store::{IncrementName, LockError, Store, StoreError};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -145,14 +145,7 @@ fn scan_options(job: &Job) -> ScanOptions {
             .map(|n| std::ffi::OsStr::new(n).as_bytes().to_vec())
             .collect(),
         exclude_caches: job.exclude_caches,
-        checksum: job.compare == crate::job::Compare::Checksum,
-    }
-}
-
-fn compare(job: &Job) -> Compare {
-    match job.compare {
-        crate::job::Compare::Metadata => Compare::Metadata,
-        crate::job::Compare::Checksum => Compare::Checksum,
+        checksum: job.compare == Compare::Checksum,
     }
 }
 
@@ -354,40 +347,6 @@ fn planned_stats(p: &Prepared<'_>) -> Stats {
     stats
 }
 
-/// The mount points a run saw inside the source, remembered in
-/// `.strata/mounts` so that an unmounted one is noticed.
-const MOUNTS: &[u8] = b"mounts";
-
-fn remembered_mounts(store: Option<&Store>) -> Vec<RelPath> {
-    let Some(store) = store else {
-        return Vec::new();
-    };
-    let Ok(Some(bytes)) = store.state().read(MOUNTS) else {
-        return Vec::new();
-    };
-    serde_json::from_slice::<Vec<(String, Option<String>)>>(&bytes)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(t, h)| RelPath::from_text(&t, h.as_deref()).ok())
-        .collect()
-}
-
-fn save_mounts(store: &Store, mounts: &[RelPath]) -> Result<(), StoreError> {
-    let old = remembered_mounts(Some(store));
-    if old == mounts {
-        return Ok(());
-    }
-    let text: Vec<(String, Option<String>)> = mounts.iter().map(RelPath::to_text).collect();
-    let tmp = store.tmp()?;
-    store
-        .state()
-        .write_atomic(MOUNTS, &tmp, b"mounts.new", |w| {
-            serde_json::to_writer(&mut *w, &text)?;
-            Ok(())
-        })
-        .map_err(|e| StoreError::io(&store.state_path(MOUNTS), e))
-}
-
 /// Scan the source (the walk is the run's one look at the source tree
 /// before the copies).
 fn scan_source(job: &Job, source: &Dir, progress: &dyn Progress) -> Result<Scan, RunError> {
@@ -425,7 +384,7 @@ fn prepare<'s>(
     // not mounted. Keep its part of the mirror.
     let mut missing_mounts = Vec::new();
     if !options.force {
-        for m in remembered_mounts(store) {
+        for m in store.map(Store::mounts).unwrap_or_default() {
             let still = scanned.mounts.contains(&m);
             let empty = !scanned.entries.iter().any(|e| e.path.is_below(&m));
             if !still && empty {
@@ -435,7 +394,7 @@ fn prepare<'s>(
     }
     let mut keep = scanned.unreadable_dirs.clone();
     keep.extend(missing_mounts.iter().cloned());
-    let d = index.walk(|w| diff(&scanned.entries, w, &keep, compare(job)))?;
+    let d = index.walk(|w| diff(&scanned.entries, w, &keep, job.compare))?;
     let digests: Vec<Option<crate::entry::Hash>> = d
         .rechecks
         .par_iter()
@@ -568,42 +527,14 @@ fn execute(
     if prepared.plan.is_empty() && carried.is_empty() && !redo_dirs {
         report.stats = planned_stats(&prepared);
         finish(&mut report);
-        save_mounts(store, &mounts)?;
+        store.save_mounts(&mounts)?;
         log(store, start_time, &report)?;
         timing.commit = timing.lap();
         timing.log(&job.name, 0);
         return Ok(report);
     }
 
-    // The increment's name: the interrupted one, continued, or a new one
-    // that sorts after every increment there is.
-    let name = match carried_name {
-        Some(name) => name,
-        None => {
-            let name = store.new_increment_name(start_time)?;
-            match store.increments()?.pop() {
-                Some(newest) if name <= newest => {
-                    if !options.force {
-                        return Err(RunError::ClockBack {
-                            now: format_time(start_time),
-                            newest: newest.to_string(),
-                        });
-                    }
-                    report.warnings.push(format!(
-                        "the clock reads {}, earlier than the newest increment {newest}: \
-                         this run is ordered after it",
-                        format_time(start_time)
-                    ));
-                    let mut after = newest.next_suffix();
-                    while store.new_increment_name(after.time())? > after {
-                        after = after.next_suffix();
-                    }
-                    after
-                }
-                _ => name,
-            }
-        }
-    };
+    let name = increment_name(store, carried_name, start_time, options.force, &mut report)?;
     let mirror = store.create_mirror()?;
     let txn = Transaction::begin(store, &name, faults)?;
     let carried_paths: HashSet<RelPath> = carried.keys().cloned().collect();
@@ -635,7 +566,7 @@ fn execute(
     );
     timing.apply = timing.lap();
     report.warnings.extend(degraded.warnings());
-    let tally = Tally::of(&prepared, &outcomes);
+    let tally = Tally::of(changes, planned_stats(&prepared), &outcomes);
     report.stats = tally.stats;
     report.errors.extend(tally.errors);
     for path in &tally.copied_not_linked {
@@ -661,11 +592,47 @@ fn execute(
         })
         .map_err(RunError::Commit)?;
     report.increment = committed.increment.map(|n| n.to_string());
-    save_mounts(store, &mounts)?;
+    store.save_mounts(&mounts)?;
     log(store, start_time, &report)?;
     timing.commit = timing.lap();
     timing.log(&job.name, changes.len());
     Ok(report)
+}
+
+/// The increment's name: the interrupted one, continued, or a new one that
+/// sorts after every increment there is. A clock that reads earlier than
+/// the newest increment fails the run (history order is run order), or,
+/// with `--force`, the run is ordered after it.
+fn increment_name(
+    store: &Store,
+    carried: Option<IncrementName>,
+    start: DateTime<Utc>,
+    force: bool,
+    report: &mut JobReport,
+) -> Result<IncrementName, RunError> {
+    if let Some(name) = carried {
+        return Ok(name);
+    }
+    let name = store.new_increment_name(start)?;
+    let Some(newest) = store.increments()?.pop().filter(|newest| name <= *newest) else {
+        return Ok(name);
+    };
+    if !force {
+        return Err(RunError::ClockBack {
+            now: format_time(start),
+            newest: newest.to_string(),
+        });
+    }
+    report.warnings.push(format!(
+        "the clock reads {}, earlier than the newest increment {newest}: this run is ordered \
+         after it",
+        format_time(start)
+    ));
+    let mut after = newest.next_suffix();
+    while store.new_increment_name(after.time())? > after {
+        after = after.next_suffix();
+    }
+    Ok(after)
 }
 
 /// Seconds spent in each stage of a run, logged at debug level (target
@@ -715,221 +682,6 @@ impl Timing {
     }
 }
 
-/// What the outcomes add up to: the stats, the errors, how many records
-/// the increment gets and how the index's size changes. The records and
-/// the index's new entries themselves are made one at a time while they are
-/// written ([`fresh_records`], [`updates`]): a first run has one per file.
-struct Tally {
-    stats: Stats,
-    errors: Vec<PathError>,
-    copied_not_linked: Vec<RelPath>,
-    /// Records this run makes.
-    records: usize,
-    /// Entries the new index has more (or fewer) than the old one.
-    count_delta: i64,
-}
-
-/// The ranges of `changes` that concern one path (one change, or a
-/// deletion and the new entry that replaces it).
-fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        if i >= changes.len() {
-            return None;
-        }
-        let mut j = i + 1;
-        while j < changes.len() && changes[j].path() == changes[i].path() {
-            j += 1;
-        }
-        let range = i..j;
-        i = j;
-        Some(range)
-    })
-}
-
-/// The index's new entry for each path the run changed (or `None` where it
-/// left), in path order: the last applied change of the path says.
-fn updates<'a>(
-    changes: &'a [Change<'_>],
-    outcomes: &'a [Outcome],
-) -> impl Iterator<Item = Update> + 'a {
-    path_groups(changes).filter_map(move |range| {
-        let last = range.clone().rev().find_map(|k| match &outcomes[k] {
-            Outcome::Applied(a) => Some(a.entry(&changes[k])),
-            Outcome::Failed(_) => None,
-        })?;
-        Some(Update {
-            path: changes[range.start].path().clone(),
-            entry: last,
-        })
-    })
-}
-
-/// This run's records, in path order.
-fn fresh_records<'a>(
-    changes: &'a [Change<'_>],
-    outcomes: &'a [Outcome],
-) -> impl Iterator<Item = FileRecord> + 'a {
-    changes
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(change, outcome)| match outcome {
-            Outcome::Applied(a) => a.record(change),
-            Outcome::Failed(_) => None,
-        })
-}
-
-impl Tally {
-    fn of(p: &Prepared<'_>, outcomes: &[Outcome]) -> Tally {
-        let mut stats = planned_stats(p);
-        stats.new = 0;
-        stats.changed = 0;
-        stats.removed = 0;
-        stats.deleted = 0;
-        let mut tally = Tally {
-            stats,
-            errors: Vec::new(),
-            copied_not_linked: Vec::new(),
-            records: 0,
-            count_delta: 0,
-        };
-        let changes = &p.plan.changes;
-        let mut mirror_files = tally.stats.mirror as i64;
-        for range in path_groups(changes) {
-            let mut last = None;
-            let mut had = false;
-            for k in range {
-                let (change, outcome) = (&changes[k], &outcomes[k]);
-                had |= change.old().is_some();
-                let is_file = change.kind() != Kind::Dir;
-                match outcome {
-                    Outcome::Applied(a) => {
-                        let s = &mut tally.stats;
-                        if is_file {
-                            match change {
-                                Change::New(_) => s.new += 1,
-                                Change::Changed { .. } => s.changed += 1,
-                                Change::Deleted(_) => s.removed += 1,
-                                Change::Touch { .. } => {}
-                            }
-                            if a.recorded == Some(Op::Deleted) {
-                                s.deleted += 1;
-                            }
-                        }
-                        s.bytes_copied += a.bytes;
-                        if a.copied_not_linked {
-                            s.copied_not_linked += 1;
-                            tally.copied_not_linked.push(change.path().clone());
-                        }
-                        tally.records += usize::from(a.recorded.is_some());
-                        last = Some(change.new_entry().is_some());
-                    }
-                    Outcome::Failed(e) => {
-                        tally.errors.push(PathError::clone(e));
-                        if is_file {
-                            match change {
-                                Change::New(_) => mirror_files -= 1,
-                                Change::Deleted(_) => mirror_files += 1,
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(present) = last {
-                tally.count_delta += i64::from(present) - i64::from(had);
-            }
-        }
-        tally.stats.mirror = mirror_files.max(0) as u64;
-        tally
-    }
-}
-
-/// The increment's records: this run's, and those an interrupted run left
-/// (carried) for paths this run does not record, merged in path order as
-/// they are written. Where this run records a carried path anew, its op is
-/// relabelled against the committed history (which the carried record
-/// tells): a path the history did not have is `new`, and its deletion is no
-/// deletion at all.
-fn merge_records(
-    carried: Carried,
-    fresh: impl Iterator<Item = FileRecord>,
-) -> impl Iterator<Item = FileRecord> {
-    let mut carried = carried.into_iter().peekable();
-    let mut fresh = fresh.peekable();
-    let mut out: std::collections::VecDeque<FileRecord> = Default::default();
-    std::iter::from_fn(move || {
-        loop {
-            if let Some(r) = out.pop_front() {
-                return Some(r);
-            }
-            let fresh_path = fresh
-                .peek()
-                .map(|r| r.rel_path().expect("strata's own records are valid"));
-            let order = match (carried.peek(), &fresh_path) {
-                (None, None) => return None,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((c, _)), Some(f)) => c.cmp(f),
-            };
-            let path = match order {
-                std::cmp::Ordering::Less => {
-                    let (_, mut records) = carried.next().expect("peeked");
-                    records.sort_by_key(|r| r.op != Op::Deleted);
-                    out.extend(records);
-                    continue;
-                }
-                _ => fresh_path.expect("a fresh record"),
-            };
-            let mut records = Vec::new();
-            while fresh
-                .peek()
-                .is_some_and(|r| r.rel_path().is_ok_and(|p| p == path))
-            {
-                records.push(fresh.next().expect("peeked"));
-            }
-            if order == std::cmp::Ordering::Equal {
-                let (_, old) = carried.next().expect("peeked");
-                records = relabel(old, records);
-            }
-            records.sort_by_key(|r| r.op != Op::Deleted);
-            out.extend(records);
-        }
-    })
-}
-
-/// This run's records of a path an interrupted run had recorded (`old`),
-/// relabelled against the committed history that `old` tells of.
-fn relabel(old: Vec<FileRecord>, fresh: Vec<FileRecord>) -> Vec<FileRecord> {
-    let existed = |kind: &str| {
-        let is_dir = kind == "dir";
-        old.iter()
-            .any(|r| (r.kind == "dir") == is_dir && matches!(r.op, Op::Changed | Op::Deleted))
-    };
-    let mut records: Vec<FileRecord> = fresh
-        .into_iter()
-        .filter_map(|mut r| {
-            let existed = existed(&r.kind);
-            match r.op {
-                Op::Deleted if !existed => None,
-                Op::Deleted => Some(r),
-                _ => {
-                    r.op = if existed { Op::Changed } else { Op::New };
-                    Some(r)
-                }
-            }
-        })
-        .collect();
-    // Carried deletions of the other class stand beside them.
-    let classes: Vec<bool> = records.iter().map(|r| r.kind == "dir").collect();
-    for r in old {
-        if r.op == Op::Deleted && !classes.contains(&(r.kind == "dir")) {
-            records.insert(0, r);
-        }
-    }
-    records
-}
-
 fn finish(report: &mut JobReport) {
     report.stats.errors = report.errors.len() as u64;
     if !report.errors.is_empty() {
@@ -953,76 +705,4 @@ fn log(store: &Store, start: DateTime<Utc>, report: &JobReport) -> Result<(), St
             stats: report.stats,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::entry::{Entry, Xattrs};
-
-    fn rec(path: &str, op: Op, kind: Kind) -> FileRecord {
-        let e = Entry {
-            path: RelPath::parse(path.as_bytes()).unwrap(),
-            meta: crate::entry::Meta {
-                kind,
-                size: 1,
-                mtime: Default::default(),
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                link: 0,
-            },
-            ctime: Default::default(),
-            tracked: true,
-            hash: None,
-            xattrs: None,
-        };
-        FileRecord::new(&e, op, &Xattrs::default())
-    }
-
-    fn ops(records: &[FileRecord]) -> Vec<(String, Op, String)> {
-        records
-            .iter()
-            .map(|r| (r.path.clone(), r.op, r.kind.clone()))
-            .collect()
-    }
-
-    #[test]
-    fn carried_records_merge_with_the_runs_own() {
-        let mut carried = Carried::new();
-        carried.insert(
-            RelPath::from_bytes(b"a"),
-            vec![rec("a", Op::New, Kind::File)],
-        );
-        carried.insert(
-            RelPath::from_bytes(b"b"),
-            vec![rec("b", Op::Changed, Kind::File)],
-        );
-        carried.insert(
-            RelPath::from_bytes(b"c"),
-            vec![rec("c", Op::New, Kind::File)],
-        );
-        carried.insert(
-            RelPath::from_bytes(b"x"),
-            vec![rec("x", Op::Deleted, Kind::File)],
-        );
-        let fresh = vec![
-            rec("a", Op::Changed, Kind::File), // still new to the history
-            rec("c", Op::Deleted, Kind::File), // came and went
-            rec("d", Op::New, Kind::File),
-            rec("x", Op::New, Kind::Dir), // a file replaced by a directory
-        ];
-        let merged: Vec<FileRecord> = merge_records(carried, fresh.into_iter()).collect();
-        let s = |x: &str| x.to_string();
-        assert_eq!(
-            ops(&merged),
-            [
-                (s("a"), Op::New, s("file")),
-                (s("b"), Op::Changed, s("file")),
-                (s("d"), Op::New, s("file")),
-                (s("x"), Op::Deleted, s("file")),
-                (s("x"), Op::New, s("dir")),
-            ]
-        );
-    }
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::FileType;
 
-use crate::entry::{Entry, ErrorKind, Hash, Kind, PathError, RelPath, by_path};
+use crate::entry::{Entry, ErrorKind, Kind, PathError, RelPath, by_path};
 use crate::fs::{Dir, FileTypeOf, Stat};
 use crate::select::{DirDecision, DirState, Matcher, Selection};
 
@@ -441,27 +441,7 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The content hash of the file or symlink `name` in `dir` (a symlink: of
-/// its target's text), never following it.
-pub fn hash_in(dir: &Dir, name: &[u8], kind: Kind) -> io::Result<Hash> {
-    match kind {
-        Kind::Symlink => Ok(Hash::of(&dir.read_link(name)?)),
-        Kind::File => {
-            let file = dir.open_read(name)?;
-            if crate::fs::fstat(&file)?.file_type != FileTypeOf::File {
-                return Err(io::Error::other("not a regular file"));
-            }
-            crate::fs::copy::hash_file(&file)
-        }
-        Kind::Dir => Err(io::Error::other("a directory has no content hash")),
-    }
-}
-
-/// The content hash of the entry at `rel` below `root`.
-pub fn hash_at(root: &Dir, rel: &RelPath, kind: Kind) -> io::Result<Hash> {
-    let (dir, name) = root.parent_of(rel.as_bytes())?;
-    hash_in(&dir, name, kind)
-}
+pub use crate::fs::{hash_at, hash_in};
 
 #[cfg(test)]
 mod tests {

@@ -602,6 +602,32 @@ pub fn walk_tree(root: &Dir) -> io::Result<Vec<(crate::entry::RelPath, Stat)>> {
     Ok(out)
 }
 
+/// The content hash of the file or symlink `name` in `dir` (a symlink: of
+/// its target's text), never following it.
+pub fn hash_in(dir: &Dir, name: &[u8], kind: Kind) -> io::Result<crate::entry::Hash> {
+    match kind {
+        Kind::Symlink => Ok(crate::entry::Hash::of(&dir.read_link(name)?)),
+        Kind::File => {
+            let file = dir.open_read(name)?;
+            if fstat(&file)?.file_type != FileTypeOf::File {
+                return Err(io::Error::other("not a regular file"));
+            }
+            copy::hash_file(&file)
+        }
+        Kind::Dir => Err(io::Error::other("a directory has no content hash")),
+    }
+}
+
+/// The content hash of the entry at `rel` below `root`.
+pub fn hash_at(
+    root: &Dir,
+    rel: &crate::entry::RelPath,
+    kind: Kind,
+) -> io::Result<crate::entry::Hash> {
+    let (dir, name) = root.parent_of(rel.as_bytes())?;
+    hash_in(&dir, name, kind)
+}
+
 /// Split a relative path into a first piece of at most [`CHUNK`] bytes
 /// (cut at a `/`) and the rest.
 fn split_chunk(rel: &[u8]) -> (&[u8], &[u8]) {

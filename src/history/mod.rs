@@ -587,7 +587,7 @@ pub fn is_at_or_below(path: &RelPath, prefix: &RelPath) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::report::Stats;
+    use crate::entry::Stats;
 
     /// A record as a run would write it; `size` doubles as the content tag.
     pub fn record(path: &str, op: Op, size: u64) -> FileRecord {

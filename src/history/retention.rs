@@ -25,10 +25,52 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Timelike, Utc};
-use serde::{Serialize, Serializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::job::Retention;
 use crate::tz::Zone;
+
+/// A retention policy, with the meaning restic and borg give these keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Keep the newest N increments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 10)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest increment of each of the last N hours that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 24)]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest increment of each of the last N days that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 7)]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest increment of each of the last N ISO weeks that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 4)]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest increment of each of the last N months that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 12)]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest increment of each of the last N years that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 5)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every increment younger than this duration, counted back from
+    /// the newest increment as restic's `--keep-within` does: numbers with
+    /// units `y` years, `m` months, `w` weeks, `d` days (on the calendar),
+    /// `h` hours (real time), largest first (`30d`, `2w`, `36h`, `1y6m`).
+    /// A duration of zero (`0d`) is no rule, as in restic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+y)?([0-9]+m)?([0-9]+w)?([0-9]+d)?([0-9]+h)?$"),
+        length(min = 1),
+        example = "30d"
+    )]
+    pub keep_within: Option<String>,
+}
 
 /// Which rule kept an increment.
 #[derive(Debug, Clone, PartialEq, Eq)]

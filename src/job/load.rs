@@ -895,7 +895,7 @@ fn check_spec(
         }
     }
     if let Some(url) = &spec.healthcheck
-        && let Err(reason) = crate::monitor::healthcheck::check_url(url)
+        && let Err(reason) = crate::job::check_ping_url(url)
     {
         error("/healthcheck", format!("healthcheck: {reason}"));
     }

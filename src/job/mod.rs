@@ -111,6 +111,29 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Whether `url` can be pinged: an `http` or `https` URL with a host and
+/// no whitespace. Checked without an HTTP library, so that validating job
+/// files pulls none in.
+pub fn check_ping_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| "the URL must start with http:// or https://".to_string())?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the URL holds a space or a control character".into());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
 /// Resolve `path` against `base` and drop `.` and `..` components
 /// lexically (the path may not exist yet).
 pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {

@@ -187,73 +187,7 @@ fn max_delete_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// A percentage from 0 to 100, decimals allowed, with a `%` sign.
-const MAX_DELETE_PERCENT: &str = r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$";
-
-/// How many files a run may remove from the mirror (`max_delete`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(try_from = "MaxDeleteText", into = "MaxDeleteText")]
-pub enum MaxDelete {
-    /// At most this many files.
-    Count(u64),
-    /// At most this percentage (0-100) of the files in the mirror.
-    Percent(f64),
-}
-
-impl MaxDelete {
-    /// The most files a run may remove from a mirror of `mirror_files`.
-    pub fn limit(self, mirror_files: u64) -> u64 {
-        match self {
-            MaxDelete::Count(n) => n,
-            // Rounded down: "10%" of 15 files allows 1, not 2.
-            MaxDelete::Percent(p) => (mirror_files as f64 * p / 100.0).floor() as u64,
-        }
-    }
-}
-
-impl std::fmt::Display for MaxDelete {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MaxDelete::Count(n) => write!(f, "{n}"),
-            MaxDelete::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
-
-/// `max_delete` as it is written: a number or a string.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-enum MaxDeleteText {
-    Count(u64),
-    Text(String),
-}
-
-impl TryFrom<MaxDeleteText> for MaxDelete {
-    type Error = String;
-
-    fn try_from(value: MaxDeleteText) -> Result<Self, Self::Error> {
-        match value {
-            MaxDeleteText::Count(n) => Ok(MaxDelete::Count(n)),
-            MaxDeleteText::Text(text) => text
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<f64>().ok())
-                .filter(|p| (0.0..=100.0).contains(p))
-                .map(MaxDelete::Percent)
-                .ok_or_else(|| {
-                    format!("max_delete: {text:?} is not a count or a percentage like \"10%\"")
-                }),
-        }
-    }
-}
-
-impl From<MaxDelete> for MaxDeleteText {
-    fn from(value: MaxDelete) -> Self {
-        match value {
-            MaxDelete::Count(n) => MaxDeleteText::Count(n),
-            MaxDelete::Percent(_) => MaxDeleteText::Text(value.to_string()),
-        }
-    }
-}
+pub use crate::guard::{MAX_DELETE_PERCENT, MaxDelete};
 
 /// Commands run around a job's run, borgmatic style. Each runs with `sh -c`
 /// in the directory of the job file, its output going to the log, with
@@ -304,58 +238,8 @@ fn default_hook_timeout() -> u64 {
     600
 }
 
-/// How the diff decides that a file changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compare {
-    /// Size, mtime, permission bits and kind (file or symlink).
-    #[default]
-    Metadata,
-    /// The metadata, and the content hash of every file (slow: reads all).
-    Checksum,
-}
-
-/// A retention policy, with the meaning restic and borg give these keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    /// Keep the newest N increments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 10)]
-    pub keep_last: Option<u32>,
-    /// Keep the newest increment of each of the last N hours that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 24)]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest increment of each of the last N days that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 7)]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest increment of each of the last N ISO weeks that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 4)]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest increment of each of the last N months that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 12)]
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest increment of each of the last N years that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(example = 5)]
-    pub keep_yearly: Option<u32>,
-    /// Keep every increment younger than this duration, counted back from
-    /// the newest increment as restic's `--keep-within` does: numbers with
-    /// units `y` years, `m` months, `w` weeks, `d` days (on the calendar),
-    /// `h` hours (real time), largest first (`30d`, `2w`, `36h`, `1y6m`).
-    /// A duration of zero (`0d`) is no rule, as in restic.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = r"^([0-9]+y)?([0-9]+m)?([0-9]+w)?([0-9]+d)?([0-9]+h)?$"),
-        length(min = 1),
-        example = "30d"
-    )]
-    pub keep_within: Option<String>,
-}
+pub use crate::diff::Compare;
+pub use crate::history::retention::Retention;
 
 /// What a field holds, in words, where the schema's own terms (a regular
 /// expression, a list of types) would not tell a person: validation

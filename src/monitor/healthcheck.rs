@@ -73,18 +73,7 @@ pub fn ping(base: &str, signal: Signal, body: &str) -> Result<(), PingError> {
     }
 }
 
-/// Whether `url` can be pinged: an `http` or `https` URL with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err("the URL must start with http:// or https://".into()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    Ok(())
-}
+pub use crate::job::check_ping_url as check_url;
 
 #[cfg(test)]
 mod tests {

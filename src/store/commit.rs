@@ -34,11 +34,12 @@ use serde::Serialize;
 
 use super::index::{Index, IndexFile, Writer};
 use super::meta::{FileRecord, IncrementMeta, META_VERSION, RunRecord, append_run, format_time};
+use super::recover::Carried;
 use super::{DIRTY, INPROGRESS, IncrementDir, IncrementName, IoContext, Store, StoreError};
-use crate::entry::{Entry, EntryWalk, RelPath, SliceWalk};
+use crate::entry::Stats;
+use crate::entry::{Entry, EntryWalk, Op, RelPath, SliceWalk};
 use crate::faults::Faults;
 use crate::fs::Dir;
-use crate::report::Stats;
 
 /// The committed index a run starts from.
 #[derive(Debug)]
@@ -362,6 +363,91 @@ impl<'s> Transaction<'s> {
     }
 }
 
+/// The increment's records: this run's, and those an interrupted run left
+/// (carried) for paths this run does not record, merged in path order as
+/// they are written. Where this run records a carried path anew, its op is
+/// relabelled against the committed history (which the carried record
+/// tells): a path the history did not have is `new`, and its deletion is no
+/// deletion at all.
+pub fn merge_records(
+    carried: Carried,
+    fresh: impl Iterator<Item = FileRecord>,
+) -> impl Iterator<Item = FileRecord> {
+    let mut carried = carried.into_iter().peekable();
+    let mut fresh = fresh.peekable();
+    let mut out: std::collections::VecDeque<FileRecord> = Default::default();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(r) = out.pop_front() {
+                return Some(r);
+            }
+            let fresh_path = fresh
+                .peek()
+                .map(|r| r.rel_path().expect("strata's own records are valid"));
+            let order = match (carried.peek(), &fresh_path) {
+                (None, None) => return None,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((c, _)), Some(f)) => c.cmp(f),
+            };
+            let path = match order {
+                std::cmp::Ordering::Less => {
+                    let (_, mut records) = carried.next().expect("peeked");
+                    records.sort_by_key(|r| r.op != Op::Deleted);
+                    out.extend(records);
+                    continue;
+                }
+                _ => fresh_path.expect("a fresh record"),
+            };
+            let mut records = Vec::new();
+            while fresh
+                .peek()
+                .is_some_and(|r| r.rel_path().is_ok_and(|p| p == path))
+            {
+                records.push(fresh.next().expect("peeked"));
+            }
+            if order == std::cmp::Ordering::Equal {
+                let (_, old) = carried.next().expect("peeked");
+                records = relabel(old, records);
+            }
+            records.sort_by_key(|r| r.op != Op::Deleted);
+            out.extend(records);
+        }
+    })
+}
+
+/// This run's records of a path an interrupted run had recorded (`old`),
+/// relabelled against the committed history that `old` tells of.
+fn relabel(old: Vec<FileRecord>, fresh: Vec<FileRecord>) -> Vec<FileRecord> {
+    let existed = |kind: &str| {
+        let is_dir = kind == "dir";
+        old.iter()
+            .any(|r| (r.kind == "dir") == is_dir && matches!(r.op, Op::Changed | Op::Deleted))
+    };
+    let mut records: Vec<FileRecord> = fresh
+        .into_iter()
+        .filter_map(|mut r| {
+            let existed = existed(&r.kind);
+            match r.op {
+                Op::Deleted if !existed => None,
+                Op::Deleted => Some(r),
+                _ => {
+                    r.op = if existed { Op::Changed } else { Op::New };
+                    Some(r)
+                }
+            }
+        })
+        .collect();
+    // Carried deletions of the other class stand beside them.
+    let classes: Vec<bool> = records.iter().map(|r| r.kind == "dir").collect();
+    for r in old {
+        if r.op == Op::Deleted && !classes.contains(&(r.kind == "dir")) {
+            records.insert(0, r);
+        }
+    }
+    records
+}
+
 /// Append a run to the run log.
 pub fn log_run(store: &Store, record: &RunRecord) -> Result<(), StoreError> {
     append_run(store.state(), &store.state_path(super::meta::RUNS), record)
@@ -370,4 +456,77 @@ pub fn log_run(store: &Store, record: &RunRecord) -> Result<(), StoreError> {
 /// The path of the dirty marker, for messages.
 pub fn dirty_marker(store: &Store) -> std::path::PathBuf {
     dirty_path(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, Kind, Xattrs};
+    use crate::store::meta::FileRecord;
+
+    fn rec(path: &str, op: Op, kind: Kind) -> FileRecord {
+        let e = Entry {
+            path: RelPath::parse(path.as_bytes()).unwrap(),
+            meta: crate::entry::Meta {
+                kind,
+                size: 1,
+                mtime: Default::default(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                link: 0,
+            },
+            ctime: Default::default(),
+            tracked: true,
+            hash: None,
+            xattrs: None,
+        };
+        FileRecord::new(&e, op, &Xattrs::default())
+    }
+
+    fn ops(records: &[FileRecord]) -> Vec<(String, Op, String)> {
+        records
+            .iter()
+            .map(|r| (r.path.clone(), r.op, r.kind.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn carried_records_merge_with_the_runs_own() {
+        let mut carried = Carried::new();
+        carried.insert(
+            RelPath::from_bytes(b"a"),
+            vec![rec("a", Op::New, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"b"),
+            vec![rec("b", Op::Changed, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"c"),
+            vec![rec("c", Op::New, Kind::File)],
+        );
+        carried.insert(
+            RelPath::from_bytes(b"x"),
+            vec![rec("x", Op::Deleted, Kind::File)],
+        );
+        let fresh = vec![
+            rec("a", Op::Changed, Kind::File), // still new to the history
+            rec("c", Op::Deleted, Kind::File), // came and went
+            rec("d", Op::New, Kind::File),
+            rec("x", Op::New, Kind::Dir), // a file replaced by a directory
+        ];
+        let merged: Vec<FileRecord> = merge_records(carried, fresh.into_iter()).collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            ops(&merged),
+            [
+                (s("a"), Op::New, s("file")),
+                (s("b"), Op::Changed, s("file")),
+                (s("d"), Op::New, s("file")),
+                (s("x"), Op::Deleted, s("file")),
+                (s("x"), Op::New, s("dir")),
+            ]
+        );
+    }
 }

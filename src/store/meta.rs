@@ -17,10 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::entry::Stats;
 use crate::entry::{
     BadPath, Entry, Hash, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs, hex, unhex,
 };
-use crate::report::Stats;
 
 /// The metadata format version strata writes.
 pub const META_VERSION: u32 = 2;

@@ -15,6 +15,7 @@
 //! .strata/tmp/                     temp files; empty outside a run
 //! .strata/runs.jsonl               one line per finished run
 //! .strata/pruning/                 an increment `strata prune` is merging away
+//! .strata/mounts                   the mount points seen inside the source
 //! ```
 //!
 //! The commit protocol that moves between these states, and the recovery
@@ -53,6 +54,8 @@ pub const INPROGRESS: &[u8] = b"inprogress";
 pub const DIRTY: &[u8] = b"dirty";
 /// `.strata/pruning/`.
 pub const PRUNING: &[u8] = b"pruning";
+/// `.strata/mounts`: the mount points seen inside the source.
+pub const MOUNTS: &[u8] = b"mounts";
 /// The prefix of every increment folder.
 pub const INCREMENT_PREFIX: &str = "backup_";
 
@@ -490,6 +493,35 @@ impl Store {
             None => base,
             Some(n) => n.next_suffix(),
         })
+    }
+
+    /// The mount points a run saw inside the source, remembered in
+    /// `.strata/mounts`, so that an unmounted one is noticed.
+    pub fn mounts(&self) -> Vec<crate::entry::RelPath> {
+        let Ok(Some(bytes)) = self.state.read(MOUNTS) else {
+            return Vec::new();
+        };
+        serde_json::from_slice::<Vec<(String, Option<String>)>>(&bytes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(t, h)| crate::entry::RelPath::from_text(&t, h.as_deref()).ok())
+            .collect()
+    }
+
+    /// Remember these mount points (written only when they changed).
+    pub fn save_mounts(&self, mounts: &[crate::entry::RelPath]) -> Result<(), StoreError> {
+        if self.mounts() == mounts {
+            return Ok(());
+        }
+        let text: Vec<(String, Option<String>)> =
+            mounts.iter().map(crate::entry::RelPath::to_text).collect();
+        let tmp = self.tmp()?;
+        self.state
+            .write_atomic(MOUNTS, &tmp, b"mounts.new", |w| {
+                serde_json::to_writer(&mut *w, &text)?;
+                Ok(())
+            })
+            .at(&self.state_path(MOUNTS))
     }
 
     /// Take the job's lock without waiting.

@@ -332,7 +332,7 @@ pub fn assess(store: &Store) -> Result<Assessment, StoreError> {
                     .at(&inc.part_path(Part::Track, &rel))?;
                 let shown = inc.part_path(Part::Track, &rel);
                 let kind = st.kind().unwrap_or(Kind::File);
-                let hash = crate::scan::hash_in(&dir, fname, kind).at(&shown)?;
+                let hash = crate::fs::hash_in(&dir, fname, kind).at(&shown)?;
                 let xattrs = if kind == Kind::File {
                     let f = dir.open_read(fname).at(&shown)?;
                     xattr::read_all(&f).at(&shown)?
