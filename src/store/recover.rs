@@ -408,7 +408,7 @@ pub fn assess(store: &Store) -> Result<Assessment, StoreError> {
         let entries = seen
             .iter()
             .filter(|(_, st)| st.file_type != FileTypeOf::Special)
-            .map(|(rel, st)| rebuild_entry(rel, st, &committed, &carried_files))
+            .map(|(rel, st)| rebuild_entry(rel, st, &committed, &carried_files, mirror.as_ref()))
             .collect();
         out.rebuilt = Some(Index {
             entries,
@@ -457,7 +457,30 @@ fn rebuild_entry(
     st: &Stat,
     committed: &Committed,
     carried: &BTreeMap<RelPath, CarriedFile>,
+    mirror: Option<&Dir>,
 ) -> Entry {
+    // What nothing accounts for and the history does not track is taken as
+    // the mirror holds it: every mirror copy was complete (content, owner,
+    // xattrs, mode, times) before it got its name, so its metadata is what
+    // a metadata comparison needs. What the history tracks is marked stale
+    // instead, so that the next run records it.
+    let as_in_mirror = |kind: Kind| {
+        let mut e = stat_entry(rel, st);
+        e.meta.kind = kind;
+        let xattrs = mirror.and_then(|m| match kind {
+            Kind::Dir => m
+                .open_dir(rel.as_bytes())
+                .ok()
+                .and_then(|d| xattr::read_all(&d).ok()),
+            Kind::File => m
+                .open_file(rel.as_bytes())
+                .ok()
+                .and_then(|(f, _)| xattr::read_all(&f).ok()),
+            Kind::Symlink => Some(Xattrs::default()),
+        });
+        e.xattrs = xattrs.map(|x| x.digest());
+        e
+    };
     let kind = st.kind().expect("special files are left out");
     let old = committed
         .old_entry(rel)
@@ -481,6 +504,9 @@ fn rebuild_entry(
             let mut e = o.clone();
             e.tracked &= !committed.newer_deletion(rel, kind);
             return e;
+        }
+        if !tracked_then {
+            return as_in_mirror(Kind::Dir);
         }
         return Entry {
             path: rel.clone(),
@@ -523,6 +549,9 @@ fn rebuild_entry(
             e.ctime = Timestamp::default();
         }
         return e;
+    }
+    if !tracked_then {
+        return as_in_mirror(kind);
     }
     Entry {
         path: rel.clone(),
