@@ -312,6 +312,15 @@ impl Report {
     }
 }
 
+/// A count and its noun: `1 file`, `2 files`, `0 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// Bytes in B, KiB, MiB, GiB.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

@@ -71,7 +71,7 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
 }
 
 /// Rows as aligned columns; the columns in `right` are right-aligned.
-fn table(rows: Vec<Vec<String>>, right: &[usize]) -> String {
+pub(super) fn table(rows: Vec<Vec<String>>, right: &[usize]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -1,14 +1,19 @@
 //! The command line: clap arguments -> one [`Config`] -> a command -> an
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
+mod cat;
 mod daemon;
+mod diff;
+mod du;
 mod history;
 mod list;
+mod mount;
 mod new;
 pub mod progress;
 mod prune;
 mod restore;
 mod run;
+mod show;
 mod validate;
 mod verify;
 mod zone;
@@ -21,7 +26,7 @@ use indicatif::MultiProgress;
 
 use crate::entry::RelPath;
 use crate::faults::Faults;
-use crate::history::At;
+use crate::history::at::Point;
 use crate::job::{Job, job_schema_text, load_paths};
 use crate::store::{JobLock, LockError, Store, StoreError};
 
@@ -195,9 +200,11 @@ pub enum Command {
         /// The directory to restore into (created; must be empty).
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
-        /// An RFC 3339 time or an increment name (backup_20260301_110000).
-        #[arg(long, value_name = "TIME|INCREMENT")]
-        at: Option<At>,
+        /// A point in the history: an increment name, a local time as `list`
+        /// prints it (2026-03-01 12:00), an RFC 3339 time, -1 (the increment
+        /// before the newest), 2d (two days ago); see `strata help diff`.
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
+        at: Option<String>,
         /// Restore into a non-empty DIR, replacing files in the way.
         #[arg(long)]
         force: bool,
@@ -234,6 +241,90 @@ pub enum Command {
         /// recorded version (implies --deep); says what it could not repair.
         #[arg(long)]
         repair: bool,
+    },
+    /// What differs between two points of a job's tracked history.
+    ///
+    /// Lists the paths added (+), removed (-) and changed (M) from A to B,
+    /// with what changed: kind, content, mode, owner, xattrs, mtime,
+    /// hardlinks. B defaults to the latest state (the mirror's tracked files).
+    ///
+    /// A point is an increment name (backup_20260301_110000); a local date or
+    /// time as `list` prints it (2026-03-01, 2026-03-01 12:00, 2026-03-01
+    /// 12:00:00 +01:00: the last run in or before it); an RFC 3339 time; -N,
+    /// N increments before the newest (-1 the one before it, -0 the newest);
+    /// a time ago (2d, 36h, 1w, 1m for a month); or `latest`.
+    ///
+    /// Example: strata diff home -1
+    ///
+    /// Example: strata diff home backup_20260301_110000 '2026-03-08 12:00'
+    #[command(allow_negative_numbers = true)]
+    Diff {
+        /// The job.
+        name: String,
+        /// The first point.
+        #[arg(allow_hyphen_values = true)]
+        a: String,
+        /// The second point (default: latest).
+        #[arg(allow_hyphen_values = true)]
+        b: Option<String>,
+    },
+    /// The records of one increment: op, kind, size, mode and path of each.
+    ///
+    /// INCREMENT is an increment name or any point `diff` takes (-0 is the
+    /// newest increment).
+    ///
+    /// Example: strata show home backup_20260301_110000
+    #[command(allow_negative_numbers = true)]
+    Show {
+        /// The job.
+        name: String,
+        /// The increment.
+        #[arg(allow_hyphen_values = true)]
+        increment: String,
+    },
+    /// Space a job's destination takes: the mirror, each increment, the
+    /// state folder, and the total, every inode counted once.
+    ///
+    /// An increment's share is what it holds beyond the mirror and the
+    /// increments before it (its files that are the mirror's current
+    /// versions are counted under the mirror, and shown as shared).
+    ///
+    /// Example: strata du home
+    Du {
+        /// The job.
+        name: String,
+    },
+    /// Print one version of a file to stdout, checked against its hash.
+    ///
+    /// Default point: the latest state (the mirror). Nothing is printed when
+    /// the stored copy does not match the hash recorded for it (exit 1).
+    ///
+    /// Example: strata cat home docs/report.txt --at -1 > report-before.txt
+    Cat {
+        /// The job.
+        name: String,
+        /// The file, relative to source.
+        path: String,
+        /// The point (see `strata help diff`).
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Browse every increment as a read-only filesystem (FUSE).
+    ///
+    /// MOUNTPOINT/latest is the mirror; MOUNTPOINT/backup_… is the whole
+    /// tracked tree as that run left it, with the mode, owner, mtime and
+    /// xattrs recorded for each entry. Files are read from where the backup
+    /// keeps them, never copied. What is shown is the history when the
+    /// mount started. Runs until SIGTERM or Ctrl-C (or `fusermount3 -u
+    /// MOUNTPOINT`), then unmounts. Needs /dev/fuse and fusermount3 (Debian:
+    /// fuse3).
+    ///
+    /// Example: strata mount home /mnt/home-history
+    Mount {
+        /// The job.
+        name: String,
+        /// An empty directory to mount on.
+        mountpoint: PathBuf,
     },
     /// Print a shell completion script.
     ///
@@ -416,9 +507,14 @@ pub fn main() -> ExitCode {
             at,
             force,
             paths,
-        } => restore::run(&config, &name, &to, at, &paths, force),
+        } => restore::run(&config, &name, &to, at.as_deref(), &paths, force),
         Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
         Command::Verify { name, deep, repair } => verify::run(&config, &name, deep, repair),
+        Command::Diff { name, a, b } => diff::run(&config, &name, &a, b.as_deref()),
+        Command::Show { name, increment } => show::run(&config, &name, &increment),
+        Command::Du { name } => du::run(&config, &name),
+        Command::Cat { name, path, at } => cat::run(&config, &name, &path, at.as_deref()),
+        Command::Mount { name, mountpoint } => mount::run(&config, &name, &mountpoint),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -547,6 +643,16 @@ fn relative_arg(job: &Job, arg: &str) -> Result<Option<RelPath>, String> {
     RelPath::parse(&parts.join(&b'/'))
         .map(Some)
         .map_err(|e| format!("{arg}: not a path below the source: {e}"))
+}
+
+/// A point named on the command line, local times in the machine's zone;
+/// when it names none, prints the forms there are (exit 2).
+fn parse_point(text: &str) -> Result<Point, ExitCode> {
+    let zone = zone::machine_zone();
+    crate::history::at::parse_point(text, &zone, chrono::Utc::now()).map_err(|e| {
+        eprintln!("strata: {e}");
+        ExitCode::Usage
+    })
 }
 
 /// A store error as the commands print it.

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
-use crate::history::At;
+use super::{Config, ExitCode, find_job, open_store, parse_point, print_json, relative_arg};
+use crate::history::at::Point;
 use crate::history::restore::{RestoreOptions, restore};
 use crate::report::human_bytes;
 
@@ -15,10 +15,15 @@ pub fn run(
     config: &Config,
     name: &str,
     to: &Path,
-    at: Option<At>,
+    at: Option<&str>,
     paths: &[String],
     force: bool,
 ) -> ExitCode {
+    let at = match at.map(parse_point).transpose() {
+        Ok(None | Some(Point::Latest)) => None,
+        Ok(Some(Point::At(at))) => Some(at),
+        Err(code) => return code,
+    };
     let job = match find_job(config, name) {
         Ok(job) => job,
         Err(code) => return code,
