@@ -58,8 +58,8 @@ fn text(u: &Usage) -> String {
     rows.push(row("total", &u.total, None));
     let mut out = super::history::table(rows, &[1, 2, 3, 4]);
     out.push_str(
-        "(every inode counted once, where it is met first: an increment's share is what \
-         it holds beyond the mirror and older increments)\n",
+        "Every inode is counted once, where it is met first: an increment's share\n\
+         is what it holds beyond the mirror and the increments before it.\n",
     );
     out
 }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
 use crate::history::prune::{PruneReport, prune};
+use crate::report::{human_bytes, plural};
 use crate::store::meta::format_time;
 use crate::store::{increment_time, parse_increment_name};
 
@@ -103,15 +104,16 @@ fn text(job: &str, report: &PruneReport) -> String {
     for (_, line) in lines {
         out.push_str(&line);
     }
-    let verb = if report.dry_run {
-        "would remove"
+    let (verb, frees) = if report.dry_run {
+        ("would remove", "would free")
     } else {
-        "removed"
+        ("removed", "freed")
     };
     out.push_str(&format!(
-        "kept {}, {verb} {}\n",
+        "kept {}, {verb} {}, {frees} {}\n",
         plan.kept.len(),
-        plan.remove.len()
+        plural(plan.remove.len() as u64, "increment", "increments"),
+        human_bytes(report.freed.disk)
     ));
     out
 }
