@@ -591,8 +591,19 @@ fn execute(
         .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
         .count() as u64;
     progress.begin(
-        &format!("applying {file_changes} changes"),
+        &format!(
+            "applying {}",
+            crate::report::plural(file_changes, "change", "changes")
+        ),
         Some(file_changes),
+    );
+    progress.expect_bytes(
+        changes
+            .iter()
+            .filter(|c| c.kind() == Kind::File && c.needs_source())
+            .filter_map(|c| c.new_entry())
+            .map(|e| e.meta.size)
+            .sum(),
     );
     let outcomes = apply(
         changes,
