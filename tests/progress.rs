@@ -73,7 +73,6 @@ fn byte_counts(screen: &str) -> Vec<(String, String)> {
             out.push((
                 format!("{number} {}", unit[..unit.len() - 1].trim()),
                 after
-                    .trim()
                     .split_whitespace()
                     .take(2)
                     .collect::<Vec<_>>()
