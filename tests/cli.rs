@@ -281,10 +281,10 @@ fn progress_is_drawn_on_a_terminal_and_cleared() {
         screen.contains("\x1b[2K"),
         "the line is never cleared: {screen:?}"
     );
-    assert!(screen.contains("TOTAL  1 jobs, 0 failed"), "{screen:?}");
+    assert!(screen.contains("TOTAL  1 job, ok"), "{screen:?}");
     let quiet = run("--no-progress");
     assert!(!quiet.contains("before hook"), "{quiet:?}");
-    assert!(quiet.contains("TOTAL  1 jobs, 0 failed"), "{quiet:?}");
+    assert!(quiet.contains("TOTAL  1 job, ok"), "{quiet:?}");
 }
 
 fn max_delete_setup(limit: &str) -> Env {

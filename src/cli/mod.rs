@@ -384,6 +384,8 @@ pub struct Config {
     pub verbosity: i8,
     /// The Prometheus textfile to update after runs.
     pub metrics_file: Option<PathBuf>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// The progress display, when progress is shown (a terminal, not
     /// `--json`, `-q` or `--no-progress`, and a command that has progress).
     pub progress: Option<MultiProgress>,
@@ -471,6 +473,7 @@ pub fn main() -> ExitCode {
             .metrics_file
             .map(|p| std::path::absolute(&p).unwrap_or(p)),
         progress,
+        log_format: args.log_format,
         faults: match faults_from_env() {
             Ok(f) => f,
             Err(e) => {

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Config, ExitCode, find_job, open_store, parse_point, print_json, relative_arg};
 use crate::history::at::Point;
 use crate::history::restore::{RestoreOptions, restore};
-use crate::report::human_bytes;
+use crate::report::{human_bytes, plural};
 
 /// Restore and report; exit 1 if anything could not be restored.
 pub fn run(
@@ -70,8 +70,8 @@ pub fn run(
         }
         if config.verbosity >= 0 {
             println!(
-                "restored {} files ({}) of {} from {} into {}",
-                done.files,
+                "restored {} ({}) of {} from {} into {}",
+                plural(done.files, "file", "files"),
                 human_bytes(done.bytes),
                 job.name,
                 done.point,

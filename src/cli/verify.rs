@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
 use crate::history::verify::verify;
+use crate::report::plural;
 
 /// Verify one job's destination.
 pub fn run(config: &Config, name: &str, deep: bool, repair: bool) -> ExitCode {
@@ -65,11 +66,14 @@ pub fn run(config: &Config, name: &str, deep: bool, repair: bool) -> ExitCode {
         let verdict = if ok {
             "ok".to_string()
         } else {
-            format!("{} problems", verified.problems.len())
+            plural(verified.problems.len() as u64, "problem", "problems")
         };
         println!(
-            "{}: {verdict}: {} mirror files, {} files in {} increments{deep}",
-            job.name, verified.mirror_files, verified.increment_files, verified.increments
+            "{}: {verdict}: {}, {} in {}{deep}",
+            job.name,
+            plural(verified.mirror_files as u64, "mirror file", "mirror files"),
+            plural(verified.increment_files as u64, "file", "files"),
+            plural(verified.increments as u64, "increment", "increments")
         );
     }
     if ok {
