@@ -4,18 +4,53 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
+use super::{Config, ExitCode, open_store, print_json, relative_arg};
 use crate::history::{History, IncrementSummary, Mask, PathHistory, is_at_or_below};
+use crate::job::Job;
 use crate::report::human_bytes;
 use crate::tz::Zone;
 
-/// List increments, or versions of what `path` or `masks` select.
-pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) -> ExitCode {
-    let job = match find_job(config, name) {
-        Ok(job) => job,
+/// Split `args` into jobs and an optional PATH, and list for each job.
+pub fn run(config: &Config, args: &[String], all: bool, masks: &[String]) -> ExitCode {
+    let loaded = match super::load_jobs_dir(config) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let store = match open_store(&job) {
+    let is_job = |a: &String| loaded.jobs.iter().any(|j| &j.name == a);
+    let (names, rest): (Vec<String>, Vec<String>) = if all {
+        (Vec::new(), args.to_vec())
+    } else {
+        let n = args.iter().take_while(|a| is_job(a)).count();
+        (args[..n].to_vec(), args[n..].to_vec())
+    };
+    if !all && names.is_empty() {
+        let known: Vec<&str> = loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+        eprintln!("{}", super::jobs::unknown(config, &args[0], &known));
+        return ExitCode::Usage;
+    }
+    if rest.len() > 1 {
+        eprintln!(
+            "strata: history takes one PATH after the job names; {} are not jobs \
+             (write ./NAME for a path named like a job)",
+            rest.join(", ")
+        );
+        return ExitCode::Usage;
+    }
+    if !rest.is_empty() && !masks.is_empty() {
+        eprintln!("strata: history takes a PATH or --mask, not both");
+        return ExitCode::Usage;
+    }
+    let jobs = match super::jobs::pick(config, &names, all) {
+        Ok(jobs) => jobs,
+        Err(code) => return code,
+    };
+    let path = rest.into_iter().next();
+    super::jobs::each(config, &jobs, |job| one(config, job, path.clone(), masks))
+}
+
+/// List increments, or versions of what `path` or `masks` select.
+fn one(config: &Config, job: &Job, path: Option<String>, masks: &[String]) -> ExitCode {
+    let store = match open_store(job) {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -40,8 +75,8 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
             format!("matching {}", masks.join(", ")),
         )
     } else if let Some(arg) = path {
-        found_arg = relative_arg(&job, &arg).ok().flatten();
-        let found = match relative_arg(&job, &arg) {
+        found_arg = relative_arg(job, &arg).ok().flatten();
+        let found = match relative_arg(job, &arg) {
             Ok(Some(rel)) => history.versions(|p| is_at_or_below(p, &rel)),
             Ok(None) => history.versions(|_| true),
             Err(e) => {
@@ -181,7 +216,11 @@ fn versions_text(found: &[PathHistory], zone: &Zone) -> String {
                     v.kind.clone(),
                     human_bytes(v.size),
                     format!("{:04o}", v.mode),
-                    v.hash.clone().unwrap_or_else(|| "-".into()),
+                    // The start of the hash tells versions apart; --json has it all.
+                    v.hash
+                        .as_deref()
+                        .map(|h| h.chars().take(12).collect())
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();

@@ -6,6 +6,7 @@ mod daemon;
 mod diff;
 mod du;
 mod history;
+mod jobs;
 mod list;
 mod mount;
 mod new;
@@ -176,11 +177,14 @@ pub enum Command {
     ///
     /// Example: strata history home --mask '*.odt' --mask 'docs/*.md'
     History {
-        /// The job.
-        name: String,
-        /// A file or directory relative to source: list its versions.
-        #[arg(conflicts_with = "mask")]
-        path: Option<String>,
+        /// The jobs, then optionally a file or directory relative to their
+        /// source: list its versions (write ./NAME for a path named like a
+        /// job).
+        #[arg(value_name = "NAME... [PATH]", required_unless_present = "all")]
+        args: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Search every increment for files matching this glob (repeatable).
         #[arg(long, value_name = "GLOB")]
         mask: Vec<String>,
@@ -217,9 +221,15 @@ pub enum Command {
     /// kept point restores exactly as before. Prints what is kept and why.
     ///
     /// Example: strata prune home --dry-run
+    ///
+    /// Example: strata prune --all
     Prune {
-        /// The job.
-        name: String,
+        /// The jobs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Print the decisions; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -230,9 +240,15 @@ pub enum Command {
     /// mode and kind; every increment record has its file; no stray files.
     ///
     /// Example: strata verify home --deep
+    ///
+    /// Example: strata verify home photos
     Verify {
-        /// The job.
-        name: String,
+        /// The jobs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Also re-read every file and compare it with its recorded hash
         /// (and every entry's xattrs with their digest).
         #[arg(long)]
@@ -503,7 +519,7 @@ pub fn main() -> ExitCode {
         } => run::run(&config, run::Selection::Named(names), dry_run, force, init),
         Command::Daemon => daemon::run(&config),
         Command::List => list::run(&config),
-        Command::History { name, path, mask } => history::run(&config, &name, path, &mask),
+        Command::History { args, all, mask } => history::run(&config, &args, all, &mask),
         Command::Restore {
             name,
             to,
@@ -511,8 +527,25 @@ pub fn main() -> ExitCode {
             force,
             paths,
         } => restore::run(&config, &name, &to, at.as_deref(), &paths, force),
-        Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
-        Command::Verify { name, deep, repair } => verify::run(&config, &name, deep, repair),
+        Command::Prune {
+            names,
+            all,
+            dry_run,
+        } => match jobs::pick(&config, &names, all) {
+            Ok(picked) => jobs::each(&config, &picked, |job| prune::run(&config, job, dry_run)),
+            Err(code) => code,
+        },
+        Command::Verify {
+            names,
+            all,
+            deep,
+            repair,
+        } => match jobs::pick(&config, &names, all) {
+            Ok(picked) => jobs::each(&config, &picked, |job| {
+                verify::run(&config, job, deep, repair)
+            }),
+            Err(code) => code,
+        },
         Command::Diff { name, a, b } => diff::run(&config, &name, &a, b.as_deref()),
         Command::Show { name, increment } => show::run(&config, &name, &increment),
         Command::Du { name } => du::run(&config, &name),
@@ -572,20 +605,7 @@ pub fn main() -> ExitCode {
 /// Find one job by name in the jobs directory. When it cannot be had,
 /// prints why and returns the exit code.
 fn find_job(config: &Config, name: &str) -> Result<Job, ExitCode> {
-    let loaded = load_jobs_dir(config)?;
-    match loaded.jobs.into_iter().find(|j| j.name == name) {
-        Some(job) => Ok(job),
-        None => {
-            for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-                eprintln!("{d}");
-            }
-            eprintln!(
-                "strata: no valid job named {name:?} in {}",
-                config.jobs_dir.display()
-            );
-            Err(ExitCode::Usage)
-        }
-    }
+    jobs::pick(config, &[name.to_string()], false).map(|mut picked| picked.remove(0))
 }
 
 /// Load the jobs directory; when it cannot be read, say so (exit 2).
@@ -666,9 +686,13 @@ fn store_error(job: &Job, e: &StoreError) -> String {
 
 /// Print a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) {
+    let value = serde_json::to_value(value).expect("output serializes");
+    if jobs::collect(&value) {
+        return;
+    }
     println!(
         "{}",
-        serde_json::to_string_pretty(value).expect("output serializes")
+        serde_json::to_string_pretty(&value).expect("output serializes")
     );
 }
 

@@ -47,10 +47,9 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool, init: 
                 match loaded.jobs.iter().find(|j| &j.name == name) {
                     Some(job) => picked.push(job),
                     None => {
-                        eprintln!(
-                            "strata: no valid job named {name:?} in {}",
-                            config.jobs_dir.display()
-                        );
+                        let known: Vec<&str> =
+                            loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+                        eprintln!("{}", super::jobs::unknown(config, name, &known));
                         return ExitCode::Usage;
                     }
                 }
