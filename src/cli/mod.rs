@@ -22,7 +22,7 @@ mod zone;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::MultiProgress;
 
 use crate::entry::RelPath;
@@ -30,6 +30,58 @@ use crate::faults::Faults;
 use crate::history::at::Point;
 use crate::job::{Job, job_schema_text, load_paths};
 use crate::store::{JobLock, LockError, Store, StoreError};
+
+/// The help section of the options every command takes before or after
+/// its name.
+const GLOBAL: &str = "Global options";
+
+/// The commands each global option is shown for (the others accept it and
+/// ignore it): `--metrics-file` means something to a run, not to `schema`.
+const APPLIES: &[(&str, &[&str])] = &[
+    ("metrics_file", &["run", "run-all", "daemon"]),
+    ("no_progress", &["run", "run-all"]),
+    (
+        "threads",
+        &["run", "run-all", "daemon", "restore", "verify"],
+    ),
+    (
+        "json",
+        &[
+            "validate", "run", "run-all", "list", "history", "restore", "prune", "verify", "diff",
+            "show", "du", "new", "explain",
+        ],
+    ),
+];
+
+/// Commands that read no job and write no log: no global option applies.
+const STANDALONE: &[&str] = &["schema", "completions", "man"];
+
+/// The command line's definition, each global option shown in the help of
+/// the commands it applies to, in its own section.
+pub fn command() -> clap::Command {
+    let mut cli = Args::command();
+    // Built first: that is when the global options are copied into each
+    // command, where they can then be hidden.
+    cli.build();
+    cli.mut_subcommands(|sub| {
+        let name = sub.get_name().to_string();
+        sub.mut_args(|arg| {
+            let id = arg.get_id().as_str();
+            if !arg.is_global_set() || id == "help" || id == "version" {
+                return arg;
+            }
+            let shown = if STANDALONE.contains(&name.as_str()) {
+                false
+            } else {
+                APPLIES
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .is_none_or(|(_, cmds)| cmds.contains(&name.as_str()))
+            };
+            arg.hide(!shown)
+        })
+    })
+}
 
 /// The process exit code, derived from what happened (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,30 +107,30 @@ impl ExitCode {
 #[command(name = "strata", version, about, long_about = None)]
 pub struct Args {
     /// The directory of job files.
-    #[arg(long, global = true, env = "STRATA_JOBS_DIR", default_value = "jobs.d")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "STRATA_JOBS_DIR", default_value = "jobs.d")]
     pub jobs_dir: PathBuf,
     /// Worker threads in the shared pool (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub threads: Option<usize>,
     /// Machine-readable output on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// More log output (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less output.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// After every run (run, run-all, daemon), write each job's last run to
     /// this Prometheus textfile (for node_exporter's textfile collector).
-    #[arg(long, global = true, env = "STRATA_METRICS_FILE", value_name = "PATH")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "STRATA_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
     /// Never show progress (shown only when stderr is a terminal).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
     /// Log lines on stderr as text, or as JSON objects (one per line) for
     /// log shippers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -447,7 +499,10 @@ fn faults_from_env() -> Result<Faults, String> {
 
 /// Parse arguments, run the command, return the exit code.
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Args::from_arg_matches(&m));
+    let args = match parsed {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -552,17 +607,12 @@ pub fn main() -> ExitCode {
         Command::Cat { name, path, at } => cat::run(&config, &name, &path, at.as_deref()),
         Command::Mount { name, mountpoint } => mount::run(&config, &name, &mountpoint),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Args::command(),
-                "strata",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut command(), "strata", &mut std::io::stdout());
             ExitCode::Success
         }
         Command::Man { dir } => {
             // As clap_mangen's generate_to does: no `help` command page.
-            let cli = Args::command().disable_help_subcommand(true);
+            let cli = command().disable_help_subcommand(true);
             let written = match &dir {
                 Some(dir) => {
                     std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
