@@ -2,6 +2,7 @@
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
 mod cat;
+mod complete;
 mod daemon;
 mod diff;
 mod du;
@@ -394,7 +395,8 @@ pub enum Command {
         /// An empty directory to mount on.
         mountpoint: PathBuf,
     },
-    /// Print a shell completion script.
+    /// Print a shell completion script that completes job and increment
+    /// names too (it asks strata as you type).
     ///
     /// Example: strata completions bash > /etc/bash_completion.d/strata
     Completions {
@@ -499,6 +501,7 @@ fn faults_from_env() -> Result<Faults, String> {
 
 /// Parse arguments, run the command, return the exit code.
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let parsed = command()
         .try_get_matches()
         .and_then(|m| Args::from_arg_matches(&m));
@@ -606,10 +609,14 @@ pub fn main() -> ExitCode {
         Command::Du { name } => du::run(&config, &name),
         Command::Cat { name, path, at } => cat::run(&config, &name, &path, at.as_deref()),
         Command::Mount { name, mountpoint } => mount::run(&config, &name, &mountpoint),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "strata", &mut std::io::stdout());
-            ExitCode::Success
-        }
+        Command::Completions { shell } => match complete::script(shell, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::Success,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Success,
+            Err(e) => {
+                eprintln!("strata: cannot write the completion script: {e}");
+                ExitCode::Failure
+            }
+        },
         Command::Man { dir } => {
             // As clap_mangen's generate_to does: no `help` command page.
             let cli = command().disable_help_subcommand(true);
