@@ -110,3 +110,26 @@ fn completion_knows_job_and_increment_names() {
         "{script}"
     );
 }
+
+#[test]
+fn completion_offers_commands_and_options() {
+    let env = Env::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("COMPLETE", "fish")
+        .args(["--", "strata", "run", "--metr"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--metrics-file"),
+        "{out:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("COMPLETE", "fish")
+        .args(["--", "strata", "run-"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("run-all"),
+        "{out:?}"
+    );
+}

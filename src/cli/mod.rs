@@ -60,7 +60,12 @@ const STANDALONE: &[&str] = &["schema", "completions", "man"];
 /// The command line's definition, each global option shown in the help of
 /// the commands it applies to, in its own section.
 pub fn command() -> clap::Command {
-    let mut cli = Args::command();
+    command_with(Args::command())
+}
+
+/// [`command`] from `cli` (the man pages start without the `help`
+/// command, which building would add).
+fn command_with(mut cli: clap::Command) -> clap::Command {
     // Built first: that is when the global options are copied into each
     // command, where they can then be hidden.
     cli.build();
@@ -619,7 +624,7 @@ pub fn main() -> ExitCode {
         },
         Command::Man { dir } => {
             // As clap_mangen's generate_to does: no `help` command page.
-            let cli = command().disable_help_subcommand(true);
+            let cli = command_with(Args::command().disable_help_subcommand(true));
             let written = match &dir {
                 Some(dir) => {
                     std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
