@@ -113,7 +113,6 @@ fn completion_knows_job_and_increment_names() {
 
 #[test]
 fn completion_offers_commands_and_options() {
-    let env = Env::new();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .env("COMPLETE", "fish")
         .args(["--", "strata", "run", "--metr"])
