@@ -144,11 +144,7 @@ fn facts(f: &Facts) -> String {
 }
 
 fn changed(what: &[What], before: &Facts, after: &Facts, zone: &Zone) -> String {
-    let local = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .map(|t| zone.format(&t.with_timezone(&chrono::Utc)))
-            .unwrap_or_else(|_| t.to_string())
-    };
+    let local = |t: &str| super::history::local_time(t, zone);
     let owner = |f: &Facts| match (f.uid, f.gid) {
         (Some(u), Some(g)) => format!("{u}:{g}"),
         _ => "?".into(),
@@ -164,7 +160,15 @@ fn changed(what: &[What], before: &Facts, after: &Facts, zone: &Zone) -> String 
             What::Content => format!("content ({}, same size)", human_bytes(after.size)),
             What::Mode => format!("mode {} -> {}", before.mode, after.mode),
             What::Owner => format!("owner {} -> {}", owner(before), owner(after)),
-            What::Mtime => format!("mtime {} -> {}", local(&before.mtime), local(&after.mtime)),
+            What::Mtime => {
+                let (b, a) = (local(&before.mtime), local(&after.mtime));
+                if a == b {
+                    // Within one second: the fractions tell them apart.
+                    format!("mtime {} -> {}", before.mtime, after.mtime)
+                } else {
+                    format!("mtime {b} -> {a}")
+                }
+            }
             other => other.as_str().to_string(),
         })
         .collect::<Vec<_>>()

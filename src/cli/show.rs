@@ -53,11 +53,7 @@ pub fn run(config: &Config, name: &str, increment: &str) -> ExitCode {
 }
 
 fn text(inc: &Increment, zone: &Zone) -> String {
-    let local = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .map(|t| zone.format(&t.with_timezone(&chrono::Utc)))
-            .unwrap_or_else(|_| t.to_string())
-    };
+    let local = |t: &str| super::history::local_time(t, zone);
     let summary = crate::history::History::new(vec![inc.clone()]).summaries()[0].clone();
     let mut out = format!(
         "{}  started {}, finished {}\n{} new, {} changed, {} deleted, {}; {} in new and changed files\n",
