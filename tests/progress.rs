@@ -136,3 +136,39 @@ fn no_progress_without_a_terminal_or_with_no_progress() {
     assert!(!screen.contains("\x1b[2K"), "{screen:?}");
     assert!(screen.contains("success"), "{screen:?}");
 }
+
+#[test]
+fn a_restore_shows_its_progress_too() {
+    if !have_script() {
+        eprintln!("skipped: no `script` command to make a terminal");
+        return;
+    }
+    let env = Env::new();
+    big_source(&env);
+    env.simple_job("home", r#""track_dirs": ["."]"#);
+    let (code, v) = env.run_json(&["run", "home"]);
+    assert_eq!(code, 0, "{v:#}");
+    let to = env.path("restored");
+    let command = format!(
+        "{} --jobs-dir {} restore home --to {} --at -0",
+        env!("CARGO_BIN_EXE_strata"),
+        env.jobs().display(),
+        to.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(env.root())
+        .env("STRATA_STATE_DIR", env.state_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("restoring"), "{screen:?}");
+    assert!(
+        byte_counts(&screen)
+            .iter()
+            .any(|(_, total)| total == "256.00 MiB"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("restored 1 file (256.0 MiB)"), "{screen:?}");
+}

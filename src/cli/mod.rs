@@ -40,7 +40,7 @@ const GLOBAL: &str = "Global options";
 /// ignore it): `--metrics-file` means something to a run, not to `schema`.
 const APPLIES: &[(&str, &[&str])] = &[
     ("metrics_file", &["run", "run-all", "daemon"]),
-    ("no_progress", &["run", "run-all"]),
+    ("no_progress", &["run", "run-all", "restore"]),
     (
         "threads",
         &["run", "run-all", "daemon", "restore", "verify"],
@@ -760,7 +760,10 @@ fn print_json(value: &impl serde::Serialize) {
 
 /// The commands that show progress on a terminal.
 fn shows_progress(command: &Command) -> bool {
-    matches!(command, Command::RunAll { .. } | Command::Run { .. })
+    matches!(
+        command,
+        Command::RunAll { .. } | Command::Run { .. } | Command::Restore { .. }
+    )
 }
 
 fn init_logging(verbosity: i8, format: LogFormat, progress: Option<MultiProgress>) {

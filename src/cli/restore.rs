@@ -47,6 +47,12 @@ pub fn run(
         at,
         paths: rels,
         force,
+        progress: match &config.progress {
+            Some(multi) => {
+                crate::progress::ProgressHandle::new(super::progress::Bars::new(multi.clone()))
+            }
+            None => crate::progress::ProgressHandle::default(),
+        },
     };
     let store = match open_store(&job) {
         Ok(store) => store,
