@@ -44,7 +44,8 @@ schema:
 	$(CARGO) run --quiet -- schema > schemas/job.schema.json
 
 # The manual pages, generated from the CLI definition: target/man/strata.1
-# and one page per command (strata-run.1, ...). Read with `man -l FILE`.
+# and one page per command (strata-run.1, ...), and from the job schema:
+# strata-jobs.5, the job-file format. Read with `man -l FILE`.
 man: build
 	$(STRATA) man --dir $(TARGET_DIR)/man
 

@@ -20,6 +20,8 @@ MKTREE=${STRATA_SHARED:-$HERE/../../shared}/bench/mktree.py
 OUT=$TREE.ab
 mkdir -p "$OUT"
 PROBE_MAX_US=${PROBE_MAX_US:-75}
+# What strata remembers of its destinations stays with the bench.
+export STRATA_STATE_DIR=$OUT/state
 
 probe_us() {
   python3 -c '

@@ -56,6 +56,7 @@ MULTI_JOBS, MULTI_FILES = 20, 5000
 STRATA_CMD = r"""J=$DEST.jobs
 [ -d "$J" ] || mkdir -p "$J"
 printf '{"source": "%s", "destination": "%s", "track_dirs": ["."]}\n' "$SRC" "$DEST" >"$J/bench.json"
+export STRATA_STATE_DIR=$DEST.state
 RUST_LOG=strata::timing=debug NO_COLOR=1 exec "$STRATA_BENCH_BIN" -q --jobs-dir "$J" run-all"""
 
 

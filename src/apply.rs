@@ -77,7 +77,7 @@ pub enum Outcome {
     /// Done.
     Applied(Applied),
     /// Not done; the mirror keeps its previous version of the path.
-    Failed(PathError),
+    Failed(Box<PathError>),
 }
 
 /// A change carried out. Together with its [`Change`] it gives the mirror's
@@ -142,7 +142,7 @@ impl Applied {
 }
 
 fn failed(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> Outcome {
-    Outcome::Failed(PathError::new(path, kind, message))
+    Outcome::Failed(Box::new(PathError::new(path, kind, message)))
 }
 
 fn write_err(path: &RelPath, what: &str, e: io::Error) -> Outcome {
@@ -157,6 +157,119 @@ fn tmp_name() -> Vec<u8> {
     format!("{}-{n}.tmp", std::process::id()).into_bytes()
 }
 
+/// The most changes one task takes from one folder: a folder of many
+/// thousand files still spreads over the pool.
+const BATCH: usize = 64;
+
+/// An error seen once and reported for each change it stops.
+fn again(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(n) => io::Error::from_raw_os_error(n),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// The folders a batch of changes in one directory works in, each opened
+/// once for the batch (not once per file): the source's, the mirror's,
+/// and, when needed, the increment's `track/` and `deleted/` ones.
+struct Folder<'t> {
+    target: &'t Target<'t>,
+    parent: RelPath,
+    source: std::cell::OnceCell<io::Result<Dir>>,
+    mirror: std::cell::OnceCell<io::Result<Dir>>,
+    track: std::cell::OnceCell<io::Result<Dir>>,
+    deleted: std::cell::OnceCell<io::Result<Dir>>,
+}
+
+impl<'t> Folder<'t> {
+    fn new(target: &'t Target<'t>, parent: RelPath) -> Folder<'t> {
+        Folder {
+            target,
+            parent,
+            source: Default::default(),
+            mirror: Default::default(),
+            track: Default::default(),
+            deleted: Default::default(),
+        }
+    }
+
+    fn source(&self) -> io::Result<&Dir> {
+        self.source
+            .get_or_init(|| self.target.source.open_dir(self.parent.as_bytes()))
+            .as_ref()
+            .map_err(again)
+    }
+
+    fn mirror(&self) -> io::Result<&Dir> {
+        self.mirror
+            .get_or_init(|| self.target.mirror.open_dir(self.parent.as_bytes()))
+            .as_ref()
+            .map_err(again)
+    }
+
+    /// The folder in `track/` or `deleted/`, made when first needed.
+    fn part(&self, part: Part) -> io::Result<&Dir> {
+        let cell = match part {
+            Part::Track => &self.track,
+            Part::Deleted => &self.deleted,
+        };
+        cell.get_or_init(|| part_parent(self.target, part, &self.parent))
+            .as_ref()
+            .map_err(again)
+    }
+}
+
+/// The parent folder of a change's path, as bytes.
+fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
+    let p = change.path().as_bytes();
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => &p[..i],
+        None => &[],
+    }
+}
+
+/// `indexes` (into `changes`) in batches of one folder each.
+fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> Vec<Vec<usize>> {
+    indexes.sort_by(|&a, &b| {
+        parent_bytes(&changes[a])
+            .cmp(parent_bytes(&changes[b]))
+            .then(a.cmp(&b))
+    });
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in indexes {
+        match out.last_mut() {
+            Some(b)
+                if b.len() < BATCH && parent_bytes(&changes[b[0]]) == parent_bytes(&changes[i]) =>
+            {
+                b.push(i)
+            }
+            _ => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// Run `each` over `indexes` in batches of one folder, on the pool, and put
+/// each outcome in its slot as a batch finishes (so that no second list of
+/// all the outcomes is ever held).
+fn in_batches(
+    changes: &[Change<'_>],
+    indexes: Vec<usize>,
+    target: &Target<'_>,
+    slots: &std::sync::Mutex<&mut [Option<Outcome>]>,
+    each: impl Fn(usize, &Folder<'_>) -> Outcome + Sync,
+) {
+    batches(changes, indexes).par_iter().for_each(|batch| {
+        let parent = changes[batch[0]].path().parent().unwrap_or_default();
+        let folder = Folder::new(target, parent);
+        let done: Vec<(usize, Outcome)> = batch.iter().map(|&i| (i, each(i, &folder))).collect();
+        let mut slots = slots.lock().unwrap();
+        for (i, o) in done {
+            slots[i] = Some(o);
+        }
+    });
+}
+
 /// Execute a plan's changes. Returns one outcome per change, in order.
 pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
@@ -168,12 +281,11 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let (dir_removals, file_removals): (Vec<usize>, Vec<usize>) = removals
         .into_iter()
         .partition(|&i| changes[i].kind() == Kind::Dir);
-    let done: Vec<(usize, Outcome)> = file_removals
-        .par_iter()
-        .map(|&i| (i, remove_file(&changes[i], target)))
-        .collect();
-    for (i, o) in done {
-        outcomes[i] = Some(o);
+    {
+        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        in_batches(changes, file_removals, target, &slots, |i, folder| {
+            remove_file(&changes[i], folder)
+        });
     }
     let mut dirs = dir_removals;
     dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i].path().depth()));
@@ -203,24 +315,25 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let (followers, firsts): (Vec<usize>, Vec<usize>) = files
         .into_iter()
         .partition(|&i| groups.follows(i).is_some());
-    let done: Vec<(usize, Outcome)> = firsts
-        .par_iter()
-        .map(|&i| (i, update(&changes[i], None, target)))
-        .collect();
-    let mut leader_outcomes: HashMap<usize, Applied> = HashMap::new();
-    for (i, o) in done {
-        if let Outcome::Applied(a) = &o
-            && groups.leads(i)
-        {
-            leader_outcomes.insert(i, a.clone());
-        }
-        outcomes[i] = Some(o);
+    {
+        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        in_batches(changes, firsts, target, &slots, |i, folder| {
+            update(&changes[i], None, folder)
+        });
     }
-    let done: Vec<(usize, Outcome)> = followers
-        .par_iter()
-        .map(|&i| {
+    let leader_outcomes: HashMap<usize, Applied> = groups
+        .lead
+        .iter()
+        .filter_map(|&i| match &outcomes[i] {
+            Some(Outcome::Applied(a)) => Some((i, a.clone())),
+            _ => None,
+        })
+        .collect();
+    {
+        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        in_batches(changes, followers, target, &slots, |i, folder| {
             let anchor = groups.follows(i).expect("a follower");
-            let o = match anchor {
+            match anchor {
                 Anchor::Unchanged(entry) => update(
                     &changes[i],
                     Some(Leader {
@@ -229,7 +342,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                         xattrs: entry.xattrs,
                         meta: None,
                     }),
-                    target,
+                    folder,
                 ),
                 Anchor::Change(j) => match leader_outcomes.get(&j) {
                     Some(a) => update(
@@ -240,7 +353,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                             xattrs: a.xattrs,
                             meta: a.meta.as_deref().copied(),
                         }),
-                        target,
+                        folder,
                     ),
                     None => failed(
                         changes[i].path(),
@@ -251,12 +364,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                         ),
                     ),
                 },
-            };
-            (i, o)
-        })
-        .collect();
-    for (i, o) in done {
-        outcomes[i] = Some(o);
+            }
+        });
     }
 
     // Dirs changed only in their tracked flag, and touches: nothing to do
@@ -358,10 +467,6 @@ impl<'a> Groups<'a> {
     fn follows(&self, i: usize) -> Option<Anchor<'a>> {
         self.follow.get(&i).copied()
     }
-
-    fn leads(&self, i: usize) -> bool {
-        self.lead.contains(&i)
-    }
 }
 
 /// The mirror inode a hardlink group's other names link to.
@@ -387,22 +492,25 @@ fn clear_increment_entry(target: &Target<'_>, path: &RelPath) {
     }
 }
 
-/// The folder `rel`'s parent in a part of the increment, created.
-fn part_parent(target: &Target<'_>, part: Part, rel: &RelPath) -> io::Result<Dir> {
+/// The folder `parent` in a part of the increment, created.
+fn part_parent(target: &Target<'_>, part: Part, parent: &RelPath) -> io::Result<Dir> {
     let dir = target.increment.create_part(part)?;
-    match rel.parent() {
-        Some(p) if !p.is_root() => dir.create_dirs(p.as_bytes(), 0o700),
-        _ => Ok(dir),
+    if parent.is_root() {
+        Ok(dir)
+    } else {
+        dir.create_dirs(parent.as_bytes(), 0o700)
     }
 }
 
 /// Remove a file or symlink from the mirror: a tracked one moves into
 /// `deleted/` (its last version), an included-only one is unlinked.
-fn remove_file(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+fn remove_file(change: &Change<'_>, folder: &Folder<'_>) -> Outcome {
+    let target = folder.target;
     target.progress.inc(1);
     let old = change.old().expect("a deletion has an old state");
     let path = &old.path;
-    let (dir, name) = match target.mirror.parent_of(path.as_bytes()) {
+    let name = path.file_name();
+    let dir = match folder.mirror() {
         Ok(found) => found,
         // Already gone with its folder: nothing to keep, nothing lost (its
         // version is in the increment that brought it).
@@ -415,12 +523,12 @@ fn remove_file(change: &Change<'_>, target: &Target<'_>) -> Outcome {
         if target.carried.contains(path) {
             clear_increment_entry(target, path);
         }
-        let dest = match part_parent(target, Part::Deleted, path) {
+        let dest = match folder.part(Part::Deleted) {
             Ok(d) => d,
             Err(e) => return write_err(path, "cannot make its folder in deleted/", e),
         };
         target.faults.point("apply.delete", path);
-        match dir.rename_noreplace(name, &dest, path.file_name()) {
+        match dir.rename_noreplace(name, dest, path.file_name()) {
             Ok(()) => Outcome::Applied(Applied {
                 recorded: Some(Op::Deleted),
                 ..Applied::default()
@@ -512,19 +620,20 @@ fn make_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
 /// name once complete (never a shared temp name). Returns whether it
 /// copied.
 fn link_into(
-    target: &Target<'_>,
+    folder: &Folder<'_>,
     part: Part,
     dir: &Dir,
     name: &[u8],
     path: &RelPath,
 ) -> io::Result<bool> {
-    let to = part_parent(target, part, path)?;
+    let target = folder.target;
+    let to = folder.part(part)?;
     let to_name = path.file_name();
     target.faults.point("apply.link", path);
     let refused = if target.faults.fails("apply.link", path) {
         true
     } else {
-        match dir.link(name, &to, to_name) {
+        match dir.link(name, to, to_name) {
             Ok(()) => return Ok(false),
             Err(e)
                 if matches!(
@@ -564,6 +673,7 @@ fn link_into(
                     mtime: st.mtime,
                     atime: st.atime,
                     xattrs: &xattrs,
+                    fresh: true,
                 },
                 target.degraded,
             )?;
@@ -628,23 +738,23 @@ fn place(
 }
 
 /// Copy the source's `path` (a file or symlink) into the mirror.
-fn copy_in(change: &Change<'_>, target: &Target<'_>) -> Result<Copied, (ErrorKind, String)> {
+fn copy_in(change: &Change<'_>, folder: &Folder<'_>) -> Result<Copied, (ErrorKind, String)> {
+    let target = folder.target;
     let new = change.new_entry().expect("a copy has a new state");
     let path = &new.path;
     let is_new = matches!(change, Change::New(_));
     if target.faults.fails("source.read", path) {
         return Err(read_error(io::Error::from_raw_os_error(libc::EACCES)));
     }
-    let (sdir, sname) = target
-        .source
-        .parent_of(path.as_bytes())
-        .map_err(read_error)?;
-    let (mdir, mname) = target.mirror.parent_of(path.as_bytes()).map_err(|e| {
+    let sdir = folder.source().map_err(read_error)?;
+    let sname = path.file_name();
+    let mdir = folder.mirror().map_err(|e| {
         (
             ErrorKind::Write,
             format!("cannot open its mirror folder: {e}"),
         )
     })?;
+    let mname = path.file_name();
     let write = |what: &str, e: io::Error| (ErrorKind::Write, format!("{what}: {e}"));
     match new.meta.kind {
         Kind::File => {
@@ -676,12 +786,13 @@ fn copy_in(change: &Change<'_>, target: &Target<'_>) -> Result<Copied, (ErrorKin
                     mtime: before.mtime,
                     atime: before.atime,
                     xattrs: &xattrs,
+                    fresh: true,
                 },
                 target.degraded,
             )
             .map_err(|e| write("cannot set its metadata", e))?;
             target.faults.point("apply.place", path);
-            place(target, &mdir, mname, is_new, |d, n| d.link_file(&out, n))
+            place(target, mdir, mname, is_new, |d, n| d.link_file(&out, n))
                 .map_err(|e| write("cannot put the copy in the mirror", e))?;
             Ok(Copied {
                 meta: before.meta().expect("a regular file"),
@@ -730,7 +841,7 @@ fn copy_in(change: &Change<'_>, target: &Target<'_>) -> Result<Copied, (ErrorKin
                 return Err(write("cannot set the link's metadata", e));
             }
             target.faults.point("apply.place", path);
-            if let Err(e) = target.tmp.rename(&tmp, &mdir, mname) {
+            if let Err(e) = target.tmp.rename(&tmp, mdir, mname) {
                 let _ = target.tmp.unlink(&tmp);
                 return Err(write("cannot put the link in the mirror", e));
             }
@@ -749,23 +860,26 @@ fn copy_in(change: &Change<'_>, target: &Target<'_>) -> Result<Copied, (ErrorKin
 /// Bring a new or changed file or symlink into the mirror, and into the
 /// increment when it is tracked. With `leader`, the path is another name of
 /// a hardlink group whose inode is already in the mirror: link it.
-fn update(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target<'_>) -> Outcome {
+fn update(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
+    let target = folder.target;
     let new = change.new_entry().expect("an update has a new state");
     let path = &new.path;
     let history = change.history_op();
     if history.is_some() && target.carried.contains(path) {
         clear_increment_entry(target, path);
     }
-    let outcome = update_inner(change, leader, target);
+    let outcome = update_inner(change, leader, folder);
     target.progress.inc(1);
     outcome
 }
 
-fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target<'_>) -> Outcome {
+fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
+    let target = folder.target;
     let new = change.new_entry().expect("an update has a new state");
     let path = &new.path;
     let history = change.history_op();
-    let (mdir, mname) = match target.mirror.parent_of(path.as_bytes()) {
+    let mname = path.file_name();
+    let mdir = match folder.mirror() {
         Ok(found) => found,
         Err(e) => return write_err(path, "cannot open its mirror folder", e),
     };
@@ -779,7 +893,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target
     // keep it in deleted/ before anything replaces it.
     let mut kept_last = false;
     if history == Some(Op::Deleted) {
-        match link_into(target, Part::Deleted, &mdir, mname, path) {
+        match link_into(folder, Part::Deleted, mdir, mname, path) {
             Ok(copied) => {
                 applied.copied_not_linked |= copied;
                 kept_last = true;
@@ -800,7 +914,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target
                         target.faults.point("apply.place", path);
                         place(
                             target,
-                            &mdir,
+                            mdir,
                             mname,
                             matches!(change, Change::New(_)),
                             |d, n| ldir.link(lname, d, n),
@@ -824,7 +938,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target
                     }
                 }
             }
-            None => match copy_in(change, target) {
+            None => match copy_in(change, folder) {
                 Ok(copied) => {
                     applied.hash = Some(copied.hash);
                     applied.xattrs = Some(copied.xattrs.digest());
@@ -853,7 +967,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, target: &Target
             // or a hardlink of a copied file): its xattrs from the mirror.
             applied.xattr_data = Some(Box::new(x));
         }
-        match link_into(target, Part::Track, &mdir, mname, path) {
+        match link_into(folder, Part::Track, mdir, mname, path) {
             Ok(copied) => applied.copied_not_linked |= copied,
             Err(e) => return write_err(path, "cannot record it in the increment", e),
         }
@@ -936,7 +1050,7 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target:
                         }
                     }
                 }
-                Err(e) => outcomes[i] = Some(Outcome::Failed(e)),
+                Err(e) => outcomes[i] = Some(Outcome::Failed(Box::new(e))),
             }
         }
     }
@@ -991,6 +1105,7 @@ fn finish_dir(entry: &Entry, full: bool, target: &Target<'_>) -> Result<Option<X
                 mtime: meta.mtime,
                 atime: meta.mtime,
                 xattrs: x,
+                fresh: false,
             },
             target.degraded,
         ),

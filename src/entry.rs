@@ -303,8 +303,10 @@ impl fmt::Debug for Hash {
 }
 
 /// A point in time as the kernel keeps it: seconds since the epoch and
-/// nanoseconds.
+/// nanoseconds. Packed to 12 bytes: every entry holds two, and a first run
+/// holds an entry per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(C, packed(4))]
 pub struct Timestamp {
     /// Seconds since the epoch.
     pub sec: i64,

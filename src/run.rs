@@ -7,7 +7,7 @@
 //! [`crate::store::commit`] and [`crate::store::recover`]; this file only
 //! calls them in order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -535,6 +535,7 @@ fn execute(
     progress: &dyn Progress,
 ) -> Result<JobReport, RunError> {
     let faults = &options.faults;
+    let mut timing = Timing::start();
     let Repaired {
         index,
         increment: carried_name,
@@ -542,8 +543,11 @@ fn execute(
         repairs,
         redo_dirs,
     } = start(store, faults)?;
+    timing.recover = timing.lap();
     let scanned = scan_source(job, source, progress)?;
+    timing.scan = timing.lap();
     let prepared = prepare(job, source, &scanned, &index, Some(store), options)?;
+    timing.diff = timing.lap();
     if !options.force {
         check_deletions(job, &prepared, &index)?;
     }
@@ -569,6 +573,8 @@ fn execute(
         finish(&mut report);
         save_mounts(store, &mounts)?;
         log(store, start_time, &report)?;
+        timing.commit = timing.lap();
+        timing.log(&job.name, 0);
         return Ok(report);
     }
 
@@ -641,6 +647,7 @@ fn execute(
             degraded: &degraded,
         },
     );
+    timing.apply = timing.lap();
     report.warnings.extend(degraded.warnings());
     let tally = Tally::of(&prepared, &outcomes);
     report.stats = tally.stats;
@@ -653,9 +660,8 @@ fn execute(
     finish(&mut report);
 
     progress.begin("committing", None);
-    let fresh = tally.records;
-    let records = merge_records(carried, fresh);
-    let files = (!records.is_empty()).then(|| records.into_iter());
+    let any_records = tally.records > 0 || !carried.is_empty();
+    let files = any_records.then(|| merge_records(carried, fresh_records(changes, &outcomes)));
     let count = (index.len() as i64 + tally.count_delta) as u64;
     let committed = txn
         .commit(Closing {
@@ -664,26 +670,127 @@ fn execute(
             stats: report.stats,
             files,
             old: &index,
-            updates: &tally.updates,
+            updates: updates(changes, &outcomes),
             count,
         })
         .map_err(RunError::Commit)?;
     report.increment = committed.increment.map(|n| n.to_string());
     save_mounts(store, &mounts)?;
     log(store, start_time, &report)?;
+    timing.commit = timing.lap();
+    timing.log(&job.name, changes.len());
     Ok(report)
 }
 
-/// What the outcomes add up to: the stats, the errors, the increment's
-/// records, and the index's updates.
+/// Seconds spent in each stage of a run, logged at debug level (target
+/// `strata::timing`; `make bench` reads them): where the time goes.
+#[derive(Debug)]
+struct Timing {
+    last: Instant,
+    recover: f64,
+    scan: f64,
+    diff: f64,
+    apply: f64,
+    commit: f64,
+}
+
+impl Timing {
+    fn start() -> Timing {
+        Timing {
+            last: Instant::now(),
+            recover: 0.0,
+            scan: 0.0,
+            diff: 0.0,
+            apply: 0.0,
+            commit: 0.0,
+        }
+    }
+
+    /// Seconds since the previous lap.
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        secs
+    }
+
+    fn log(&self, job: &str, changes: usize) {
+        tracing::debug!(
+            target: "strata::timing",
+            job,
+            changes,
+            recover_s = self.recover,
+            scan_s = self.scan,
+            diff_s = self.diff,
+            apply_s = self.apply,
+            commit_s = self.commit,
+            "stage times"
+        );
+    }
+}
+
+/// What the outcomes add up to: the stats, the errors, how many records
+/// the increment gets and how the index's size changes. The records and
+/// the index's new entries themselves are made one at a time while they are
+/// written ([`fresh_records`], [`updates`]): a first run has one per file.
 struct Tally {
     stats: Stats,
     errors: Vec<PathError>,
     copied_not_linked: Vec<RelPath>,
-    records: Vec<FileRecord>,
-    updates: Vec<Update>,
+    /// Records this run makes.
+    records: usize,
     /// Entries the new index has more (or fewer) than the old one.
     count_delta: i64,
+}
+
+/// The ranges of `changes` that concern one path (one change, or a
+/// deletion and the new entry that replaces it).
+fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= changes.len() {
+            return None;
+        }
+        let mut j = i + 1;
+        while j < changes.len() && changes[j].path() == changes[i].path() {
+            j += 1;
+        }
+        let range = i..j;
+        i = j;
+        Some(range)
+    })
+}
+
+/// The index's new entry for each path the run changed (or `None` where it
+/// left), in path order: the last applied change of the path says.
+fn updates<'a>(
+    changes: &'a [Change<'_>],
+    outcomes: &'a [Outcome],
+) -> impl Iterator<Item = Update> + 'a {
+    path_groups(changes).filter_map(move |range| {
+        let last = range.clone().rev().find_map(|k| match &outcomes[k] {
+            Outcome::Applied(a) => Some(a.entry(&changes[k])),
+            Outcome::Failed(_) => None,
+        })?;
+        Some(Update {
+            path: changes[range.start].path().clone(),
+            entry: last,
+        })
+    })
+}
+
+/// This run's records, in path order.
+fn fresh_records<'a>(
+    changes: &'a [Change<'_>],
+    outcomes: &'a [Outcome],
+) -> impl Iterator<Item = FileRecord> + 'a {
+    changes
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(change, outcome)| match outcome {
+            Outcome::Applied(a) => a.record(change),
+            Outcome::Failed(_) => None,
+        })
 }
 
 impl Tally {
@@ -697,23 +804,15 @@ impl Tally {
             stats,
             errors: Vec::new(),
             copied_not_linked: Vec::new(),
-            records: Vec::new(),
-            updates: Vec::new(),
+            records: 0,
             count_delta: 0,
         };
         let changes = &p.plan.changes;
         let mut mirror_files = tally.stats.mirror as i64;
-        let mut i = 0;
-        while i < changes.len() {
-            // The changes of one path: one, or a deletion and the new entry
-            // that replaces it.
-            let mut j = i + 1;
-            while j < changes.len() && changes[j].path() == changes[i].path() {
-                j += 1;
-            }
+        for range in path_groups(changes) {
             let mut last = None;
             let mut had = false;
-            for k in i..j {
+            for k in range {
                 let (change, outcome) = (&changes[k], &outcomes[k]);
                 had |= change.old().is_some();
                 let is_file = change.kind() != Kind::Dir;
@@ -736,13 +835,11 @@ impl Tally {
                             s.copied_not_linked += 1;
                             tally.copied_not_linked.push(change.path().clone());
                         }
-                        if let Some(r) = a.record(change) {
-                            tally.records.push(r);
-                        }
-                        last = Some(a.entry(change));
+                        tally.records += usize::from(a.recorded.is_some());
+                        last = Some(change.new_entry().is_some());
                     }
                     Outcome::Failed(e) => {
-                        tally.errors.push(e.clone());
+                        tally.errors.push(PathError::clone(e));
                         if is_file {
                             match change {
                                 Change::New(_) => mirror_files -= 1,
@@ -753,14 +850,9 @@ impl Tally {
                     }
                 }
             }
-            if let Some(entry) = last {
-                tally.count_delta += i64::from(entry.is_some()) - i64::from(had);
-                tally.updates.push(Update {
-                    path: changes[i].path().clone(),
-                    entry,
-                });
+            if let Some(present) = last {
+                tally.count_delta += i64::from(present) - i64::from(had);
             }
-            i = j;
         }
         tally.stats.mirror = mirror_files.max(0) as u64;
         tally
@@ -768,58 +860,88 @@ impl Tally {
 }
 
 /// The increment's records: this run's, and those an interrupted run left
-/// (carried) for paths this run does not record. Where this run records a
-/// carried path anew, its op is relabelled against the committed history
-/// (which the carried record tells): a path the history did not have is
-/// `new`, and its deletion is no deletion at all.
-fn merge_records(mut carried: Carried, fresh: Vec<FileRecord>) -> Vec<FileRecord> {
-    if carried.is_empty() {
-        return fresh;
-    }
-    let mut by_path: BTreeMap<RelPath, Vec<FileRecord>> = BTreeMap::new();
-    for r in fresh {
-        let path = r.rel_path().expect("strata's own records are valid");
-        by_path.entry(path).or_default().push(r);
-    }
-    for (path, mut records) in by_path {
-        if let Some(old) = carried.remove(&path) {
-            let existed = |kind: &str| {
-                let is_dir = kind == "dir";
-                old.iter().any(|r| {
-                    (r.kind == "dir") == is_dir && matches!(r.op, Op::Changed | Op::Deleted)
-                })
+/// (carried) for paths this run does not record, merged in path order as
+/// they are written. Where this run records a carried path anew, its op is
+/// relabelled against the committed history (which the carried record
+/// tells): a path the history did not have is `new`, and its deletion is no
+/// deletion at all.
+fn merge_records(
+    carried: Carried,
+    fresh: impl Iterator<Item = FileRecord>,
+) -> impl Iterator<Item = FileRecord> {
+    let mut carried = carried.into_iter().peekable();
+    let mut fresh = fresh.peekable();
+    let mut out: std::collections::VecDeque<FileRecord> = Default::default();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(r) = out.pop_front() {
+                return Some(r);
+            }
+            let fresh_path = fresh
+                .peek()
+                .map(|r| r.rel_path().expect("strata's own records are valid"));
+            let order = match (carried.peek(), &fresh_path) {
+                (None, None) => return None,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((c, _)), Some(f)) => c.cmp(f),
             };
-            records = records
-                .into_iter()
-                .filter_map(|mut r| {
-                    let existed = existed(&r.kind);
-                    match r.op {
-                        Op::Deleted if !existed => None,
-                        Op::Deleted => Some(r),
-                        _ => {
-                            r.op = if existed { Op::Changed } else { Op::New };
-                            Some(r)
-                        }
-                    }
-                })
-                .collect();
-            // Carried deletions of the other class stand beside them.
-            let fresh_classes: Vec<bool> = records.iter().map(|r| r.kind == "dir").collect();
-            for r in old {
-                if r.op == Op::Deleted && !fresh_classes.contains(&(r.kind == "dir")) {
-                    records.insert(0, r);
+            let path = match order {
+                std::cmp::Ordering::Less => {
+                    let (_, mut records) = carried.next().expect("peeked");
+                    records.sort_by_key(|r| r.op != Op::Deleted);
+                    out.extend(records);
+                    continue;
+                }
+                _ => fresh_path.expect("a fresh record"),
+            };
+            let mut records = Vec::new();
+            while fresh
+                .peek()
+                .is_some_and(|r| r.rel_path().is_ok_and(|p| p == path))
+            {
+                records.push(fresh.next().expect("peeked"));
+            }
+            if order == std::cmp::Ordering::Equal {
+                let (_, old) = carried.next().expect("peeked");
+                records = relabel(old, records);
+            }
+            records.sort_by_key(|r| r.op != Op::Deleted);
+            out.extend(records);
+        }
+    })
+}
+
+/// This run's records of a path an interrupted run had recorded (`old`),
+/// relabelled against the committed history that `old` tells of.
+fn relabel(old: Vec<FileRecord>, fresh: Vec<FileRecord>) -> Vec<FileRecord> {
+    let existed = |kind: &str| {
+        let is_dir = kind == "dir";
+        old.iter()
+            .any(|r| (r.kind == "dir") == is_dir && matches!(r.op, Op::Changed | Op::Deleted))
+    };
+    let mut records: Vec<FileRecord> = fresh
+        .into_iter()
+        .filter_map(|mut r| {
+            let existed = existed(&r.kind);
+            match r.op {
+                Op::Deleted if !existed => None,
+                Op::Deleted => Some(r),
+                _ => {
+                    r.op = if existed { Op::Changed } else { Op::New };
+                    Some(r)
                 }
             }
+        })
+        .collect();
+    // Carried deletions of the other class stand beside them.
+    let classes: Vec<bool> = records.iter().map(|r| r.kind == "dir").collect();
+    for r in old {
+        if r.op == Op::Deleted && !classes.contains(&(r.kind == "dir")) {
+            records.insert(0, r);
         }
-        carried.insert(path, records);
     }
-    let mut out: Vec<FileRecord> = Vec::new();
-    for (_, mut records) in carried {
-        // A deletion before the addition that replaces it.
-        records.sort_by_key(|r| r.op != Op::Deleted);
-        out.extend(records);
-    }
-    out
+    records
 }
 
 fn finish(report: &mut JobReport) {
@@ -904,7 +1026,7 @@ mod tests {
             rec("d", Op::New, Kind::File),
             rec("x", Op::New, Kind::Dir), // a file replaced by a directory
         ];
-        let merged = merge_records(carried, fresh);
+        let merged: Vec<FileRecord> = merge_records(carried, fresh.into_iter()).collect();
         let s = |x: &str| x.to_string();
         assert_eq!(
             ops(&merged),

@@ -54,6 +54,33 @@ fn the_man_page_is_generated_from_the_cli() {
         assert!(text.contains(".TH strata"), "{page}:\n{text}");
     }
     assert!(!dir.join("strata-help.1").exists());
+
+    // strata-jobs(5), the job-file format, from the schema: every field,
+    // with its example, beside the command pages.
+    let jobs = fs::read_to_string(dir.join("strata-jobs.5")).unwrap();
+    assert!(jobs.contains(".TH strata-jobs 5"), "{jobs}");
+    let (_, schema, _) = env.run(&["schema"]);
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    for field in schema["properties"].as_object().unwrap().keys() {
+        assert!(
+            jobs.contains(&format!("\\fB{field}\\fR (")),
+            "no {field} in strata-jobs.5"
+        );
+    }
+    assert!(jobs.contains("\\fIExample:\\fR \"track_dirs\": [\"Documents\", \".config\"]"));
+    let (code, out, _) = env.run(&["man", "--file-format"]);
+    assert_eq!((code, out), (0, jobs.clone()));
+    // It renders without a warning, where groff is installed.
+    if let Ok(render) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(dir.join("strata-jobs.5"))
+        .output()
+    {
+        assert!(
+            render.status.success() && render.stderr.is_empty(),
+            "{render:?}"
+        );
+    }
 }
 
 /// The subcommand names listed by `strata --help`.
@@ -175,7 +202,10 @@ fn new_refuses_what_validate_refuses() {
         "dest-other",
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("is already used by"), "{err}");
+    assert!(
+        err.contains("is also the destination of job \"other\""),
+        "{err}"
+    );
 
     let (code, _, err) = env.run(&["new", "bad name", "--source", "s", "--destination", "d"]);
     assert_eq!(code, 2, "{err}");
@@ -189,9 +219,33 @@ fn new_without_rules_tracks_the_whole_source() {
     let written: Value =
         serde_json::from_str(&fs::read_to_string(env.jobs().join("all.json")).unwrap()).unwrap();
     assert_eq!(written["track_dirs"], serde_json::json!(["."]));
-    // No schemas/ around: the conventional path, and a note on how to get it.
+    // No schemas/ around: no "$schema" that would point at nothing, and a
+    // note on how to make the file, after which `new` refers to it.
+    assert_eq!(written.get("$schema"), None);
+    assert!(err.contains("no \"$schema\" written"), "{err}");
+    let command = err
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {err}"));
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &command.replace("strata ", &format!("{} ", env!("CARGO_BIN_EXE_strata"))),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {out:?}");
+    let (code, _, err) = env.run(&["new", "more", "--source", "s", "--destination", "d2"]);
+    assert_eq!(code, 0, "{err}");
+    let written: Value =
+        serde_json::from_str(&fs::read_to_string(env.jobs().join("more.json")).unwrap()).unwrap();
     assert_eq!(written["$schema"], "../schemas/job.schema.json");
-    assert!(err.contains("strata schema >"), "{err}");
+    let schema = env.path("schemas/job.schema.json");
+    assert!(
+        fs::read_to_string(schema)
+            .unwrap()
+            .contains("\"track_dirs\"")
+    );
 }
 
 #[test]
@@ -357,4 +411,88 @@ fn max_delete_lets_a_small_deletion_through() {
     let (code, report) = env.run_json(&["run", "home"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["jobs"][0]["stats"]["removed"], 3);
+}
+
+/// Run strata with stdout on a pipe whose read end is already closed (the
+/// reader went away, as `head -1` does after one line): every write fails
+/// with EPIPE. Returns (exit code, stderr).
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env
+        .std_command()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let env = Env::new();
+    for i in 0..3 {
+        env.write(&format!("src-home/f{i}.txt"), "x");
+    }
+    env.simple_job(
+        "home",
+        r#""track_dirs": ["."], "retention": {"keep_last": 1}"#,
+    );
+    let (code, _) = env.run_json(&["run", "home"]);
+    assert_eq!(code, 0);
+    for args in [
+        &["run-all", "--dry-run"][..],
+        &["history", "home"],
+        &["--json", "history", "home"],
+        &["history", "home", "f0.txt"],
+        &["prune", "home", "--dry-run"],
+        &["--json", "prune", "home"],
+        &["list"],
+        &["validate"],
+        &["--json", "validate"],
+        &["schema"],
+        &["man"],
+        &["completions", "bash"],
+        &["verify", "home"],
+    ] {
+        let (code, err) = run_into_closed_pipe(&env, args);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "strata {args:?}: {err}"
+        );
+        assert_eq!(code, 0, "strata {args:?}: {err}");
+    }
+    // The work is still done: the real run ran although nobody read its
+    // report.
+    env.write("src-home/f3.txt", "x");
+    let (code, err) = run_into_closed_pipe(&env, &["run-all"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(env.path("dest-home/mirror/f3.txt").exists());
+}
+
+/// A full disk behind stdout is not a closed pipe: it is said, and the
+/// exit code says it too, so that CI never takes a truncated report for
+/// a whole one.
+#[test]
+fn a_failing_stdout_is_an_error() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let env = Env::new();
+    let out = env
+        .std_command()
+        .arg("schema")
+        .stdout(fs::File::create(full).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

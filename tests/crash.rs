@@ -73,9 +73,20 @@ fn mutate_source(env: &Env) {
     env.symlink(env.path("outside").to_str().unwrap(), "src-c/t/to-symlink");
     fs::remove_dir_all(env.path("src-c/t/to-file")).unwrap();
     env.write("src-c/t/to-file", "now a file");
-    // A directory's mode alone.
+    // A directory's mode alone, an xattr alone, a new hardlink.
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(env.path("src-c/t/d1"), fs::Permissions::from_mode(0o750)).unwrap();
+    let tagged = env.path("src-c/t/d3/sub0/f3.txt");
+    if tagged.exists() {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(tagged.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings and a value buffer with its length.
+        unsafe { libc::setxattr(c.as_ptr(), c"user.tag".as_ptr(), b"x".as_ptr().cast(), 1, 0) };
+    }
+    let linked = env.path("src-c/t/d4/sub1/f4.txt");
+    if linked.exists() {
+        fs::hard_link(&linked, env.path("src-c/t/d4/also-f4.txt")).unwrap();
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {

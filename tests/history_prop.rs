@@ -14,7 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{Env, assert_same_tree, set_mtime, snapshot};
+use common::{Env, assert_same_tree, set_mtime, snapshot_full as snapshot};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -25,6 +25,9 @@ const POOL: [&str; 12] = [
     "t/a", "t/b", "t/d/c", "t/d/e", "t/x", "t/x/y", "t/l", "i/f", "i/g", "i/h/k", "i/x", "i/x/z",
 ];
 const MODES: [u32; 4] = [0o644, 0o600, 0o755, 0o640];
+/// Directories whose own metadata a step may change.
+const DIRS: [&str; 5] = ["t", "t/d", "t/x", "i", "i/h"];
+const DIR_MODES: [u32; 3] = [0o755, 0o700, 0o2775];
 
 #[derive(Debug, Clone)]
 enum Change {
@@ -34,6 +37,12 @@ enum Change {
     Delete { path: usize },
     /// Change permission bits only.
     Chmod { path: usize, mode: usize },
+    /// Change a directory's permission bits only.
+    DirMode { dir: usize, mode: usize },
+    /// Set a user xattr on a file or directory (metadata only).
+    Xattr { path: usize, value: u8 },
+    /// Make `to` another name of the file `from` (a hardlink group).
+    Link { from: usize, to: usize },
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -42,6 +51,9 @@ fn change() -> impl Strategy<Value = Change> {
             .prop_map(|(path, symlink)| Change::Write { path, symlink }),
         2 => (0..POOL.len()).prop_map(|path| Change::Delete { path }),
         1 => (0..POOL.len(), 0..MODES.len()).prop_map(|(path, mode)| Change::Chmod { path, mode }),
+        1 => (0..DIRS.len(), 0..DIR_MODES.len()).prop_map(|(dir, mode)| Change::DirMode { dir, mode }),
+        1 => (0..POOL.len(), 0u8..3).prop_map(|(path, value)| Change::Xattr { path, value }),
+        1 => (0..POOL.len(), 0..POOL.len()).prop_map(|(from, to)| Change::Link { from, to }),
     ]
 }
 
@@ -140,15 +152,41 @@ impl Tree<'_> {
                     fs::set_permissions(&p, fs::Permissions::from_mode(MODES[mode])).unwrap();
                 }
             }
+            Change::DirMode { dir, mode } => {
+                let p = self.abs(DIRS[dir]);
+                if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                    fs::set_permissions(&p, fs::Permissions::from_mode(DIR_MODES[mode])).unwrap();
+                }
+            }
+            Change::Xattr { path, value } => {
+                let p = self.abs(POOL[path]);
+                if p.symlink_metadata()
+                    .is_ok_and(|m| m.is_file() || m.is_dir())
+                {
+                    use std::os::unix::ffi::OsStrExt;
+                    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+                    let v = [b'v', b'0' + value];
+                    // SAFETY: valid C strings and a value buffer with its length.
+                    let rc = unsafe {
+                        libc::setxattr(c.as_ptr(), c"user.p".as_ptr(), v.as_ptr().cast(), 2, 0)
+                    };
+                    let _ = rc; // a filesystem without user xattrs: no change
+                }
+            }
+            Change::Link { from, to } => {
+                let (f, t) = (self.abs(POOL[from]), self.abs(POOL[to]));
+                let file = f.symlink_metadata().is_ok_and(|m| m.is_file());
+                let free = t.symlink_metadata().is_err() && t.parent().is_some_and(|p| p.is_dir());
+                if file && free && from != to {
+                    fs::hard_link(&f, &t).unwrap();
+                }
+            }
         }
     }
 }
 
 fn tracked(env: &Env) -> BTreeMap<String, String> {
-    snapshot(&env.path("src-p"))
-        .into_iter()
-        .filter(|(p, _)| p.starts_with("t/"))
-        .collect()
+    common::snapshot_full_where(&env.path("src-p"), |p| p == "t" || p.starts_with("t/"))
 }
 
 fn restore(env: &Env, to: &str, at: Option<&str>) -> BTreeMap<String, String> {

@@ -219,7 +219,10 @@ fn hooks_are_validated() {
         "{out}"
     );
     assert!(
-        out.contains("error: hooks.timeout: 0 is less than the minimum of 1"),
+        out.contains(
+            "error: hooks.timeout: expected a number of seconds from 1 to 604800, e.g. 600; \
+             got the number 0"
+        ),
         "{out}"
     );
 }

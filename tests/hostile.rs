@@ -275,3 +275,237 @@ fn hostile_job_files_are_errors_and_nothing_runs() {
         assert!(!env.path(dest).exists(), "{dest} was created");
     }
 }
+
+/// Issue 14 item 10: a 500,000-character rule made validate and run-all
+/// exit 101 (globset's "regex compilation shouldn't fail"), and the valid
+/// jobs did not run; a 50 MB rule took 8 GB of memory.
+#[test]
+fn huge_rules_and_files_are_errors_and_the_other_jobs_run() {
+    let env = Env::new();
+    env.write("src-ok/a.txt", "a");
+    env.write("src/b.txt", "b");
+    env.simple_job("ok", r#""track_dirs": ["."]"#);
+    let long = "a".repeat(500_000);
+    env.job(
+        "long",
+        &serde_json::json!({"source": "../src", "destination": "../d-long", "track_dirs": [long]})
+            .to_string(),
+    );
+    let nested = format!("{}x{}", "{a,".repeat(1000), "}".repeat(1000));
+    let alternatives: Vec<String> = (0..100_000).map(|i| format!("a{i}")).collect();
+    let alternatives = format!("{{{}}}", alternatives.join(","));
+    let many: Vec<String> = (0..9000).map(|i| format!("{i}?*[!a]")).collect();
+    env.job(
+        "shapes",
+        &serde_json::json!({"source": "../src", "destination": "../d-shapes",
+            "track_dirs": [".", nested, "**/".repeat(1300), "[[".repeat(2000)],
+            "exclude_files": [alternatives]})
+        .to_string(),
+    );
+    env.job(
+        "many",
+        &serde_json::json!({"source": "../src", "destination": "../d-many",
+            "track_dirs": ["."], "exclude_dirs": many})
+        .to_string(),
+    );
+    let fifty_mb = "b".repeat(50 << 20);
+    env.job(
+        "fifty",
+        &format!(
+            r#"{{"source": "../src", "destination": "../d-fifty", "track_dirs": ["{fifty_mb}"]}}"#
+        ),
+    );
+    drop(fifty_mb);
+    let (code, out, err) = env.run(&["validate"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = |file: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("{file}.json:")))
+            .unwrap_or_else(|| panic!("no line for {file}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("long").contains(&format!(
+            "long.json:1:60: error: track_dirs[0]: \"{}\"…: is 500000 bytes long; a rule may \
+             have at most 4096",
+            "a".repeat(40)
+        )),
+        "{out}"
+    );
+    assert!(
+        line("fifty").ends_with(
+            "fifty.json:1:1: error: the job file has more than 1048576 bytes, the most a job \
+             file may have"
+        ),
+        "{out}"
+    );
+    let shapes: Vec<&str> = out.lines().filter(|l| l.contains("shapes.json:")).collect();
+    assert!(
+        shapes.iter().any(
+            |l| l.contains("track_dirs[1]") && l.contains("alternate groups nested too deeply")
+        ),
+        "{shapes:?}"
+    );
+    assert!(
+        shapes
+            .iter()
+            .any(|l| l.contains("exclude_files[0]") && l.contains("bytes long")),
+        "{shapes:?}"
+    );
+    assert!(
+        line("many").contains(
+            "error: exclude_dirs[6058]: \"6058?*[!a]\": the rules of this job add up to more \
+             than 65536 bytes from here on"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.lines().all(|l| l.len() < 400),
+        "a line is too long:\n{out}"
+    );
+
+    // run-all runs the valid job and reports the others as failed rows.
+    let (code, report) = env.run_json(&["run-all"]);
+    assert_eq!(code, 1, "{report:#}");
+    let rows = report["jobs"].as_array().unwrap();
+    let status = |name: &str| {
+        rows.iter()
+            .find(|r| r["job"].as_str().unwrap().contains(name))
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("ok").as_deref(), Some("success"), "{report:#}");
+    for name in ["long", "shapes", "many", "fifty"] {
+        assert_eq!(
+            status(name).as_deref(),
+            Some("failed"),
+            "{name}: {report:#}"
+        );
+    }
+    assert!(env.path("dest-ok/mirror/a.txt").exists());
+}
+
+/// A job file that is a FIFO blocked `open` forever, and one linked to
+/// /dev/zero would be read without end: both are errors, at once.
+#[test]
+fn a_fifo_or_device_as_a_job_file_is_an_error_not_a_hang() {
+    let env = Env::new();
+    env.write("src-ok/a.txt", "a");
+    env.simple_job("ok", r#""track_dirs": ["."]"#);
+    let fifo = std::ffi::CString::new(env.jobs().join("fifo.json").as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", env.jobs().join("zero.json")).unwrap();
+    let mut child = env
+        .std_command()
+        .arg("validate")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watchdog, not a timing assertion: a hang fails here instead of
+    // stalling the suite.
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        for _ in 0..600 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+                return false;
+            }
+        }
+        // SAFETY: kill the child this test started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        true
+    });
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(
+        !watchdog.join().unwrap(),
+        "validate hung on a FIFO job file"
+    );
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("fifo.json:1:1: error: cannot read job file: it is a FIFO; a job file must be a regular file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("zero.json:1:1: error: cannot read job file: it is a device; a job file must be a regular file"),
+        "{out}"
+    );
+}
+
+/// Issue 14 item 10: a running daemon died when a job file with a huge
+/// rule appeared. The loader is shared, so the daemon now reports the
+/// file and keeps the other jobs running.
+#[test]
+fn a_daemon_reports_a_hostile_job_file_and_keeps_running() {
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    env.write("src-a/a.txt", "a");
+    env.simple_job("a", r#""include_dirs": ["."], "schedule": "* * * * * *""#);
+    let log = env.path("daemon.log");
+    /// Kills the daemon if the test fails before it stops it.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut daemon = Kill(
+        env.std_command()
+            .arg("daemon")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = daemon.0.id() as libc::pid_t;
+    let runs = || {
+        fs::read_to_string(env.path("dest-a/.strata/runs.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Polls with a generous deadline, as tests/daemon.rs does.
+    let mut wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            if let Some(status) = daemon.0.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}) waiting for {what}:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("job a's first run", &|| runs() >= 1);
+    env.job(
+        "long",
+        &serde_json::json!({"source": "../src-a", "destination": "../d-long",
+            "track_dirs": ["a".repeat(500_000)]})
+        .to_string(),
+    );
+    let logged = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("long.json:1:62: error: track_dirs[0]")
+    };
+    wait_for("the diagnostic in the log", &logged);
+    let before = runs();
+    wait_for("job a to keep running", &|| runs() >= before + 2);
+    // SAFETY: SIGTERM to the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = daemon.0.wait().unwrap();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

@@ -1,7 +1,11 @@
 //! Fuzz the selection rules: lines of the input are rules (the first byte
 //! of a line picks the list) and paths; compiling never panics, deciding
-//! never panics, and nothing below an excluded directory is selected.
+//! never panics, and nothing below an excluded directory is selected; an
+//! explanation agrees with the decision. Repeat directives (`expand.rs`)
+//! build the long and deeply repeated rules that once made globset panic.
 #![no_main]
+
+mod expand;
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -11,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    let text = expand::expand(text);
     let mut lists: [Vec<String>; 6] = Default::default();
     let mut paths = Vec::new();
     for line in text.lines() {
@@ -50,6 +55,11 @@ fuzz_target!(|data: &[u8]| {
             });
         if below_excluded {
             assert_eq!(got, Selection::NotSelected, "{path}");
+        }
+        let why = matcher.explain_path(&path, false);
+        assert_eq!(why.selection.is_selected(), got.is_selected(), "{path}");
+        if why.stopped_at.is_none() {
+            assert_eq!(why.selection, got, "{path}");
         }
     }
 });

@@ -114,9 +114,11 @@ pub fn run(config: &Config, name: &str, path: &str, at: Option<&str>) -> ExitCod
                 got.to_hex()
             ));
         }
-        (None, Ok(_)) => eprintln!(
-            "strata: warning: {rel}: no hash is recorded for this version; printed unchecked"
-        ),
+        (None, Ok(_)) => {
+            eprintln!(
+                "strata: warning: {rel}: no hash is recorded for this version; printed unchecked"
+            );
+        }
         (Some(_), Ok(_)) => {}
     }
     // Print, hashing again.

@@ -1,16 +1,50 @@
 //! The command line: clap arguments -> one [`Config`] -> a command -> an
 //! [`ExitCode`]. The only module that prints or reads the environment.
 
+// Every line the commands print goes through `out`, where a closed pipe
+// ends the output quietly instead of panicking (see its docs). These
+// shadow std's macros in this module and, being defined before the `mod`
+// items below, in every command module too.
+macro_rules! println {
+    () => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stdout, format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(
+            $crate::cli::out::Stream::Stdout,
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stdout, format_args!($($arg)*))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::cli::out::print($crate::cli::out::Stream::Stderr, format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(
+            $crate::cli::out::Stream::Stderr,
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+
 mod cat;
 mod complete;
 mod daemon;
 mod diff;
 mod du;
+mod explain;
 mod history;
 mod jobs;
 mod list;
 mod mount;
 mod new;
+pub mod out;
 pub mod progress;
 mod prune;
 mod restore;
@@ -20,7 +54,7 @@ mod validate;
 mod verify;
 mod zone;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -163,6 +197,24 @@ pub enum Command {
     Validate {
         /// Job files or directories.
         paths: Vec<PathBuf>,
+    },
+    /// Say for each path whether the job tracks, includes, excludes or does
+    /// not select it, and which rule decided.
+    ///
+    /// PATHs are relative to the job's source, or absolute under it; one that
+    /// ends in `/` (or is a directory in the source) is explained as a
+    /// directory. The rule is named with its list, position, pattern and
+    /// FILE:LINE:COL in the job file; an excluded ancestor directory decides
+    /// for everything below it. The answer comes from the same compiled rules
+    /// a run uses; the paths need not exist.
+    ///
+    /// Example: strata explain home Documents/report.odt node_modules/x.js .bashrc
+    Explain {
+        /// The job.
+        name: String,
+        /// Paths relative to the source (or absolute under it).
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
     /// Print the JSON Schema of a job file.
     ///
@@ -411,14 +463,19 @@ pub enum Command {
     },
     /// Print the manual page (roff), generated from these help texts.
     ///
-    /// With --dir, write strata.1 and one page per command (strata-run.1, …),
-    /// which strata.1 refers to.
+    /// With --dir, write strata.1, one page per command (strata-run.1, …),
+    /// which strata.1 refers to, and strata-jobs.5, the job-file format,
+    /// generated from the job schema. With --file-format, print
+    /// strata-jobs(5).
     ///
     /// Example: strata man --dir /usr/local/share/man/man1
     Man {
         /// Write every page into this directory instead.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Print strata-jobs(5), the job-file format, instead of strata(1).
+        #[arg(long, conflicts_with = "dir")]
+        file_format: bool,
     },
     /// Write a new job file NAME.json into the jobs dir, checked as validate
     /// checks it; never overwrites.
@@ -562,11 +619,11 @@ pub fn main() -> ExitCode {
         },
         known: state_dir(),
     };
-    match args.command {
+    let code = match args.command {
         Command::Validate { paths } => validate::run(&config, paths),
+        Command::Explain { name, paths } => explain::run(&config, &name, &paths),
         Command::Schema => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(job_schema_text().as_bytes());
+            out::write_stdout(job_schema_text().as_bytes());
             ExitCode::Success
         }
         Command::RunAll {
@@ -614,7 +671,7 @@ pub fn main() -> ExitCode {
         Command::Du { name } => du::run(&config, &name),
         Command::Cat { name, path, at } => cat::run(&config, &name, &path, at.as_deref()),
         Command::Mount { name, mountpoint } => mount::run(&config, &name, &mountpoint),
-        Command::Completions { shell } => match complete::script(shell, &mut std::io::stdout()) {
+        Command::Completions { shell } => match complete::script(shell, &mut out::StdoutWriter) {
             Ok(()) => ExitCode::Success,
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Success,
             Err(e) => {
@@ -622,14 +679,19 @@ pub fn main() -> ExitCode {
                 ExitCode::Failure
             }
         },
-        Command::Man { dir } => {
+        Command::Man { dir, file_format } => {
             // As clap_mangen's generate_to does: no `help` command page.
             let cli = command_with(Args::command().disable_help_subcommand(true));
+            let jobs_page = crate::job::man::jobs_page();
             let written = match &dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cli, dir))
+                Some(dir) => std::fs::create_dir_all(dir)
+                    .and_then(|()| clap_mangen::generate_to(cli, dir))
+                    .and_then(|()| std::fs::write(dir.join("strata-jobs.5"), &jobs_page)),
+                None if file_format => {
+                    out::write_stdout(jobs_page.as_bytes());
+                    Ok(())
                 }
-                None => clap_mangen::Man::new(cli).render(&mut std::io::stdout().lock()),
+                None => clap_mangen::Man::new(cli).render(&mut out::StdoutWriter),
             };
             match written {
                 Ok(()) => ExitCode::Success,
@@ -661,7 +723,8 @@ pub fn main() -> ExitCode {
                 schedule,
             },
         ),
-    }
+    };
+    code.merge(out::finish())
 }
 
 /// Find one job by name in the jobs directory. When it cannot be had,

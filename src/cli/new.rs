@@ -8,6 +8,12 @@
 //! to its final name: `link(2)` fails if the name exists, so a file that
 //! appeared meanwhile is not overwritten either, and the daemon never sees
 //! a half-written file.
+//!
+//! `$schema` is written only when it resolves: when a
+//! `schemas/job.schema.json` is found in the jobs dir or above it (the
+//! repository's layout, or one made with `strata schema`). A reference to
+//! a file that does not exist would only make editors complain; without
+//! one, a note says how to make the file.
 
 use std::path::{Path, PathBuf};
 
@@ -67,8 +73,8 @@ fn write(config: &Config, new: NewJob) -> Result<ExitCode, (ExitCode, String)> {
     std::fs::create_dir_all(&jobs_dir)
         .map_err(|e| usage(format!("cannot create {}: {e}", jobs_dir.display())))?;
 
-    let (schema, schema_found) = schema_reference(&jobs_dir);
-    let text = job_text(&new, &schema).map_err(usage)?;
+    let schema = schema_reference(&jobs_dir);
+    let text = job_text(&new, schema.as_deref()).map_err(usage)?;
 
     let staging = jobs_dir.join(format!(".strata-new-{}", std::process::id()));
     let staged = staging.join(file.file_name().expect("a file name"));
@@ -83,19 +89,24 @@ fn write(config: &Config, new: NewJob) -> Result<ExitCode, (ExitCode, String)> {
     result?;
     if config.verbosity >= 0 {
         println!("wrote {}", file.display());
-        if !schema_found {
+        if schema.is_none() {
+            let dir = jobs_dir.parent().unwrap_or(&jobs_dir).join("schemas");
             eprintln!(
-                "strata: note: \"$schema\" points at {schema}, which does not exist: write it \
-                 with `strata schema > {}` for editor completion",
-                jobs_dir.join(&schema).display()
+                "strata: note: no \"$schema\" written, since there is no {SCHEMA} in {} or \
+                 above; for completion and checks in editors, write it with `mkdir -p {} && \
+                 strata schema > {}/job.schema.json`, and strata new refers to it from then on",
+                jobs_dir.display(),
+                dir.display(),
+                dir.display()
             );
         }
     }
     Ok(ExitCode::Success)
 }
 
-/// The job file's text: pretty JSON, `$schema` first, paths absolute.
-fn job_text(new: &NewJob, schema: &str) -> Result<String, String> {
+/// The job file's text: pretty JSON, `$schema` first (when there is
+/// one), paths absolute.
+fn job_text(new: &NewJob, schema: Option<&str>) -> Result<String, String> {
     let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
     let track = if new.track.is_empty() && new.include.is_empty() {
         vec![".".to_string()]
@@ -109,7 +120,7 @@ fn job_text(new: &NewJob, schema: &str) -> Result<String, String> {
         "include_dirs": new.include,
     });
     let mut spec: JobFile = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    spec.schema = Some(schema.to_string());
+    spec.schema = schema.map(str::to_string);
     spec.schedule = new.schedule.clone();
     let mut text = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
     text.push('\n');
@@ -119,14 +130,13 @@ fn job_text(new: &NewJob, schema: &str) -> Result<String, String> {
 /// `$schema` for a job file in `jobs_dir`: the relative path to
 /// `schemas/job.schema.json` in the jobs dir or the nearest directory
 /// above it that has one (the repository layout: `../schemas/…` from
-/// `jobs.d/`), and whether it was found; else `../schemas/job.schema.json`.
-fn schema_reference(jobs_dir: &Path) -> (String, bool) {
-    for (up, dir) in jobs_dir.ancestors().enumerate() {
-        if dir.join(SCHEMA).is_file() {
-            return (format!("{}{SCHEMA}", "../".repeat(up)), true);
-        }
-    }
-    (format!("../{SCHEMA}"), false)
+/// `jobs.d/`); `None` when there is none.
+fn schema_reference(jobs_dir: &Path) -> Option<String> {
+    jobs_dir
+        .ancestors()
+        .enumerate()
+        .find(|(_, dir)| dir.join(SCHEMA).is_file())
+        .map(|(up, _)| format!("{}{SCHEMA}", "../".repeat(up)))
 }
 
 /// Validate the staged file among the jobs dir's files; print its
@@ -199,15 +209,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let jobs = dir.path().join("etc/jobs.d");
         std::fs::create_dir_all(&jobs).unwrap();
-        assert_eq!(
-            schema_reference(&jobs),
-            ("../schemas/job.schema.json".to_string(), false)
-        );
+        assert_eq!(schema_reference(&jobs), None);
         std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
         std::fs::write(dir.path().join(SCHEMA), "{}").unwrap();
         assert_eq!(
-            schema_reference(&jobs),
-            ("../../schemas/job.schema.json".to_string(), true)
+            schema_reference(&jobs).as_deref(),
+            Some("../../schemas/job.schema.json")
         );
     }
 
@@ -221,7 +228,7 @@ mod tests {
             include: vec![],
             schedule: Some("@daily".into()),
         };
-        let text = job_text(&new, "../schemas/job.schema.json").unwrap();
+        let text = job_text(&new, Some("../schemas/job.schema.json")).unwrap();
         assert_eq!(
             text,
             r#"{

@@ -68,9 +68,9 @@ pub fn run(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
         println!(
             "{}: {verdict}: {}, {} in {}{deep}",
             job.name,
-            plural(verified.mirror_files as u64, "mirror file", "mirror files"),
-            plural(verified.increment_files as u64, "file", "files"),
-            plural(verified.increments as u64, "increment", "increments")
+            plural(verified.mirror_files, "mirror file", "mirror files"),
+            plural(verified.increment_files, "file", "files"),
+            plural(verified.increments, "increment", "increments")
         );
     }
     if ok {

@@ -61,9 +61,21 @@ fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Whether the process runs as root (and so keeps owners).
+/// Whether the process runs as root (and so keeps owners). Asked once.
 pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
+}
+
+/// The owner and group a new inode of this process gets. Asked once.
+fn own_ids() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    })
 }
 
 /// What `fstat`/`fstatat` said about an inode.
@@ -727,6 +739,9 @@ pub struct Finish<'a> {
     pub atime: Timestamp,
     /// Extended attributes to set.
     pub xattrs: &'a crate::entry::Xattrs,
+    /// The inode is new (made by this process, with no xattrs yet): no
+    /// owner to change where it is already ours, no xattrs to remove.
+    pub fresh: bool,
 }
 
 /// Give the inode behind `fd` (a new file, or a directory strata owns) its
@@ -735,19 +750,23 @@ pub struct Finish<'a> {
 /// after the ACL xattrs, which it must agree with.
 pub fn finish(fd: impl AsFd, f: &Finish<'_>, degraded: &Degraded) -> io::Result<()> {
     let fd = fd.as_fd();
+    let ours = own_ids() == (f.uid, f.gid);
     if is_root() {
-        let (uid, gid) = (
-            rustix::process::Uid::from_raw(f.uid),
-            rustix::process::Gid::from_raw(f.gid),
-        );
-        rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(errno)?;
-    } else {
-        let st = fstat(fd)?;
-        if st.uid != f.uid || st.gid != f.gid {
-            degraded.owner.store(true, Ordering::Relaxed);
+        if !(f.fresh && ours) {
+            let (uid, gid) = (
+                rustix::process::Uid::from_raw(f.uid),
+                rustix::process::Gid::from_raw(f.gid),
+            );
+            rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(errno)?;
         }
+    } else if !ours {
+        degraded.owner.store(true, Ordering::Relaxed);
     }
-    xattr::set_all(fd, f.xattrs, degraded)?;
+    if f.fresh {
+        xattr::set_new(fd, f.xattrs, degraded)?;
+    } else {
+        xattr::set_all(fd, f.xattrs, degraded)?;
+    }
     rustix::fs::fchmod(fd, Mode::from_raw_mode(f.mode)).map_err(errno)?;
     rustix::fs::futimens(fd, &timestamps(f.mtime, f.atime)).map_err(errno)
 }

@@ -88,6 +88,14 @@ pub fn read_all(fd: impl AsFd) -> io::Result<Xattrs> {
     Ok(Xattrs(out))
 }
 
+/// Set `want` on a new inode (which has none to remove).
+pub fn set_new(fd: impl AsFd, want: &Xattrs, degraded: &Degraded) -> io::Result<()> {
+    if want.is_empty() {
+        return Ok(());
+    }
+    set_each(fd.as_fd(), want, degraded)
+}
+
 /// Make the inode's attributes exactly `want`: set each, and remove those
 /// it has and `want` lacks (a directory updated in place). What the
 /// filesystem or the kernel refuses is noted in `degraded`, not failed.
@@ -109,6 +117,10 @@ pub fn set_all(fd: impl AsFd, want: &Xattrs, degraded: &Degraded) -> io::Result<
             Err(e) => return Err(errno(e)),
         }
     }
+    set_each(fd, want, degraded)
+}
+
+fn set_each(fd: BorrowedFd<'_>, want: &Xattrs, degraded: &Degraded) -> io::Result<()> {
     for (name, v) in &want.0 {
         let c = std::ffi::CString::new(name.as_slice())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

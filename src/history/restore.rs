@@ -240,20 +240,42 @@ pub fn restore(
                 .into(),
         );
     }
-    // Directories first, parents before children.
+    // Directories first, parents before children. A folder on the way to
+    // an entry that has no record of its own (a history written before
+    // directories were recorded) is made all the same, mode 0755.
     let (dirs, files): (Vec<Item>, Vec<Item>) =
         items.into_iter().partition(|i| i.meta.kind == Kind::Dir);
+    let recorded: HashSet<&RelPath> = dirs.iter().map(|d| &d.path).collect();
+    let mut implied: std::collections::BTreeSet<RelPath> = Default::default();
+    for i in files.iter().chain(&dirs) {
+        let mut up = i.path.parent();
+        while let Some(p) = up.filter(|p| !p.is_root()) {
+            up = p.parent();
+            if recorded.contains(&p) || !implied.insert(p) {
+                break;
+            }
+        }
+    }
+    let mut to_make: Vec<&RelPath> = dirs
+        .iter()
+        .map(|d| &d.path)
+        .chain(implied.iter())
+        .filter(|p| !p.is_root())
+        .collect();
+    to_make.sort();
     let mut failed_dirs: Vec<RelPath> = Vec::new();
-    for d in &dirs {
-        if d.path.is_root() {
+    for path in to_make {
+        if failed_dirs.iter().any(|f| path.is_below(f)) {
             continue;
         }
-        if failed_dirs.iter().any(|f| d.path.is_below(f)) {
-            continue;
-        }
-        if let Err(e) = ctx.make_dir(&d.path) {
+        if let Err(e) = ctx.make_dir(path) {
             done.errors.push(e);
-            failed_dirs.push(d.path.clone());
+            failed_dirs.push(path.clone());
+        }
+    }
+    for path in implied.iter().rev() {
+        if let Ok(d) = target.open_dir(path.as_bytes()) {
+            let _ = rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(0o755));
         }
     }
     // Files; the names of a hardlink group after the first.
@@ -644,6 +666,7 @@ impl Ctx<'_> {
                         mtime: item.meta.mtime,
                         atime: item.meta.mtime,
                         xattrs,
+                        fresh: true,
                     },
                     &self.degraded,
                 )
@@ -728,6 +751,7 @@ impl Ctx<'_> {
                 mtime: item.meta.mtime,
                 atime: item.meta.mtime,
                 xattrs,
+                fresh: false,
             },
             &self.degraded,
         )

@@ -528,6 +528,7 @@ fn repair_files(
                     mtime: damaged_st.mtime,
                     atime: damaged_st.atime,
                     xattrs: &x,
+                    fresh: true,
                 },
                 &crate::fs::Degraded::default(),
             )

@@ -177,6 +177,91 @@ fn find_element(bytes: &[u8], pos: usize, index: usize) -> Option<usize> {
     (bytes.get(p)? != &b']').then_some(p)
 }
 
+/// A key given twice in one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// JSON pointer of the member (the object's pointer and the key).
+    pub pointer: String,
+    /// The key.
+    pub key: String,
+    /// Where the first occurrence of the key starts.
+    pub first: Position,
+    /// Where the repeated key starts.
+    pub again: Position,
+}
+
+/// Every key that an object of `text` gives more than once. serde_json,
+/// like most parsers, keeps the last value silently; a job file that sets
+/// `source` twice must not back up whichever came last. `text` must be
+/// valid JSON (call this after parsing it), whose nesting serde_json
+/// limits to 128 levels, which bounds the recursion here.
+pub fn duplicate_keys(text: &str) -> Vec<Duplicate> {
+    let mut out = Vec::new();
+    let start = skip_ws(text.as_bytes(), 0);
+    scan_duplicates(text, start, "", &mut out);
+    out
+}
+
+/// Scan the value at `pos` (its pointer `pointer`) for duplicate keys;
+/// returns the offset after it.
+fn scan_duplicates(text: &str, pos: usize, pointer: &str, out: &mut Vec<Duplicate>) -> usize {
+    let bytes = text.as_bytes();
+    match bytes.get(pos) {
+        Some(b'{') => {
+            let mut seen: std::collections::HashMap<String, usize> = Default::default();
+            let mut p = skip_ws(bytes, pos + 1);
+            while bytes.get(p) == Some(&b'"') {
+                let key_start = p;
+                let Some(key_end) = skip_string(bytes, p) else {
+                    return bytes.len();
+                };
+                let key: String =
+                    serde_json::from_str(&text[key_start..key_end]).unwrap_or_default();
+                let member = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                if let Some(&first) = seen.get(&key) {
+                    out.push(Duplicate {
+                        pointer: member.clone(),
+                        key: key.clone(),
+                        first: Position::of_offset(text, first),
+                        again: Position::of_offset(text, key_start),
+                    });
+                } else {
+                    seen.insert(key, key_start);
+                }
+                p = skip_ws(bytes, key_end);
+                if bytes.get(p) != Some(&b':') {
+                    return bytes.len();
+                }
+                p = skip_ws(bytes, p + 1);
+                p = skip_ws(bytes, scan_duplicates(text, p, &member, out));
+                if bytes.get(p) == Some(&b',') {
+                    p = skip_ws(bytes, p + 1);
+                }
+            }
+            p + 1
+        }
+        Some(b'[') => {
+            let mut p = skip_ws(bytes, pos + 1);
+            let mut index = 0usize;
+            while p < bytes.len() && bytes[p] != b']' {
+                p = skip_ws(
+                    bytes,
+                    scan_duplicates(text, p, &format!("{pointer}/{index}"), out),
+                );
+                if bytes.get(p) == Some(&b',') {
+                    p = skip_ws(bytes, p + 1);
+                } else if bytes.get(p) != Some(&b']') {
+                    return bytes.len();
+                }
+                index += 1;
+            }
+            p + 1
+        }
+        Some(_) => skip_value(bytes, pos).unwrap_or(bytes.len()),
+        None => bytes.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +297,29 @@ mod tests {
         assert_eq!(locate(TEXT, "/track_dirs/9"), None);
         let p = locate_or_ancestor(TEXT, "/track_dirs/9", false);
         assert_eq!((p.line, p.column), (3, 17));
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth_are_found_at_their_second_key() {
+        let text = "{\"source\": \"/a\",\n \"retention\": {\"keep_last\": 1, \"keep_last\": 2},\n \"x\": [{\"k\": 1, \"k\": 2}],\n \"source\": \"/etc\"}";
+        let found: Vec<String> = duplicate_keys(text)
+            .into_iter()
+            .map(|d| {
+                format!(
+                    "{} {}:{} {}:{}",
+                    d.pointer, d.first.line, d.first.column, d.again.line, d.again.column
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "/retention/keep_last 2:16 2:32",
+                "/x/0/k 3:9 3:17",
+                "/source 1:2 4:2"
+            ]
+        );
+        assert!(duplicate_keys(TEXT).is_empty());
+        assert!(duplicate_keys("[1, \"a\", {}, []]").is_empty());
     }
 }

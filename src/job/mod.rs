@@ -1,13 +1,18 @@
 //! Job files: the format ([`model`]), loading a jobs directory and checking
-//! every file ([`load`]), and mapping problems to `FILE:LINE:COL`
-//! ([`locate`]).
+//! every file ([`load`]), where sources and destinations really are and
+//! what must not overlap ([`overlap`]), whether directory rules match
+//! anything in the source ([`probe`]), mapping problems to
+//! `FILE:LINE:COL` ([`locate`]), and the format's manual page ([`man`]).
 //!
 //! Loading returns every job that is valid *and* every problem found, so that
 //! one broken file never stops the others.
 
 pub mod load;
 pub mod locate;
+pub mod man;
 pub mod model;
+pub mod overlap;
+pub mod probe;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -22,16 +22,20 @@ pub struct JobFile {
     /// Job name; default: the file stem. Letters, digits, `.`, `_`, `-`;
     /// unique across the jobs directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"), example = &"home")]
     pub name: Option<String>,
 
     /// The tree to back up. A relative path is resolved against the directory
-    /// that holds the job file.
+    /// that holds the job file. Written as it is: strata expands neither `~`
+    /// nor `$VARIABLES`.
+    #[schemars(example = "/home/me")]
     pub source: PathBuf,
 
     /// Where `mirror/`, the increments `backup_YYYYMMDD_HHMMSS/` and the job's
     /// state `.strata/` live. Relative paths as for `source`. Must not overlap
-    /// `source`.
+    /// `source`, any other job's source or destination, or a system
+    /// directory. Its parent directory should exist: strata never creates it.
+    #[schemars(example = "/mnt/backup/home")]
     pub destination: PathBuf,
 
     /// When the daemon runs the job, in local time: a crontab(5) line
@@ -39,30 +43,33 @@ pub struct JobFile {
     /// fields with seconds first and year last, or `@hourly`, `@daily`,
     /// `@weekly`, `@monthly`, `@yearly`. Absent: the job runs only when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = "30 2 * * *")]
     pub schedule: Option<String>,
 
     /// A disabled job is validated, but `run-all` and the daemon skip it;
     /// `strata run NAME` still runs it.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[schemars(example = false)]
     pub enabled: bool,
 
     /// Directories whose files are mirrored (no history). A glob on the path
     /// relative to source (`Documents`, `Projects/*`, `.` for all), or with
-    /// the suffix `:rec` a glob on directory names at any depth.
+    /// the suffix `:rec` a glob on directory names at any depth. A rule
+    /// covers every file below the directories it matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = ["Music", "Projects/*"])]
     pub include_dirs: Vec<String>,
 
     /// Directories whose files are mirrored and versioned in the increments.
     /// Same syntax as `include_dirs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = ["Documents", ".config"])]
     pub track_dirs: Vec<String>,
 
     /// Directories never entered: nothing below them is selected, whatever
     /// other rule matches. Same syntax as `include_dirs` (`node_modules:rec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = ["node_modules:rec", ".cache"])]
     pub exclude_dirs: Vec<String>,
 
     /// Files that are mirrored (no history). A name glob for files directly
@@ -70,24 +77,24 @@ pub struct JobFile {
     /// `folder/glob` for files directly in that folder (`docs/*.md`, with
     /// `:rec` at any depth below it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = [".*"])]
     pub include_files: Vec<String>,
 
     /// Files that are mirrored and versioned. Same syntax as `include_files`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = ["*.md:rec", "docs/*.odt"])]
     pub track_files: Vec<String>,
 
     /// Files taken out of what directory rules selected. A file that an
     /// `include_files` or `track_files` rule matches is kept. Same syntax as
     /// `include_files` (`*.log:rec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10000))]
+    #[schemars(length(max = 10000), example = ["*.log:rec"])]
     pub exclude_files: Vec<String>,
 
     /// Which increments `strata prune` keeps. Buckets are in local time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Retention")]
+    #[schemars(with = "Retention", example = serde_json::json!({"keep_daily": 7, "keep_weekly": 4}))]
     pub retention: Option<Retention>,
 
     /// How a changed file is recognised: `metadata` (size, mtime, permission
@@ -99,7 +106,7 @@ pub struct JobFile {
     /// Shell commands run around each run of the job (never around a dry
     /// run), each with `sh -c` in the directory of the job file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Hooks")]
+    #[schemars(with = "Hooks", example = serde_json::json!({"before": "mountpoint -q /mnt/backup"}))]
     pub hooks: Option<Hooks>,
 
     /// A healthchecks.io-style ping URL: strata requests `URL/start` when a
@@ -107,7 +114,11 @@ pub struct JobFile {
     /// ends partial (10 s timeout; a failed ping is a warning, never a failed
     /// backup). `http://` or `https://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s/?#]+"), length(max = 2000))]
+    #[schemars(
+        regex(pattern = r"^https?://[^\s/?#]+"),
+        length(max = 2000),
+        example = "https://hc-ping.com/your-uuid"
+    )]
     pub healthcheck: Option<String>,
 
     /// Refuse a run that would remove more than this from the mirror: a
@@ -115,25 +126,27 @@ pub struct JobFile {
     /// (`"10%"`). The run is reported `failed` and changes nothing;
     /// `--force` accepts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "max_delete_schema")]
+    #[schemars(schema_with = "max_delete_schema", example = 100, example = "10%")]
     pub max_delete: Option<MaxDelete>,
 
     /// Stay on the source's filesystem: a directory that is a mount point of
     /// another filesystem is not entered (like `rsync -x`, `borg
     /// --one-file-system`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(example = true)]
     pub one_file_system: bool,
 
     /// Skip every directory below source that holds a file with one of these
     /// names, e.g. `[".nobackup"]` (like borg's `--exclude-if-present`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), example = [".nobackup"])]
     pub exclude_if_present: Vec<String>,
 
     /// Skip every directory below source that holds a valid `CACHEDIR.TAG`
     /// (the Cache Directory Tagging Specification, as `tar
     /// --exclude-caches-all` and borg's `--exclude-caches`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(example = true)]
     pub exclude_caches: bool,
 }
 
@@ -156,6 +169,7 @@ fn compare_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "string",
         "enum": ["metadata", "checksum"],
         "default": "metadata",
+        "examples": ["checksum"],
         "description": "How a changed file is recognised: `metadata` (size, mtime, permission \
             bits, kind) or `checksum` (also the content hash; reads every file)."
     })
@@ -251,26 +265,26 @@ pub struct Hooks {
     /// Runs first, with the job's lock held. If it fails (exit status not 0)
     /// or times out, the backup does not run and the run is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), example = "mountpoint -q /mnt/backup")]
     pub before: Option<String>,
     /// Runs after a backup that committed (`success` or `partial`). If it
     /// fails, the run is reported `failed`; the backup stays as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), example = &"sync")]
     pub after: Option<String>,
     /// Runs when the run failed or ended partial (after `after`). A failure
     /// of it is a warning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), example = "mail -s 'backup failed' root < /dev/null")]
     pub on_error: Option<String>,
     /// Runs last, whatever happened. A failure of it is a warning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), example = "umount /mnt/backup")]
     pub finally: Option<String>,
     /// Seconds each hook may run; then it is stopped (SIGTERM, then SIGKILL
     /// to its whole process group) and counts as failed. Default 600.
     #[serde(default = "default_hook_timeout")]
-    #[schemars(range(min = 1, max = 604800))]
+    #[schemars(range(min = 1, max = 604800), example = 600)]
     pub timeout: u64,
 }
 
@@ -307,21 +321,27 @@ pub enum Compare {
 pub struct Retention {
     /// Keep the newest N increments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 10)]
     pub keep_last: Option<u32>,
     /// Keep the newest increment of each of the last N hours that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 24)]
     pub keep_hourly: Option<u32>,
     /// Keep the newest increment of each of the last N days that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 7)]
     pub keep_daily: Option<u32>,
     /// Keep the newest increment of each of the last N ISO weeks that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 4)]
     pub keep_weekly: Option<u32>,
     /// Keep the newest increment of each of the last N months that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 12)]
     pub keep_monthly: Option<u32>,
     /// Keep the newest increment of each of the last N years that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = 5)]
     pub keep_yearly: Option<u32>,
     /// Keep every increment younger than this duration, counted back from
     /// the newest increment as restic's `--keep-within` does: numbers with
@@ -331,9 +351,68 @@ pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^([0-9]+y)?([0-9]+m)?([0-9]+w)?([0-9]+d)?([0-9]+h)?$"),
-        length(min = 1)
+        length(min = 1),
+        example = "30d"
     )]
     pub keep_within: Option<String>,
+}
+
+/// What a field holds, in words, where the schema's own terms (a regular
+/// expression, a list of types) would not tell a person: validation
+/// messages say this, with the field's example from the schema. `field`
+/// is the dotted path (`retention.keep_within`), a list's items its field
+/// with `[]` (`track_dirs[]`). Other fields are described from their
+/// schema type.
+pub fn expected_words(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "name" => "a name of letters, digits, `.`, `_` and `-`",
+        "source" | "destination" => "a path in double quotes",
+        "schedule" => "a crontab line or @daily, @hourly, … in double quotes",
+        "healthcheck" => "an http:// or https:// URL in double quotes",
+        "max_delete" => {
+            "a count of files (a whole number, 0 or more) or a percentage from 0% to 100% \
+             in double quotes"
+        }
+        "retention.keep_within" => {
+            "numbers with units in double quotes, largest first: y (years), m (months), \
+             w (weeks), d (days), h (hours)"
+        }
+        "hooks.before" | "hooks.after" | "hooks.on_error" | "hooks.finally" => {
+            "a shell command in double quotes, not empty"
+        }
+        "hooks.timeout" => "a number of seconds from 1 to 604800",
+        "include_dirs" | "track_dirs" | "exclude_dirs" => {
+            "a list of directory globs in double quotes"
+        }
+        "include_dirs[]" | "track_dirs[]" | "exclude_dirs[]" => "a directory glob in double quotes",
+        "include_files" | "track_files" | "exclude_files" => {
+            "a list of file globs in double quotes"
+        }
+        "include_files[]" | "track_files[]" | "exclude_files[]" => "a file glob in double quotes",
+        "exclude_if_present" => "a list of file names in double quotes",
+        "exclude_if_present[]" => "a file name in double quotes",
+        _ => return None,
+    })
+}
+
+/// A value as a person writes it in a job file: JSON with a space after
+/// each comma and colon.
+pub fn example_text(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(example_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(members) => {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), example_text(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The JSON Schema of a job file, generated from [`JobFile`].

@@ -103,7 +103,7 @@ pub struct Update {
 pub fn write_index(
     store: &Store,
     old: &StartIndex,
-    updates: &[Update],
+    updates: impl Iterator<Item = Update>,
     last_increment: Option<&str>,
     count: u64,
 ) -> Result<(), StoreError> {
@@ -198,7 +198,7 @@ pub struct CommitError {
 
 /// What a commit writes.
 #[derive(Debug)]
-pub struct Closing<'a, I> {
+pub struct Closing<'a, I, U> {
     /// The job's name.
     pub job: &'a str,
     /// When the run started.
@@ -209,8 +209,8 @@ pub struct Closing<'a, I> {
     pub files: Option<I>,
     /// The index the run started from.
     pub old: &'a StartIndex,
-    /// The index's changed paths, in path order.
-    pub updates: &'a [Update],
+    /// The index's changed paths, in path order, made as they are written.
+    pub updates: U,
     /// The number of entries the new index holds.
     pub count: u64,
 }
@@ -277,9 +277,9 @@ impl<'s> Transaction<'s> {
     }
 
     /// Commit: data durable, metadata, folder name, index, dirty marker.
-    pub fn commit<I: Iterator<Item = FileRecord>>(
+    pub fn commit<I: Iterator<Item = FileRecord>, U: Iterator<Item = Update>>(
         self,
-        closing: Closing<'_, I>,
+        closing: Closing<'_, I, U>,
     ) -> Result<Committed, CommitError> {
         let Closing {
             job,

@@ -211,3 +211,105 @@ pub fn assert_same_tree(want: &BTreeMap<String, String>, got: &BTreeMap<String, 
 pub fn inode(path: &Path) -> u64 {
     path.symlink_metadata().unwrap().ino()
 }
+
+/// Like [`snapshot`], with everything else a backup must keep:
+/// directories (`dir <mode> <mtime>`), each entry's user xattrs, and
+/// hardlink groups (a file sharing its inode with an earlier path of the
+/// tree says `= FIRST-PATH` instead of its content).
+pub fn snapshot_full(root: &Path) -> BTreeMap<String, String> {
+    snapshot_full_where(root, |_| true)
+}
+
+/// [`snapshot_full`] of the entries `keep` accepts (hardlink groups among
+/// them only).
+pub fn snapshot_full_where(root: &Path, keep: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut entries: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .collect();
+    entries.sort_by(|a, b| a.path().cmp(b.path()));
+    for entry in entries {
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if !keep(&rel) {
+            continue;
+        }
+        let meta = entry.path().symlink_metadata().unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let desc = if meta.file_type().is_symlink() {
+            let target = fs::read_link(entry.path()).unwrap();
+            format!("link -> {} {}", target.display(), meta.mtime())
+        } else if meta.is_dir() {
+            format!("dir {mode:o} {}{}", meta.mtime(), user_xattrs(entry.path()))
+        } else {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = inodes.get(&key) {
+                format!("= {first}")
+            } else {
+                inodes.insert(key, rel.clone());
+                let body = fs::read(entry.path()).unwrap();
+                format!(
+                    "file {mode:o} {} {}{}",
+                    meta.mtime(),
+                    String::from_utf8_lossy(&body),
+                    user_xattrs(entry.path())
+                )
+            }
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+/// ` [name=value ...]` for the user xattrs of `path` (empty when none).
+fn user_xattrs(path: &Path) -> String {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid C string and buffer with its length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return String::new();
+    }
+    let mut parts = Vec::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| n.starts_with(b"user."))
+    {
+        let cn = CString::new(name).unwrap();
+        let mut value = vec![0u8; 4096];
+        // SAFETY: as above.
+        let m = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                cn.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if m >= 0 {
+            parts.push(format!(
+                "{}={}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&value[..m as usize])
+            ));
+        }
+    }
+    parts.sort();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", parts.join(" "))
+    }
+}
