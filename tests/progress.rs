@@ -15,8 +15,9 @@ fn have_script() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// A 256 MiB file of non-zero bytes: long enough to copy that the display
-/// redraws many times on the way (it redraws at most 20 times a second).
+/// A 256 MiB file of non-zero bytes. The display redraws on a timer and at
+/// each twentieth of the bytes, so it shows the count move however fast
+/// the copy.
 fn big_source(env: &Env) {
     let path = env.path("src-home/big.bin");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -105,7 +106,7 @@ fn the_bytes_copied_move_during_a_copy() {
         .iter()
         .filter(|d| **d != "0 B" && **d != "256.00 MiB")
         .count();
-    assert!(between >= 2, "the bytes never moved: {done:?}");
+    assert!(between >= 10, "the bytes never moved: {done:?}");
     assert!(
         screen.contains("/s ETA "),
         "no rate or time left: {screen:?}"

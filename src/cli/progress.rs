@@ -66,6 +66,9 @@ fn bytes_style() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
+/// How many times a copy phase is drawn at least, whatever its speed.
+const STEPS: u64 = 20;
+
 #[derive(Debug, Default)]
 struct Counts {
     label: String,
@@ -79,6 +82,11 @@ struct Counts {
     counting_scan: bool,
     /// The bar's position is bytes (a total of bytes is known).
     by_bytes: bool,
+    /// Bytes of the phase so far, and where the next step of the total
+    /// (a twentieth) is.
+    phase_bytes: u64,
+    next_step: u64,
+    step: u64,
 }
 
 impl Counts {
@@ -132,6 +140,9 @@ impl Progress for JobBar {
             return;
         }
         counts.by_bytes = true;
+        counts.phase_bytes = 0;
+        counts.step = (total / STEPS).max(1);
+        counts.next_step = counts.step;
         self.bar.set_style(bytes_style());
         self.bar.set_length(total);
         self.bar.set_position(0);
@@ -157,6 +168,14 @@ impl Progress for JobBar {
         counts.bytes += n;
         if counts.by_bytes {
             self.bar.inc(n);
+            counts.phase_bytes += n;
+            // The timer redraws 20 times a second; a copy faster than that
+            // still shows each twentieth of its bytes go by.
+            if counts.phase_bytes >= counts.next_step {
+                counts.next_step =
+                    counts.phase_bytes - counts.phase_bytes % counts.step + counts.step;
+                self.bar.force_draw();
+            }
         } else {
             self.bar.set_message(counts.message());
         }
