@@ -317,9 +317,7 @@ impl<'a> Around<'a> {
             Signal::Success
         };
         self.ping(signal, &ping_body(report));
-        for w in &self.warnings {
-            tracing::warn!(job = %self.job.name, "{}: {w}", self.job.name);
-        }
+        // Into the report, which the table or the log shows once.
         report.warnings.append(&mut self.warnings);
     }
 

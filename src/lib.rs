@@ -26,6 +26,7 @@ pub mod history;
 pub mod hooks;
 pub mod job;
 pub mod monitor;
+pub mod mount;
 pub mod progress;
 pub mod report;
 pub mod run;

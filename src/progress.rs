@@ -23,6 +23,9 @@ pub trait Progress: Send + Sync {
     fn inc(&self, n: u64);
     /// `n` more bytes were copied.
     fn inc_bytes(&self, n: u64);
+    /// The phase that just began will copy about `total` bytes (so that a
+    /// display can show a rate and the time left). Optional.
+    fn expect_bytes(&self, _total: u64) {}
     /// The job is over; the display goes away (the report says the rest).
     fn finish(&self);
 }

@@ -89,6 +89,12 @@ impl JobReport {
         }
     }
 
+    /// Whether the job got to scan (a failed or skipped job counted
+    /// nothing but the mirror as it stands).
+    pub fn ran(&self) -> bool {
+        !matches!(self.status, Status::Failed | Status::SkippedLocked)
+    }
+
     /// Set the duration.
     pub fn took(mut self, d: Duration) -> JobReport {
         self.seconds = d.as_secs_f64();
@@ -157,6 +163,16 @@ impl JobReport {
         for w in &self.warnings {
             tracing::warn!(job = %self.job, "{}: warning: {w}", self.job);
         }
+        if !self.pruned.is_empty() {
+            tracing::info!(
+                job = %self.job,
+                pruned = self.pruned.len(),
+                "{}: retention removed {}: {}",
+                self.job,
+                plural(self.pruned.len() as u64, "increment", "increments"),
+                self.pruned.join(", ")
+            );
+        }
     }
 }
 
@@ -190,35 +206,83 @@ impl Report {
         self.jobs.iter().any(|j| j.status.is_failure())
     }
 
-    /// The report as a table, then each job's errors and warnings.
+    /// The report as a table (wide), then each job's notes.
     pub fn to_table(&self) -> String {
+        self.render(None)
+    }
+
+    /// The report for a terminal `width` columns wide: the table when it
+    /// fits (or when the width is unknown), else one block per job; then
+    /// each job's message, errors, warnings, increment and retention, once.
+    pub fn render(&self, width: Option<usize>) -> String {
+        let table = self.wide_table();
+        let fits = width.is_none_or(|w| table.lines().all(|l| l.chars().count() <= w));
+        let mut out = if fits { table } else { self.blocks() };
+        out.push_str(&self.notes());
+        out
+    }
+
+    /// How the jobs ended, for the totals row: `2 jobs, 1 failed, 1
+    /// partial`, or `1 job, ok`.
+    pub fn status_summary(&self) -> String {
+        let count = |status: Status| self.jobs.iter().filter(|j| j.status == status).count();
+        let mut parts = vec![plural(self.jobs.len() as u64, "job", "jobs")];
+        for (status, word) in [
+            (Status::Failed, "failed"),
+            (Status::Partial, "partial"),
+            (Status::SkippedLocked, "skipped (locked)"),
+            (Status::DryRun, "dry run"),
+        ] {
+            let n = count(status);
+            if n > 0 {
+                parts.push(format!("{n} {word}"));
+            }
+        }
+        if parts.len() == 1 {
+            parts.push("ok".into());
+        }
+        parts.join(", ")
+    }
+
+    fn wide_table(&self) -> String {
         let header = [
             "job", "status", "selected", "tracked", "mirror", "new", "changed", "deleted",
             "removed", "copied", "time", "errors",
         ];
-        let row = |name: &str, status: &str, s: &Stats, secs: f64| -> Vec<String> {
+        // A job that did not run shows what it did not count as `-`, and
+        // the mirror as it stands.
+        let row = |name: &str, status: &str, s: &Stats, secs: f64, ran: bool| -> Vec<String> {
+            let n = |v: u64| if ran { v.to_string() } else { "-".into() };
             vec![
                 name.to_string(),
                 status.to_string(),
-                s.selected.to_string(),
-                s.tracked.to_string(),
+                n(s.selected),
+                n(s.tracked),
                 s.mirror.to_string(),
-                s.new.to_string(),
-                s.changed.to_string(),
-                s.deleted.to_string(),
-                s.removed.to_string(),
-                human_bytes(s.bytes_copied),
+                n(s.new),
+                n(s.changed),
+                n(s.deleted),
+                n(s.removed),
+                if ran {
+                    human_bytes(s.bytes_copied)
+                } else {
+                    "-".into()
+                },
                 format!("{secs:.2}s"),
                 s.errors.to_string(),
             ]
         };
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         for j in &self.jobs {
-            rows.push(row(&j.job, j.status.as_str(), &j.stats, j.seconds));
+            rows.push(row(&j.job, j.status.as_str(), &j.stats, j.seconds, j.ran()));
         }
-        let failed = self.jobs.iter().filter(|j| j.status.is_failure()).count();
-        let total_status = format!("{} jobs, {failed} failed", self.jobs.len());
-        rows.push(row("TOTAL", &total_status, &self.totals, self.seconds));
+        rows.push(row(
+            "TOTAL",
+            &self.status_summary(),
+            &self.totals,
+            self.seconds,
+            true,
+        ));
         let widths: Vec<usize> = (0..header.len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
@@ -242,6 +306,61 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
+        out
+    }
+
+    /// One block per job, then the totals: for a narrow terminal.
+    fn blocks(&self) -> String {
+        let mut out = String::new();
+        let counts = |s: &Stats| {
+            format!(
+                "  {} new, {} changed, {} deleted, {} removed from the mirror\n",
+                s.new, s.changed, s.deleted, s.removed
+            )
+        };
+        for j in &self.jobs {
+            let s = &j.stats;
+            let _ = writeln!(out, "{}: {}", j.job, j.status.as_str());
+            if j.ran() {
+                let _ = writeln!(
+                    out,
+                    "  {} selected ({} tracked), {} in the mirror",
+                    plural(s.selected, "file", "files"),
+                    s.tracked,
+                    s.mirror
+                );
+                out.push_str(&counts(s));
+                let _ = writeln!(
+                    out,
+                    "  {} copied in {:.2}s, {}",
+                    human_bytes(s.bytes_copied),
+                    j.seconds,
+                    plural(s.errors, "error", "errors")
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  {} in the mirror, as it stands",
+                    plural(s.mirror, "file", "files")
+                );
+            }
+        }
+        let t = &self.totals;
+        let _ = writeln!(out, "TOTAL: {}", self.status_summary());
+        out.push_str(&counts(t));
+        let _ = writeln!(
+            out,
+            "  {} copied in {:.2}s, {}",
+            human_bytes(t.bytes_copied),
+            self.seconds,
+            plural(t.errors, "error", "errors")
+        );
+        out
+    }
+
+    /// Each job's message, errors, warnings, increment and retention.
+    fn notes(&self) -> String {
+        let mut out = String::new();
         for j in &self.jobs {
             if let Some(m) = &j.message {
                 let _ = writeln!(out, "{}: {m}", j.job);
@@ -252,17 +371,29 @@ impl Report {
             for w in &j.warnings {
                 let _ = writeln!(out, "{}: warning: {w}", j.job);
             }
+            if let Some(increment) = &j.increment {
+                let _ = writeln!(out, "{}: wrote increment {increment}", j.job);
+            }
             if !j.pruned.is_empty() {
                 let _ = writeln!(
                     out,
-                    "{}: retention removed {} increments: {}",
+                    "{}: retention removed {}: {}",
                     j.job,
-                    j.pruned.len(),
+                    plural(j.pruned.len() as u64, "increment", "increments"),
                     j.pruned.join(", ")
                 );
             }
         }
         out
+    }
+}
+
+/// A count and its noun: `1 file`, `2 files`, `0 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 
@@ -322,6 +453,38 @@ mod tests {
             line.ends_with("in 0.50s, increment backup_20240503_090000"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_totals_say_how_each_job_ended_and_narrow_means_blocks() {
+        let row = |name: &str, status: Status| {
+            let mut r = JobReport::failed(name, "x");
+            r.message = None;
+            r.status = status;
+            r.stats.mirror = 2163;
+            r
+        };
+        let two_partial = Report::new(
+            vec![row("a", Status::Partial), row("b", Status::Partial)],
+            Duration::from_secs(1),
+        );
+        assert_eq!(two_partial.status_summary(), "2 jobs, 2 partial");
+        let mixed = Report::new(
+            vec![row("a", Status::Success), row("b", Status::Failed)],
+            Duration::from_secs(1),
+        );
+        assert_eq!(mixed.status_summary(), "2 jobs, 1 failed");
+        let one = Report::new(vec![row("a", Status::Success)], Duration::ZERO);
+        assert_eq!(one.status_summary(), "1 job, ok");
+        let wide = mixed.render(None);
+        assert!(wide.lines().any(|l| l.len() > 80), "{wide}");
+        let narrow = mixed.render(Some(80));
+        assert!(narrow.lines().all(|l| l.len() <= 80), "{narrow}");
+        assert!(
+            narrow.contains("b: failed\n  2163 files in the mirror, as it stands"),
+            "{narrow}"
+        );
+        assert!(narrow.contains("TOTAL: 2 jobs, 1 failed"), "{narrow}");
     }
 
     #[test]

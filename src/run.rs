@@ -160,6 +160,7 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
         Ok(run) => run,
         Err((e, store)) => {
             let mut report = JobReport::failed(&job.name, e.to_string());
+            report.stats.mirror = mirror_count(job);
             if let RunError::Lock(LockError::Held { .. }) = &e {
                 report.message = Some("another strata process is running this job".into());
                 report.status = Status::SkippedLocked;
@@ -189,6 +190,26 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     run.report.seconds = started.elapsed().as_secs_f64();
     progress.finish();
     run
+}
+
+/// How many files the mirror holds as the last commit left it (0 when
+/// there is no backup there), for the row of a job that did not run:
+/// read-only, nothing is created.
+fn mirror_count(job: &Job) -> u64 {
+    Store::open(&job.destination)
+        .ok()
+        .and_then(|store| {
+            crate::store::index::load(store.state(), &store.index_path())
+                .ok()
+                .flatten()
+        })
+        .map_or(0, |index| {
+            index
+                .entries
+                .iter()
+                .filter(|e| e.meta.kind != Kind::Dir)
+                .count() as u64
+        })
 }
 
 type Failure = (RunError, Option<Store>);
@@ -546,8 +567,19 @@ fn execute(
         .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
         .count() as u64;
     progress.begin(
-        &format!("applying {file_changes} changes"),
+        &format!(
+            "applying {}",
+            crate::report::plural(file_changes, "change", "changes")
+        ),
         Some(file_changes),
+    );
+    progress.expect_bytes(
+        changes
+            .iter()
+            .filter(|c| c.kind() == Kind::File && c.needs_source())
+            .filter_map(|c| c.new_entry())
+            .map(|e| e.meta.size)
+            .sum(),
     );
     let outcomes = apply(
         changes,

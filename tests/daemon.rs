@@ -401,3 +401,27 @@ fn catch_up_and_the_next_run_follow_cron_across_dst_in_the_machines_zone() {
         assert!(log.contains(&format!("next: job at {next}")), "{what}");
     }
 }
+
+#[test]
+fn the_daemon_logs_what_retention_removed() {
+    let env = Env::new();
+    let source = env.write("src-a/notes.txt", "first");
+    env.simple_job(
+        "a",
+        &format!(r#""track_dirs": ["."], "retention": {{"keep_last": 1}}, {EVERY_SECOND}"#),
+    );
+    let mut daemon = Daemon::start(&env);
+    daemon.wait_for("the first run", || env.increments("dest-a").len() == 1);
+    let first = env.increments("dest-a").remove(0);
+    fs::write(&source, "second version").unwrap();
+    set_mtime(&source, 1_600_000_100);
+    let log_path = daemon.log.clone();
+    let line = format!("a: retention removed 1 increment: {first}");
+    daemon.wait_for("the retention line", || {
+        fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains(&line)
+    });
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.exit_status().code(), Some(0), "{}", daemon.log());
+}

@@ -256,8 +256,9 @@ fn history_lists_increments_versions_and_searches() {
     assert!(lines[0].starts_with("increment"), "{out}");
     assert!(lines[1].starts_with(&runs[0].0), "{out}");
     let cols: Vec<&str> = lines[3].split_whitespace().collect();
-    // backup_X  start  new changed deleted  bytes (5 B: c.txt)
-    assert_eq!(&cols[2..], ["1", "0", "1", "5", "B"], "{out}");
+    // backup_X  start (local: date, time, offset)  new changed deleted
+    // bytes (5 B: c.txt)
+    assert_eq!(&cols[4..], ["1", "0", "1", "5", "B"], "{out}");
 
     let (code, json) = env.run_json(&["history", "home"]);
     assert_eq!(code, 0);
@@ -276,7 +277,7 @@ fn history_lists_increments_versions_and_searches() {
     let ops: Vec<&str> = out
         .lines()
         .skip(1)
-        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .map(|l| l.split_whitespace().nth(4).unwrap())
         .collect();
     assert_eq!(ops, ["new", "changed", "deleted"], "{out}");
     let (_, json) = env.run_json(&["history", "home", "docs/sub/b.txt"]);

@@ -4,17 +4,53 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
+use super::{Config, ExitCode, open_store, print_json, relative_arg};
 use crate::history::{History, IncrementSummary, Mask, PathHistory, is_at_or_below};
+use crate::job::Job;
 use crate::report::human_bytes;
+use crate::tz::Zone;
 
-/// List increments, or versions of what `path` or `masks` select.
-pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) -> ExitCode {
-    let job = match find_job(config, name) {
-        Ok(job) => job,
+/// Split `args` into jobs and an optional PATH, and list for each job.
+pub fn run(config: &Config, args: &[String], all: bool, masks: &[String]) -> ExitCode {
+    let loaded = match super::load_jobs_dir(config) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let store = match open_store(&job) {
+    let is_job = |a: &String| loaded.jobs.iter().any(|j| &j.name == a);
+    let (names, rest): (Vec<String>, Vec<String>) = if all {
+        (Vec::new(), args.to_vec())
+    } else {
+        let n = args.iter().take_while(|a| is_job(a)).count();
+        (args[..n].to_vec(), args[n..].to_vec())
+    };
+    if !all && names.is_empty() {
+        let known: Vec<&str> = loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+        eprintln!("{}", super::jobs::unknown(config, &args[0], &known));
+        return ExitCode::Usage;
+    }
+    if rest.len() > 1 {
+        eprintln!(
+            "strata: history takes one PATH after the job names; {} are not jobs \
+             (write ./NAME for a path named like a job)",
+            rest.join(", ")
+        );
+        return ExitCode::Usage;
+    }
+    if !rest.is_empty() && !masks.is_empty() {
+        eprintln!("strata: history takes a PATH or --mask, not both");
+        return ExitCode::Usage;
+    }
+    let jobs = match super::jobs::pick(config, &names, all) {
+        Ok(jobs) => jobs,
+        Err(code) => return code,
+    };
+    let path = rest.into_iter().next();
+    super::jobs::each(config, &jobs, |job| one(config, job, path.clone(), masks))
+}
+
+/// List increments, or versions of what `path` or `masks` select.
+fn one(config: &Config, job: &Job, path: Option<String>, masks: &[String]) -> ExitCode {
+    let store = match open_store(job) {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -25,6 +61,7 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
             return ExitCode::Failure;
         }
     };
+    let mut found_arg = None;
     let (found, what) = if !masks.is_empty() {
         let mask = match Mask::new(masks) {
             Ok(mask) => mask,
@@ -38,7 +75,8 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
             format!("matching {}", masks.join(", ")),
         )
     } else if let Some(arg) = path {
-        let found = match relative_arg(&job, &arg) {
+        found_arg = relative_arg(job, &arg).ok().flatten();
+        let found = match relative_arg(job, &arg) {
             Ok(Some(rel)) => history.versions(|p| is_at_or_below(p, &rel)),
             Ok(None) => history.versions(|_| true),
             Err(e) => {
@@ -52,16 +90,23 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
         if config.json {
             print_json(&json!({"job": job.name, "increments": summaries}));
         } else {
-            print!("{}", increments_table(&summaries));
+            print!(
+                "{}",
+                increments_table(&summaries, &super::zone::machine_zone())
+            );
         }
         return ExitCode::Success;
     };
     if config.json {
         print_json(&json!({"job": job.name, "paths": found}));
     } else if found.is_empty() {
-        eprintln!("strata: no file {what} in any increment of {}", job.name);
+        eprintln!(
+            "strata: no file {what} in any increment of {}{}",
+            job.name,
+            mirrored_only(&store, &found_arg)
+        );
     } else {
-        print!("{}", versions_text(&found));
+        print!("{}", versions_text(&found, &super::zone::machine_zone()));
     }
     if found.is_empty() {
         ExitCode::Failure
@@ -71,7 +116,7 @@ pub fn run(config: &Config, name: &str, path: Option<String>, masks: &[String]) 
 }
 
 /// Rows as aligned columns; the columns in `right` are right-aligned.
-fn table(rows: Vec<Vec<String>>, right: &[usize]) -> String {
+pub(super) fn table(rows: Vec<Vec<String>>, right: &[usize]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -102,7 +147,38 @@ fn table(rows: Vec<Vec<String>>, right: &[usize]) -> String {
     out
 }
 
-fn increments_table(summaries: &[IncrementSummary]) -> String {
+/// An RFC 3339 time as `list` shows times: local, to the second, with
+/// the offset.
+pub(super) fn local_time(rfc3339: &str, zone: &Zone) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| zone.format(&t.with_timezone(&chrono::Utc)))
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+/// Why a path has no versions, when the mirror holds it: an include rule
+/// mirrors it without versions.
+fn mirrored_only(store: &crate::store::Store, path: &Option<crate::entry::RelPath>) -> String {
+    let Some(path) = path else {
+        return String::new();
+    };
+    let Ok(Some(index)) = crate::store::index::load(store.state(), &store.index_path()) else {
+        return String::new();
+    };
+    let below = index
+        .entries
+        .iter()
+        .filter(|e| e.path.is_at_or_below(path) && e.meta.kind != crate::entry::Kind::Dir);
+    if below.clone().next().is_some() && below.clone().all(|e| !e.tracked) {
+        format!(
+            "; the mirror holds {path}, but an include rule selects it, which mirrors \
+             without keeping versions (a track rule keeps them)"
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn increments_table(summaries: &[IncrementSummary], zone: &Zone) -> String {
     if summaries.is_empty() {
         return "no increments yet\n".into();
     }
@@ -114,7 +190,7 @@ fn increments_table(summaries: &[IncrementSummary]) -> String {
     for s in summaries {
         rows.push(vec![
             s.increment.clone(),
-            s.start.clone(),
+            local_time(&s.start, zone),
             s.new.to_string(),
             s.changed.to_string(),
             s.deleted.to_string(),
@@ -124,7 +200,7 @@ fn increments_table(summaries: &[IncrementSummary]) -> String {
     table(rows, &[2, 3, 4, 5])
 }
 
-fn versions_text(found: &[PathHistory]) -> String {
+fn versions_text(found: &[PathHistory], zone: &Zone) -> String {
     let mut out = String::new();
     for path in found {
         out.push_str(&path.path);
@@ -135,14 +211,20 @@ fn versions_text(found: &[PathHistory]) -> String {
             .map(|v| {
                 vec![
                     format!("  {}", v.increment),
-                    v.time.clone(),
+                    local_time(&v.time, zone),
                     v.op.as_str().to_string(),
+                    v.kind.clone(),
                     human_bytes(v.size),
-                    v.hash.clone().unwrap_or_else(|| "-".into()),
+                    format!("{:04o}", v.mode),
+                    // The start of the hash tells versions apart; --json has it all.
+                    v.hash
+                        .as_deref()
+                        .map(|h| h.chars().take(12).collect())
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
-        out.push_str(&table(rows, &[3]));
+        out.push_str(&table(rows, &[4]));
     }
     out
 }

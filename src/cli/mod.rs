@@ -33,16 +33,23 @@ macro_rules! eprintln {
     };
 }
 
+mod cat;
+mod complete;
 mod daemon;
+mod diff;
+mod du;
 mod explain;
 mod history;
+mod jobs;
 mod list;
+mod mount;
 mod new;
 pub mod out;
 pub mod progress;
 mod prune;
 mod restore;
 mod run;
+mod show;
 mod validate;
 mod verify;
 mod zone;
@@ -50,14 +57,71 @@ mod zone;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::MultiProgress;
 
 use crate::entry::RelPath;
 use crate::faults::Faults;
-use crate::history::At;
+use crate::history::at::Point;
 use crate::job::{Job, job_schema_text, load_paths};
 use crate::store::{JobLock, LockError, Store, StoreError};
+
+/// The help section of the options every command takes before or after
+/// its name.
+const GLOBAL: &str = "Global options";
+
+/// The commands each global option is shown for (the others accept it and
+/// ignore it): `--metrics-file` means something to a run, not to `schema`.
+const APPLIES: &[(&str, &[&str])] = &[
+    ("metrics_file", &["run", "run-all", "daemon"]),
+    ("no_progress", &["run", "run-all", "restore"]),
+    (
+        "threads",
+        &["run", "run-all", "daemon", "restore", "verify"],
+    ),
+    (
+        "json",
+        &[
+            "validate", "run", "run-all", "list", "history", "restore", "prune", "verify", "diff",
+            "show", "du", "new", "explain",
+        ],
+    ),
+];
+
+/// Commands that read no job and write no log: no global option applies.
+const STANDALONE: &[&str] = &["schema", "completions", "man"];
+
+/// The command line's definition, each global option shown in the help of
+/// the commands it applies to, in its own section.
+pub fn command() -> clap::Command {
+    command_with(Args::command())
+}
+
+/// [`command`] from `cli` (the man pages start without the `help`
+/// command, which building would add).
+fn command_with(mut cli: clap::Command) -> clap::Command {
+    // Built first: that is when the global options are copied into each
+    // command, where they can then be hidden.
+    cli.build();
+    cli.mut_subcommands(|sub| {
+        let name = sub.get_name().to_string();
+        sub.mut_args(|arg| {
+            let id = arg.get_id().as_str();
+            if !arg.is_global_set() || id == "help" || id == "version" {
+                return arg;
+            }
+            let shown = if STANDALONE.contains(&name.as_str()) {
+                false
+            } else {
+                APPLIES
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .is_none_or(|(_, cmds)| cmds.contains(&name.as_str()))
+            };
+            arg.hide(!shown)
+        })
+    })
+}
 
 /// The process exit code, derived from what happened (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,30 +147,30 @@ impl ExitCode {
 #[command(name = "strata", version, about, long_about = None)]
 pub struct Args {
     /// The directory of job files.
-    #[arg(long, global = true, env = "STRATA_JOBS_DIR", default_value = "jobs.d")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "STRATA_JOBS_DIR", default_value = "jobs.d")]
     pub jobs_dir: PathBuf,
     /// Worker threads in the shared pool (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub threads: Option<usize>,
     /// Machine-readable output on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// More log output (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less output.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// After every run (run, run-all, daemon), write each job's last run to
     /// this Prometheus textfile (for node_exporter's textfile collector).
-    #[arg(long, global = true, env = "STRATA_METRICS_FILE", value_name = "PATH")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "STRATA_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
     /// Never show progress (shown only when stderr is a terminal).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
     /// Log lines on stderr as text, or as JSON objects (one per line) for
     /// log shippers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -223,11 +287,14 @@ pub enum Command {
     ///
     /// Example: strata history home --mask '*.odt' --mask 'docs/*.md'
     History {
-        /// The job.
-        name: String,
-        /// A file or directory relative to source: list its versions.
-        #[arg(conflicts_with = "mask")]
-        path: Option<String>,
+        /// The jobs, then optionally a file or directory relative to their
+        /// source: list its versions (write ./NAME for a path named like a
+        /// job).
+        #[arg(value_name = "NAME... [PATH]", required_unless_present = "all")]
+        args: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Search every increment for files matching this glob (repeatable).
         #[arg(long, value_name = "GLOB")]
         mask: Vec<String>,
@@ -247,9 +314,11 @@ pub enum Command {
         /// The directory to restore into (created; must be empty).
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
-        /// An RFC 3339 time or an increment name (backup_20260301_110000).
-        #[arg(long, value_name = "TIME|INCREMENT")]
-        at: Option<At>,
+        /// A point in the history: an increment name, a local time as `list`
+        /// prints it (2026-03-01 12:00), an RFC 3339 time, -1 (the increment
+        /// before the newest), 2d (two days ago); see `strata help diff`.
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
+        at: Option<String>,
         /// Restore into a non-empty DIR, replacing files in the way.
         #[arg(long)]
         force: bool,
@@ -262,9 +331,15 @@ pub enum Command {
     /// kept point restores exactly as before. Prints what is kept and why.
     ///
     /// Example: strata prune home --dry-run
+    ///
+    /// Example: strata prune --all
     Prune {
-        /// The job.
-        name: String,
+        /// The jobs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Print the decisions; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -275,9 +350,15 @@ pub enum Command {
     /// mode and kind; every increment record has its file; no stray files.
     ///
     /// Example: strata verify home --deep
+    ///
+    /// Example: strata verify home photos
     Verify {
-        /// The job.
-        name: String,
+        /// The jobs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every job in the jobs dir.
+        #[arg(long)]
+        all: bool,
         /// Also re-read every file and compare it with its recorded hash
         /// (and every entry's xattrs with their digest).
         #[arg(long)]
@@ -287,7 +368,92 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Print a shell completion script.
+    /// What differs between two points of a job's tracked history.
+    ///
+    /// Lists the paths added (+), removed (-) and changed (M) from A to B,
+    /// with what changed: kind, content, mode, owner, xattrs, mtime,
+    /// hardlinks. B defaults to the latest state (the mirror's tracked files).
+    ///
+    /// A point is an increment name (backup_20260301_110000); a local date or
+    /// time as `list` prints it (2026-03-01, 2026-03-01 12:00, 2026-03-01
+    /// 12:00:00 +01:00: the last run in or before it); an RFC 3339 time; -N,
+    /// N increments before the newest (-1 the one before it, -0 the newest);
+    /// a time ago (2d, 36h, 1w, 1m for a month); or `latest`.
+    ///
+    /// Example: strata diff home -1
+    ///
+    /// Example: strata diff home backup_20260301_110000 '2026-03-08 12:00'
+    #[command(allow_negative_numbers = true)]
+    Diff {
+        /// The job.
+        name: String,
+        /// The first point.
+        #[arg(allow_hyphen_values = true)]
+        a: String,
+        /// The second point (default: latest).
+        #[arg(allow_hyphen_values = true)]
+        b: Option<String>,
+    },
+    /// The records of one increment: op, kind, size, mode and path of each.
+    ///
+    /// INCREMENT is an increment name or any point `diff` takes (-0 is the
+    /// newest increment).
+    ///
+    /// Example: strata show home backup_20260301_110000
+    #[command(allow_negative_numbers = true)]
+    Show {
+        /// The job.
+        name: String,
+        /// The increment.
+        #[arg(allow_hyphen_values = true)]
+        increment: String,
+    },
+    /// Space a job's destination takes: the mirror, each increment, the
+    /// state folder, and the total, every inode counted once.
+    ///
+    /// An increment's share is what it holds beyond the mirror and the
+    /// increments before it (its files that are the mirror's current
+    /// versions are counted under the mirror, and shown as shared).
+    ///
+    /// Example: strata du home
+    Du {
+        /// The job.
+        name: String,
+    },
+    /// Print one version of a file to stdout, checked against its hash.
+    ///
+    /// Default point: the latest state (the mirror). Nothing is printed when
+    /// the stored copy does not match the hash recorded for it (exit 1).
+    ///
+    /// Example: strata cat home docs/report.txt --at -1 > report-before.txt
+    Cat {
+        /// The job.
+        name: String,
+        /// The file, relative to source.
+        path: String,
+        /// The point (see `strata help diff`).
+        #[arg(long, value_name = "POINT", allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// Browse every increment as a read-only filesystem (FUSE).
+    ///
+    /// MOUNTPOINT/latest is the mirror; MOUNTPOINT/backup_… is the whole
+    /// tracked tree as that run left it, with the mode, owner, mtime and
+    /// xattrs recorded for each entry. Files are read from where the backup
+    /// keeps them, never copied. What is shown is the history when the
+    /// mount started. Runs until SIGTERM or Ctrl-C (or `fusermount3 -u
+    /// MOUNTPOINT`), then unmounts. Needs /dev/fuse and fusermount3 (Debian:
+    /// fuse3).
+    ///
+    /// Example: strata mount home /mnt/home-history
+    Mount {
+        /// The job.
+        name: String,
+        /// An empty directory to mount on.
+        mountpoint: PathBuf,
+    },
+    /// Print a shell completion script that completes job and increment
+    /// names too (it asks strata as you type).
     ///
     /// Example: strata completions bash > /etc/bash_completion.d/strata
     Completions {
@@ -350,6 +516,8 @@ pub struct Config {
     pub verbosity: i8,
     /// The Prometheus textfile to update after runs.
     pub metrics_file: Option<PathBuf>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// The progress display, when progress is shown (a terminal, not
     /// `--json`, `-q` or `--no-progress`, and a command that has progress).
     pub progress: Option<MultiProgress>,
@@ -395,7 +563,11 @@ fn faults_from_env() -> Result<Faults, String> {
 
 /// Parse arguments, run the command, return the exit code.
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    complete::answer_if_asked();
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Args::from_arg_matches(&m));
+    let args = match parsed {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -437,6 +609,7 @@ pub fn main() -> ExitCode {
             .metrics_file
             .map(|p| std::path::absolute(&p).unwrap_or(p)),
         progress,
+        log_format: args.log_format,
         faults: match faults_from_env() {
             Ok(f) => f,
             Err(e) => {
@@ -466,28 +639,49 @@ pub fn main() -> ExitCode {
         } => run::run(&config, run::Selection::Named(names), dry_run, force, init),
         Command::Daemon => daemon::run(&config),
         Command::List => list::run(&config),
-        Command::History { name, path, mask } => history::run(&config, &name, path, &mask),
+        Command::History { args, all, mask } => history::run(&config, &args, all, &mask),
         Command::Restore {
             name,
             to,
             at,
             force,
             paths,
-        } => restore::run(&config, &name, &to, at, &paths, force),
-        Command::Prune { name, dry_run } => prune::run(&config, &name, dry_run),
-        Command::Verify { name, deep, repair } => verify::run(&config, &name, deep, repair),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Args::command(),
-                "strata",
-                &mut out::StdoutWriter,
-            );
-            ExitCode::Success
-        }
+        } => restore::run(&config, &name, &to, at.as_deref(), &paths, force),
+        Command::Prune {
+            names,
+            all,
+            dry_run,
+        } => match jobs::pick(&config, &names, all) {
+            Ok(picked) => jobs::each(&config, &picked, |job| prune::run(&config, job, dry_run)),
+            Err(code) => code,
+        },
+        Command::Verify {
+            names,
+            all,
+            deep,
+            repair,
+        } => match jobs::pick(&config, &names, all) {
+            Ok(picked) => jobs::each(&config, &picked, |job| {
+                verify::run(&config, job, deep, repair)
+            }),
+            Err(code) => code,
+        },
+        Command::Diff { name, a, b } => diff::run(&config, &name, &a, b.as_deref()),
+        Command::Show { name, increment } => show::run(&config, &name, &increment),
+        Command::Du { name } => du::run(&config, &name),
+        Command::Cat { name, path, at } => cat::run(&config, &name, &path, at.as_deref()),
+        Command::Mount { name, mountpoint } => mount::run(&config, &name, &mountpoint),
+        Command::Completions { shell } => match complete::script(shell, &mut out::StdoutWriter) {
+            Ok(()) => ExitCode::Success,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Success,
+            Err(e) => {
+                eprintln!("strata: cannot write the completion script: {e}");
+                ExitCode::Failure
+            }
+        },
         Command::Man { dir, file_format } => {
             // As clap_mangen's generate_to does: no `help` command page.
-            let cli = Args::command().disable_help_subcommand(true);
+            let cli = command_with(Args::command().disable_help_subcommand(true));
             let jobs_page = crate::job::man::jobs_page();
             let written = match &dir {
                 Some(dir) => std::fs::create_dir_all(dir)
@@ -536,20 +730,7 @@ pub fn main() -> ExitCode {
 /// Find one job by name in the jobs directory. When it cannot be had,
 /// prints why and returns the exit code.
 fn find_job(config: &Config, name: &str) -> Result<Job, ExitCode> {
-    let loaded = load_jobs_dir(config)?;
-    match loaded.jobs.into_iter().find(|j| j.name == name) {
-        Some(job) => Ok(job),
-        None => {
-            for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-                eprintln!("{d}");
-            }
-            eprintln!(
-                "strata: no valid job named {name:?} in {}",
-                config.jobs_dir.display()
-            );
-            Err(ExitCode::Usage)
-        }
-    }
+    jobs::pick(config, &[name.to_string()], false).map(|mut picked| picked.remove(0))
 }
 
 /// Load the jobs directory; when it cannot be read, say so (exit 2).
@@ -612,6 +793,16 @@ fn relative_arg(job: &Job, arg: &str) -> Result<Option<RelPath>, String> {
         .map_err(|e| format!("{arg}: not a path below the source: {e}"))
 }
 
+/// A point named on the command line, local times in the machine's zone;
+/// when it names none, prints the forms there are (exit 2).
+fn parse_point(text: &str) -> Result<Point, ExitCode> {
+    let zone = zone::machine_zone();
+    crate::history::at::parse_point(text, &zone, chrono::Utc::now()).map_err(|e| {
+        eprintln!("strata: {e}");
+        ExitCode::Usage
+    })
+}
+
 /// A store error as the commands print it.
 #[allow(dead_code)]
 fn store_error(job: &Job, e: &StoreError) -> String {
@@ -620,15 +811,22 @@ fn store_error(job: &Job, e: &StoreError) -> String {
 
 /// Print a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) {
+    let value = serde_json::to_value(value).expect("output serializes");
+    if jobs::collect(&value) {
+        return;
+    }
     println!(
         "{}",
-        serde_json::to_string_pretty(value).expect("output serializes")
+        serde_json::to_string_pretty(&value).expect("output serializes")
     );
 }
 
 /// The commands that show progress on a terminal.
 fn shows_progress(command: &Command) -> bool {
-    matches!(command, Command::RunAll { .. } | Command::Run { .. })
+    matches!(
+        command,
+        Command::RunAll { .. } | Command::Run { .. } | Command::Restore { .. }
+    )
 }
 
 fn init_logging(verbosity: i8, format: LogFormat, progress: Option<MultiProgress>) {

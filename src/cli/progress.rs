@@ -12,7 +12,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::progress::{Progress, ProgressBars};
-use crate::report::human_bytes;
+use crate::report::{human_bytes, plural};
 
 /// The display: hands out one line per job.
 #[derive(Debug, Clone)]
@@ -46,21 +46,47 @@ fn spinner_style() -> ProgressStyle {
         .expect("a valid template")
 }
 
-fn bar_style() -> ProgressStyle {
+/// Files counted against their total.
+fn files_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{spinner:.green} {prefix:.bold} {msg} [{bar:25.cyan/blue}] {pos}/{len} {elapsed:.dim}",
+        "{spinner:.green} {prefix:.bold} {msg} {wide_bar:.cyan/blue} {pos}/{len} {elapsed:.dim}",
     )
     .expect("a valid template")
     .progress_chars("=> ")
 }
+
+/// Bytes counted against their total, with the rate and the time left;
+/// the message says how many files.
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner:.green} {prefix:.bold} {msg} {wide_bar:.cyan/blue} {bytes}/{total_bytes} \
+         {binary_bytes_per_sec} ETA {eta}",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ")
+}
+
+/// How many times a copy phase is drawn at least, whatever its speed.
+const STEPS: u64 = 20;
 
 #[derive(Debug, Default)]
 struct Counts {
     label: String,
     /// Files counted in a phase without a total (the scan).
     scanned: u64,
+    /// Files done of the phase's total, when the bar counts bytes.
+    files: u64,
+    files_total: Option<u64>,
+    /// Bytes copied in the job so far.
     bytes: u64,
     counting_scan: bool,
+    /// The bar's position is bytes (a total of bytes is known).
+    by_bytes: bool,
+    /// Bytes of the phase so far, and where the next step of the total
+    /// (a twentieth) is.
+    phase_bytes: u64,
+    next_step: u64,
+    step: u64,
 }
 
 impl Counts {
@@ -68,9 +94,13 @@ impl Counts {
         let mut m = self.label.clone();
         let mut facts = Vec::new();
         if self.scanned > 0 {
-            facts.push(format!("{} files scanned", self.scanned));
+            facts.push(format!("{} scanned", plural(self.scanned, "file", "files")));
         }
-        if self.bytes > 0 {
+        if self.by_bytes {
+            if let Some(total) = self.files_total {
+                facts.push(format!("{}/{total} files", self.files));
+            }
+        } else if self.bytes > 0 {
             facts.push(format!("{} copied", human_bytes(self.bytes)));
         }
         if !facts.is_empty() {
@@ -90,9 +120,12 @@ impl Progress for JobBar {
         let mut counts = self.counts.lock().expect("progress lock");
         counts.label = label.to_string();
         counts.counting_scan = total.is_none();
+        counts.by_bytes = false;
+        counts.files = 0;
+        counts.files_total = total;
         match total {
             Some(n) => {
-                self.bar.set_style(bar_style());
+                self.bar.set_style(files_style());
                 self.bar.set_length(n);
                 self.bar.set_position(0);
             }
@@ -101,10 +134,29 @@ impl Progress for JobBar {
         self.bar.set_message(counts.message());
     }
 
+    fn expect_bytes(&self, total: u64) {
+        let mut counts = self.counts.lock().expect("progress lock");
+        if total == 0 || counts.files_total.is_none() {
+            return;
+        }
+        counts.by_bytes = true;
+        counts.phase_bytes = 0;
+        counts.step = (total / STEPS).max(1);
+        counts.next_step = counts.step;
+        self.bar.set_style(bytes_style());
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        self.bar.reset_eta();
+        self.bar.set_message(counts.message());
+    }
+
     fn inc(&self, n: u64) {
         let mut counts = self.counts.lock().expect("progress lock");
         if counts.counting_scan {
             counts.scanned += n;
+            self.bar.set_message(counts.message());
+        } else if counts.by_bytes {
+            counts.files += n;
             self.bar.set_message(counts.message());
         } else {
             self.bar.inc(n);
@@ -114,7 +166,19 @@ impl Progress for JobBar {
     fn inc_bytes(&self, n: u64) {
         let mut counts = self.counts.lock().expect("progress lock");
         counts.bytes += n;
-        self.bar.set_message(counts.message());
+        if counts.by_bytes {
+            self.bar.inc(n);
+            counts.phase_bytes += n;
+            // The timer redraws 20 times a second; a copy faster than that
+            // still shows each twentieth of its bytes go by.
+            if counts.phase_bytes >= counts.next_step {
+                counts.next_step =
+                    counts.phase_bytes - counts.phase_bytes % counts.step + counts.step;
+                self.bar.force_draw();
+            }
+        } else {
+            self.bar.set_message(counts.message());
+        }
     }
 
     fn finish(&self) {
@@ -191,6 +255,14 @@ mod tests {
             c.message(),
             "applying 3 changes (120 files scanned, 2.0 KiB copied)"
         );
+        c.scanned = 1;
+        c.by_bytes = true;
+        c.files = 1;
+        c.files_total = Some(3);
+        assert_eq!(
+            c.message(),
+            "applying 3 changes (1 file scanned, 1/3 files)"
+        );
     }
 
     #[test]
@@ -200,6 +272,7 @@ mod tests {
         p.begin("scanning", None);
         p.inc(10);
         p.begin("applying 2 changes", Some(2));
+        p.expect_bytes(100);
         p.inc(2);
         p.inc_bytes(100);
         p.begin("committing", None);

@@ -3,24 +3,22 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
+use super::{Config, ExitCode, lock_job, open_store, print_json};
 use crate::history::prune::{PruneReport, prune};
+use crate::job::Job;
+use crate::report::{human_bytes, plural};
 use crate::store::meta::format_time;
 use crate::store::{increment_time, parse_increment_name};
 
 /// Prune one job.
-pub fn run(config: &Config, name: &str, dry_run: bool) -> ExitCode {
-    let job = match find_job(config, name) {
-        Ok(job) => job,
-        Err(code) => return code,
-    };
+pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
     // No destination (the job never ran, or the disk is not mounted): an
     // error that says so, and nothing created.
-    let store = match open_store(&job) {
+    let store = match open_store(job) {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let _lock = match lock_job(config, &job, &store) {
+    let _lock = match lock_job(config, job, &store) {
         Ok(lock) => lock,
         Err(code) => return code,
     };
@@ -103,15 +101,16 @@ fn text(job: &str, report: &PruneReport) -> String {
     for (_, line) in lines {
         out.push_str(&line);
     }
-    let verb = if report.dry_run {
-        "would remove"
+    let (verb, frees) = if report.dry_run {
+        ("would remove", "would free")
     } else {
-        "removed"
+        ("removed", "freed")
     };
     out.push_str(&format!(
-        "kept {}, {verb} {}\n",
+        "kept {}, {verb} {}, {frees} {}\n",
         plan.kept.len(),
-        plan.remove.len()
+        plural(plan.remove.len() as u64, "increment", "increments"),
+        human_bytes(report.freed.disk)
     ));
     out
 }

@@ -5,20 +5,25 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, print_json, relative_arg};
-use crate::history::At;
+use super::{Config, ExitCode, find_job, open_store, parse_point, print_json, relative_arg};
+use crate::history::at::Point;
 use crate::history::restore::{RestoreOptions, restore};
-use crate::report::human_bytes;
+use crate::report::{human_bytes, plural};
 
 /// Restore and report; exit 1 if anything could not be restored.
 pub fn run(
     config: &Config,
     name: &str,
     to: &Path,
-    at: Option<At>,
+    at: Option<&str>,
     paths: &[String],
     force: bool,
 ) -> ExitCode {
+    let at = match at.map(parse_point).transpose() {
+        Ok(None | Some(Point::Latest)) => None,
+        Ok(Some(Point::At(at))) => Some(at),
+        Err(code) => return code,
+    };
     let job = match find_job(config, name) {
         Ok(job) => job,
         Err(code) => return code,
@@ -42,6 +47,12 @@ pub fn run(
         at,
         paths: rels,
         force,
+        progress: match &config.progress {
+            Some(multi) => {
+                crate::progress::ProgressHandle::new(super::progress::Bars::new(multi.clone()))
+            }
+            None => crate::progress::ProgressHandle::default(),
+        },
     };
     let store = match open_store(&job) {
         Ok(store) => store,
@@ -65,8 +76,8 @@ pub fn run(
         }
         if config.verbosity >= 0 {
             println!(
-                "restored {} files ({}) of {} from {} into {}",
-                done.files,
+                "restored {} ({}) of {} from {} into {}",
+                plural(done.files, "file", "files"),
                 human_bytes(done.bytes),
                 job.name,
                 done.point,

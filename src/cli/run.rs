@@ -47,10 +47,9 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool, init: 
                 match loaded.jobs.iter().find(|j| &j.name == name) {
                     Some(job) => picked.push(job),
                     None => {
-                        eprintln!(
-                            "strata: no valid job named {name:?} in {}",
-                            config.jobs_dir.display()
-                        );
+                        let known: Vec<&str> =
+                            loaded.jobs.iter().map(|j| j.name.as_str()).collect();
+                        eprintln!("{}", super::jobs::unknown(config, name, &known));
                         return ExitCode::Usage;
                     }
                 }
@@ -76,8 +75,14 @@ pub fn run(config: &Config, which: Selection, dry_run: bool, force: bool, init: 
     let mut rows = broken;
     rows.extend(report.jobs);
     let report = Report::new(rows, std::time::Duration::from_secs_f64(report.seconds));
-    for row in &report.jobs {
-        row.log_summary();
+    // The report printed as text says everything the log would, once; -v
+    // asks for the log lines too, and JSON logs are for machines.
+    let said_by_the_table =
+        !config.json && config.verbosity <= 0 && config.log_format == super::LogFormat::Text;
+    if !said_by_the_table {
+        for row in &report.jobs {
+            row.log_summary();
+        }
     }
     if let Some(path) = &config.metrics_file
         && !dry_run
@@ -123,6 +128,24 @@ fn print(config: &Config, report: &Report, plans: &[(String, Vec<PlanRow>)]) {
         }
     }
     if config.verbosity >= 0 || report.has_failures() {
-        print!("{}", report.to_table());
+        print!("{}", report.render(terminal_width()));
+    }
+}
+
+/// The width of the terminal stdout is, if it is one (`COLUMNS` when the
+/// terminal does not say); `None` off a terminal, where the table is
+/// printed whole for scripts and logs.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    match rustix::termios::tcgetwinsize(&stdout) {
+        Ok(size) if size.ws_col > 0 => Some(usize::from(size.ws_col)),
+        _ => std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .filter(|&c| c > 0),
     }
 }

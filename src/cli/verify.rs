@@ -3,22 +3,20 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, lock_job, open_store, print_json};
+use super::{Config, ExitCode, lock_job, open_store, print_json};
 use crate::history::verify::verify;
+use crate::job::Job;
+use crate::report::plural;
 
 /// Verify one job's destination.
-pub fn run(config: &Config, name: &str, deep: bool, repair: bool) -> ExitCode {
-    let job = match find_job(config, name) {
-        Ok(job) => job,
-        Err(code) => return code,
-    };
-    let store = match open_store(&job) {
+pub fn run(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
+    let store = match open_store(job) {
         Ok(store) => store,
         Err(code) => return code,
     };
     // A run in progress changes the mirror under our feet: wait for a quiet
     // moment rather than report its work as damage.
-    let _lock = match lock_job(config, &job, &store) {
+    let _lock = match lock_job(config, job, &store) {
         Ok(lock) => lock,
         Err(code) => return code,
     };
@@ -65,11 +63,14 @@ pub fn run(config: &Config, name: &str, deep: bool, repair: bool) -> ExitCode {
         let verdict = if ok {
             "ok".to_string()
         } else {
-            format!("{} problems", verified.problems.len())
+            plural(verified.problems.len() as u64, "problem", "problems")
         };
         println!(
-            "{}: {verdict}: {} mirror files, {} files in {} increments{deep}",
-            job.name, verified.mirror_files, verified.increment_files, verified.increments
+            "{}: {verdict}: {}, {} in {}{deep}",
+            job.name,
+            plural(verified.mirror_files, "mirror file", "mirror files"),
+            plural(verified.increment_files, "file", "files"),
+            plural(verified.increments, "increment", "increments")
         );
     }
     if ok {

@@ -8,9 +8,12 @@
 //! bytes live at `backup_K/track/<path>`. [`restore`], [`prune`], [`verify`]
 //! and `strata history` all ask this module, so they cannot disagree.
 
+pub mod at;
+pub mod diff;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod usage;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +51,18 @@ pub enum HistoryError {
         at: String,
         /// The oldest increment.
         first: Option<String>,
+    },
+    /// `--at -N` went back further than there are increments.
+    #[error("{}", match count {
+        0 => "there is no increment yet".to_string(),
+        1 => format!("-{back} goes back past the only increment (-0 is the newest)"),
+        n => format!("-{back} goes back past the oldest of the {n} increments (-{} is the oldest)", n - 1),
+    })]
+    TooFarBack {
+        /// How many increments back.
+        back: usize,
+        /// How many there are.
+        count: usize,
     },
     /// A record in an increment's metadata is not what strata writes (a
     /// path outside the source, a kind it does not know, …): nothing is
@@ -203,6 +218,8 @@ pub enum At {
     Time(DateTime<Utc>),
     /// An increment by name.
     Increment(String),
+    /// This many increments before the newest (0: the newest).
+    Back(usize),
 }
 
 impl FromStr for At {
@@ -306,6 +323,15 @@ impl History {
                     name: name.clone(),
                     known: names(),
                 }),
+            At::Back(back) => {
+                self.increments
+                    .len()
+                    .checked_sub(back + 1)
+                    .ok_or(HistoryError::TooFarBack {
+                        back: *back,
+                        count: self.increments.len(),
+                    })
+            }
             At::Time(t) => self.increments.iter().rposition(|i| i.time <= *t).ok_or(
                 HistoryError::NothingBefore {
                     at: crate::store::meta::format_time(*t),

@@ -141,6 +141,9 @@ pub struct PruneReport {
     pub plan: PrunePlan,
     /// Each removal, oldest first.
     pub removed: Vec<Removed>,
+    /// What the removals free (or, for a dry run, would free), every inode
+    /// counted once: the files no kept increment or the mirror still holds.
+    pub freed: super::usage::Share,
 }
 
 /// Decide which increments stay. `zone` is the zone of the calendar buckets
@@ -294,6 +297,7 @@ pub fn execute(
     faults: &Faults,
 ) -> Result<PruneReport, PruneError> {
     let merges = plan_merges(history, &plan.remove);
+    let freed = super::usage::freed_by(store, &merges)?;
     let mut removed = Vec::new();
     for merge in merges.iter().rev() {
         if !dry_run {
@@ -319,6 +323,7 @@ pub fn execute(
         finished: Vec::new(),
         plan,
         removed,
+        freed,
     })
 }
 

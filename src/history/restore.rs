@@ -93,6 +93,8 @@ pub struct RestoreOptions {
     pub paths: Vec<RelPath>,
     /// Restore into a non-empty directory, replacing what is in the way.
     pub force: bool,
+    /// Where the copies report their progress (the default shows nothing).
+    pub progress: crate::progress::ProgressHandle,
 }
 
 /// What a restore did.
@@ -216,7 +218,9 @@ pub fn restore(
             .map_err(|e| StoreError::io(&store.mirror_path(), e))?,
         Some(_) => None,
     };
+    let progress = options.progress.job(&point);
     let ctx = Ctx {
+        progress: &*progress,
         target: &target,
         mirror: mirror.as_ref(),
         increments: &increments,
@@ -289,9 +293,16 @@ pub fn restore(
     let firsts: Vec<usize> = (0..files.len())
         .filter(|i| !follower.contains_key(i))
         .collect();
+    ctx.progress.begin("restoring", Some(files.len() as u64));
+    ctx.progress
+        .expect_bytes(files.iter().map(|f| f.meta.size).sum());
     let results: Vec<(usize, Result<u64, PathError>)> = firsts
         .par_iter()
-        .map(|&i| (i, ctx.copy_item(&files[i])))
+        .map(|&i| {
+            let copied = ctx.copy_item(&files[i]);
+            ctx.progress.inc(1);
+            (i, copied)
+        })
         .collect();
     let mut ok: HashSet<usize> = HashSet::new();
     for (i, r) in results {
@@ -330,6 +341,7 @@ pub fn restore(
             Err(e) => done.errors.push(e),
         }
     }
+    ctx.progress.finish();
     done.warnings.extend(ctx.degraded.warnings());
     done.errors.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(done)
@@ -433,6 +445,7 @@ struct Ctx<'a> {
     /// The (device, inode) of each folder this restore made or found in
     /// the target, by path: what a folder opened there later must be.
     made: std::sync::RwLock<HashMap<RelPath, (u64, u64)>>,
+    progress: &'a dyn crate::progress::Progress,
 }
 
 fn err(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> PathError {
@@ -661,12 +674,14 @@ impl Ctx<'_> {
                         format!("cannot create the file: {e}"),
                     )
                 })?;
-                let hash = copy_data(&src, &st, &out, &|_| {}).map_err(|e| match e {
-                    CopyError::Write(e) => {
-                        err(path, ErrorKind::Write, format!("cannot write: {e}"))
-                    }
-                    e => err(path, ErrorKind::Read, format!("{}: {e}", shown.display())),
-                })?;
+                let hash = copy_data(&src, &st, &out, &|n| self.progress.inc_bytes(n)).map_err(
+                    |e| match e {
+                        CopyError::Write(e) => {
+                            err(path, ErrorKind::Write, format!("cannot write: {e}"))
+                        }
+                        e => err(path, ErrorKind::Read, format!("{}: {e}", shown.display())),
+                    },
+                )?;
                 if let Some(want) = item.hash
                     && hash != want
                 {

@@ -197,6 +197,14 @@ fn parse_within(text: &str) -> Option<Within> {
     Some(within)
 }
 
+/// `now` minus a duration written as `keep_within` writes it (`2d`, `36h`,
+/// `1w`, `1m`, `1y6m`), with the same calendar arithmetic in `zone`:
+/// what `--at 2d` means. `None` when the text is not such a duration or
+/// the time falls before the calendar's start.
+pub fn go_back(now: &DateTime<Utc>, text: &str, zone: &Zone) -> Option<DateTime<Utc>> {
+    cutoff(now, parse_within(text)?, zone)
+}
+
 /// restic's cutoff: `newest.AddDate(-years, -months, -days).Add(-hours)`
 /// with Go's `time` semantics in `zone`. `None` when it falls before the
 /// calendar's start, which keeps everything.
