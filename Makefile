@@ -15,10 +15,12 @@ build:
 
 # Generate the example data under var/ (git-ignored), check the example jobs,
 # and run every enabled job once.
+# strata remembers the example destinations under var/ too, so that
+# `make clean` forgets them with the data.
 run: build
 	sh examples/make-data.sh var/example
-	$(STRATA) validate jobs.d
-	$(STRATA) --jobs-dir jobs.d run-all
+	STRATA_STATE_DIR=var/state $(STRATA) validate jobs.d
+	STRATA_STATE_DIR=var/state $(STRATA) --jobs-dir jobs.d run-all
 
 # Time strata against find, cp -a, rsync, rsync --link-dest and rdiff-backup on
 # generated trees of 10,000 and 100,000 files, and check the SPEC 6 targets

@@ -25,4 +25,7 @@ fi
 date -u '+- %Y-%m-%dT%H:%M:%SZ: make run' >> "$home/Documents/notes.md"
 rm -f "$home"/Music/scratch-*.txt
 date -u '+scratch %s' > "$home/Music/scratch-$(date -u +%s).txt"
+# The backups' parent folder: strata never creates a destination's
+# parents (an unmounted disk must not be mistaken for an empty one).
+mkdir -p "$root/../backup"
 echo "example data in $home"
