@@ -3,6 +3,8 @@
 //! `strata` binary on them.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 pub mod kill;
 
 use std::collections::BTreeMap;
