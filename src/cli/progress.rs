@@ -266,16 +266,34 @@ mod tests {
     }
 
     #[test]
-    fn a_hidden_display_takes_every_call() {
-        let multi = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-        let p = Bars::new(multi).job("home");
+    fn the_bar_counts_files_then_bytes() {
+        let bar = ProgressBar::hidden();
+        let p = JobBar {
+            bar: bar.clone(),
+            counts: Mutex::new(Counts::default()),
+        };
         p.begin("scanning", None);
         p.inc(10);
+        assert_eq!(bar.message(), "scanning (10 files scanned)");
+
         p.begin("applying 2 changes", Some(2));
+        assert_eq!((bar.position(), bar.length()), (0, Some(2)));
+        p.inc(1);
+        assert_eq!(bar.position(), 1, "without bytes the bar counts files");
+
         p.expect_bytes(100);
-        p.inc(2);
-        p.inc_bytes(100);
+        assert_eq!((bar.position(), bar.length()), (0, Some(100)));
+        p.inc(1);
+        p.inc_bytes(60);
+        assert_eq!(bar.position(), 60, "with bytes the bar counts bytes");
+        assert_eq!(
+            bar.message(),
+            "applying 2 changes (10 files scanned, 1/2 files)"
+        );
+
         p.begin("committing", None);
+        assert_eq!(bar.message(), "committing (10 files scanned, 60 B copied)");
         p.finish();
+        assert!(bar.is_finished());
     }
 }
