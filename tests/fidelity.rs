@@ -395,3 +395,156 @@ fn verify_deep_checks_directories_owners_xattrs_and_hardlinks() {
         assert!(line.contains(what), "{line}");
     }
 }
+
+/// Not root: owners cannot be set. The run still succeeds, says so once
+/// (not once per file), records the owners, and a restore as root later
+/// gives the files back to them.
+#[test]
+fn as_another_user_owners_are_reported_once_and_recorded() {
+    use common::{NOBODY, nobody_can_write};
+    if !common::running_as_root("as_another_user_owners_are_reported_once_and_recorded")
+        || !have("setpriv")
+    {
+        return;
+    }
+    let env = Env::new();
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    for k in 0..5 {
+        env.write(&format!("src-home/docs/f{k}"), &format!("file {k}"));
+    }
+    sh(&format!(
+        "chown -R 1234:4321 {0}/docs && chmod -R a+rX {0} && mkdir -m 0755 {1} {2} && chown {NOBODY}:{NOBODY} {1} {2}",
+        env.path("src-home").display(),
+        env.path("dest-home").display(),
+        env.path("state").display(),
+    ));
+    if !nobody_can_write(&env.path("dest-home")) {
+        return;
+    }
+    env.simple_job("home", r#""track_dirs": ["docs"]"#);
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_strata"),
+            "--json",
+            "--jobs-dir",
+        ])
+        .arg(env.jobs())
+        .args(["run", "home"])
+        .env("STRATA_STATE_DIR", env.path("state"))
+        .current_dir(env.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"][0]["status"], "success", "{report:#}");
+    assert_eq!(
+        stderr.matches("owners and groups were not kept").count(),
+        1,
+        "once per run, not per file:\n{stderr}"
+    );
+    let copy = fs::metadata(env.path("dest-home/mirror/docs/f3")).unwrap();
+    assert_eq!((copy.uid(), copy.gid()), (NOBODY, NOBODY));
+    assert_eq!(
+        fs::read_to_string(env.path("dest-home/mirror/docs/f3")).unwrap(),
+        "file 3"
+    );
+    // The owners are in the record; a restore as root sets them.
+    let (code, history) = env.run_json(&["history", "home"]);
+    assert_eq!(code, 0, "{history:#}");
+    let at = history["increments"][0]["increment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let restored = env.path("restored");
+    let (code, out, err) = env.run(&[
+        "restore",
+        "home",
+        "--at",
+        &at,
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for k in 0..5 {
+        let m = fs::metadata(restored.join(format!("docs/f{k}"))).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 4321), "docs/f{k}");
+    }
+}
+
+/// A destination whose filesystem refuses xattrs (ramfs): the run succeeds
+/// and says so once, `verify --deep` does not call the copies damaged, and
+/// a restore gives the files their xattrs from the increment's records.
+#[test]
+fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
+    if !common::running_as_root("a_destination_without_xattrs_is_reported_once_and_restores_them")
+        || !have("setfattr")
+    {
+        return;
+    }
+    let env = Env::new();
+    for k in 0..4 {
+        let f = env.write(&format!("src-home/docs/f{k}"), &format!("file {k}"));
+        if !xattrs_and_acls_work(f.parent().unwrap()) {
+            return;
+        }
+        sh(&format!("setfattr -n user.note -v note{k} {}", f.display()));
+    }
+    let _ramfs = RamFs::mount(&env.path("dest-fs"));
+    env.job(
+        "home",
+        r#"{"source": "../src-home", "destination": "../dest-fs/home", "track_dirs": ["docs"]}"#,
+    );
+    let (code, out, err) = env.run(&["run", "home"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        format!("{out}{err}")
+            .matches("does not support extended attributes")
+            .count(),
+        1,
+        "once per run:\n{out}\n{err}"
+    );
+    let (code, out, err) = env.run(&["verify", "home", "--deep"]);
+    assert_eq!(
+        code, 0,
+        "a copy without the xattrs its filesystem refuses is not damage:\n{out}{err}"
+    );
+    let to = env.path("restored");
+    let (code, out, err) = env.run(&[
+        "restore",
+        "home",
+        "--at",
+        "-0",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for k in 0..4 {
+        let got = Command::new("getfattr")
+            .args(["--only-values", "-n", "user.note"])
+            .arg(to.join(format!("docs/f{k}")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&got.stdout), format!("note{k}"));
+    }
+}
+
+/// A ramfs (no xattrs at all) mounted for a test's lifetime.
+struct RamFs(std::path::PathBuf);
+
+impl RamFs {
+    fn mount(path: &Path) -> RamFs {
+        fs::create_dir_all(path).unwrap();
+        sh(&format!("mount -t ramfs ramfs {}", path.display()));
+        RamFs(path.to_path_buf())
+    }
+}
+
+impl Drop for RamFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

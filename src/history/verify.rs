@@ -353,8 +353,16 @@ fn check_mirror(
 
 /// Whether the mirror's filesystem keeps user xattrs (a test attribute on
 /// the mirror folder itself would change it; this asks for the list).
+/// Whether the mirror's filesystem holds xattrs at all. Listing succeeds
+/// (with nothing) even where none can be set, as on ramfs; reading one
+/// tells: a filesystem without them answers "not supported", one with them
+/// "no such attribute".
 fn xattrs_supported(mirror: &Dir) -> bool {
-    rustix::fs::flistxattr_query(mirror).is_ok()
+    let mut none = [0u8; 0];
+    !matches!(
+        rustix::fs::fgetxattr(mirror, "user.strata.probe", &mut none),
+        Err(rustix::io::Errno::NOTSUP)
+    ) && rustix::fs::flistxattr_query(mirror).is_ok()
 }
 
 fn check_increments(
