@@ -73,6 +73,19 @@ fn value(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Whether the filesystem of `fd` holds xattrs at all. Listing succeeds
+/// (with nothing) even where none can be set, as on ramfs; reading one
+/// tells: a filesystem without them answers "not supported", one with them
+/// "no such attribute".
+pub fn supported(fd: impl AsFd) -> bool {
+    let fd = fd.as_fd();
+    let mut none = [0u8; 0];
+    !matches!(
+        rustix::fs::fgetxattr(fd, "user.strata.probe", &mut none),
+        Err(rustix::io::Errno::NOTSUP)
+    ) && rustix::fs::flistxattr_query(fd).is_ok()
+}
+
 /// Every extended attribute of the inode behind `fd` (a file or a
 /// directory opened for reading), sorted by name. A filesystem without
 /// xattrs has none.

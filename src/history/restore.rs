@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{At, History, HistoryError};
-use crate::entry::{ErrorKind, Hash, Kind, LinkKey, Meta, PathError, RelPath, Xattrs};
+use crate::entry::{ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, PathError, RelPath, Xattrs};
 use crate::fs::copy::{CopyError, copy_data};
 use crate::fs::{Degraded, Dir, DirRef, FileTypeOf, Finish, finish, fstat, is_root, xattr};
 use crate::store::index::{self, UNKNOWN_OWNER};
@@ -347,19 +347,44 @@ pub fn restore(
     Ok(done)
 }
 
-/// The latest state: every index entry, read from `mirror/`.
+/// The latest state: every index entry, read from `mirror/`. The xattrs
+/// are the mirror inode's; where the destination's filesystem cannot hold
+/// them, a tracked entry's come from its latest record (the one whose
+/// digest the index holds).
 fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
     let path = store.index_path();
     let index = index::load(store.state(), &path)?.ok_or(RestoreError::NothingBackedUp { path })?;
+    let lost_xattrs = index
+        .entries
+        .iter()
+        .any(|e| e.xattrs.is_some_and(|x| x != NO_XATTRS))
+        && matches!(store.mirror(), Ok(Some(m)) if !xattr::supported(&m));
+    let recorded: HashMap<RelPath, Xattrs> = if lost_xattrs {
+        let history = History::load(store)?;
+        let last = history.increments.len().checked_sub(1);
+        history
+            .state_at(last)
+            .into_iter()
+            .filter_map(|(path, version)| {
+                let r = version.record.check().ok()?;
+                (!r.xattrs.is_empty()).then_some((path, r.xattrs))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
     Ok(index
         .entries
         .into_iter()
         .map(|e| Item {
             has_owner: e.meta.uid != UNKNOWN_OWNER,
+            xattrs: recorded
+                .get(&e.path)
+                .filter(|x| e.xattrs == Some(x.digest()))
+                .cloned(),
             path: e.path,
             meta: e.meta,
             hash: e.hash,
-            xattrs: None,
             from: Source::Mirror,
         })
         .collect())

@@ -323,7 +323,7 @@ fn check_mirror(
             };
             if let Ok(x) = got
                 && x.digest() != want
-                && !(x.is_empty() && want != NO_XATTRS && !xattrs_supported(mirror))
+                && !(x.is_empty() && want != NO_XATTRS && !xattr::supported(mirror))
             {
                 out.problem(&shown, "its extended attributes differ from the index");
             }
@@ -353,18 +353,6 @@ fn check_mirror(
 
 /// Whether the mirror's filesystem keeps user xattrs (a test attribute on
 /// the mirror folder itself would change it; this asks for the list).
-/// Whether the mirror's filesystem holds xattrs at all. Listing succeeds
-/// (with nothing) even where none can be set, as on ramfs; reading one
-/// tells: a filesystem without them answers "not supported", one with them
-/// "no such attribute".
-fn xattrs_supported(mirror: &Dir) -> bool {
-    let mut none = [0u8; 0];
-    !matches!(
-        rustix::fs::fgetxattr(mirror, "user.strata.probe", &mut none),
-        Err(rustix::io::Errno::NOTSUP)
-    ) && rustix::fs::flistxattr_query(mirror).is_ok()
-}
-
 fn check_increments(
     store: &Store,
     out: &mut Verified,
