@@ -27,6 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -230,25 +231,27 @@ fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
     }
 }
 
-/// `indexes` (into `changes`) in batches of one folder each.
-fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> Vec<Vec<usize>> {
+/// `indexes` (into `changes`) sorted by folder, and the ranges of it that
+/// are the batches: at most [`BATCH`] changes of one folder each.
+fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> (Vec<usize>, Vec<Range<usize>>) {
     indexes.sort_by(|&a, &b| {
         parent_bytes(&changes[a])
             .cmp(parent_bytes(&changes[b]))
             .then(a.cmp(&b))
     });
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    for i in indexes {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (k, &i) in indexes.iter().enumerate() {
         match out.last_mut() {
             Some(b)
-                if b.len() < BATCH && parent_bytes(&changes[b[0]]) == parent_bytes(&changes[i]) =>
+                if b.len() < BATCH
+                    && parent_bytes(&changes[indexes[b.start]]) == parent_bytes(&changes[i]) =>
             {
-                b.push(i)
+                b.end = k + 1
             }
-            _ => out.push(vec![i]),
+            _ => out.push(k..k + 1),
         }
     }
-    out
+    (indexes, out)
 }
 
 /// Run `each` over `indexes` in batches of one folder, on the pool, and put
@@ -261,7 +264,9 @@ fn in_batches(
     slots: &std::sync::Mutex<&mut [Option<Outcome>]>,
     each: impl Fn(usize, &Folder<'_>) -> Outcome + Sync,
 ) {
-    batches(changes, indexes).par_iter().for_each(|batch| {
+    let (indexes, ranges) = batches(changes, indexes);
+    ranges.par_iter().for_each(|range| {
+        let batch = &indexes[range.clone()];
         let parent = changes[batch[0]].path().parent().unwrap_or_default();
         let folder = Folder::new(target, parent);
         let done: Vec<(usize, Outcome)> = batch.iter().map(|&i| (i, each(i, &folder))).collect();
@@ -307,15 +312,12 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     // Phase 3: files and symlinks; the names of a hardlink group after the
     // one that carries its data.
     let groups = Groups::of(changes, target.scan);
-    let files: Vec<usize> = (0..changes.len())
+    let (followers, firsts): (Vec<usize>, Vec<usize>) = (0..changes.len())
         .filter(|&i| {
             outcomes[i].is_none()
                 && changes[i].kind() != Kind::Dir
                 && !matches!(changes[i], Change::Touch { .. })
         })
-        .collect();
-    let (followers, firsts): (Vec<usize>, Vec<usize>) = files
-        .into_iter()
         .partition(|&i| groups.follows(i).is_some());
     {
         let slots = std::sync::Mutex::new(&mut outcomes[..]);

@@ -434,6 +434,9 @@ fn prepare<'s>(
         });
         plan.unchanged += (before - plan.changes.len()) as u64;
     }
+    // Held to the end of the run, like the scan (a first run: a change per
+    // file); the list grew by doubling.
+    plan.changes.shrink_to_fit();
     Ok(Prepared {
         scan: scanned,
         plan,

@@ -196,8 +196,13 @@ pub fn scan(
     } = walk;
     let mut entries = entries.into_inner().unwrap();
     let dirs = dirs.into_inner().unwrap();
-    entries.extend(selected_dirs(&entries, dirs));
+    let dirs = selected_dirs(&entries, dirs);
+    entries.reserve_exact(dirs.len());
+    entries.extend(dirs);
     entries.sort_unstable_by(by_path);
+    // The list grew by doubling; the run holds it to the end (a first run:
+    // one entry per file), so give back what it does not use.
+    entries.shrink_to_fit();
     let mut problems = problems.into_inner().unwrap();
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     let mut unreadable_dirs = unreadable.into_inner().unwrap();
