@@ -19,13 +19,14 @@ use serde::{Serialize, Serializer};
 
 use crate::entry::{Entry, EntryRef, EntryWalk, Hash, Kind, RelPath, is_below};
 
-/// How the diff decides that a file changed.
+/// How the diff decides that an entry changed.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Compare {
-    /// Size, mtime, permission bits and kind (file or symlink).
+    /// Kind, size, mtime, permission bits, owner, group and hardlink group;
+    /// extended attributes where the ctime moved since the index.
     #[default]
     Metadata,
     /// The metadata, and the content hash of every file (slow: reads all).

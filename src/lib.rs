@@ -6,12 +6,14 @@
 //! recovery) -> [`report`]. They all speak the vocabulary of [`entry`] and
 //! touch files only through [`fs`], which opens every path beneath a root's
 //! descriptor. [`run`] chains the stages for one job; [`daemon`] runs jobs
-//! on their schedules; [`history`] reads the increments back (history,
-//! restore, prune, verify); [`cli`] is the only place that prints or
+//! on their cron schedules ([`schedule`]); [`history`] reads the increments
+//! back (history, restore, prune, verify, diff, du) and [`mount`] serves
+//! them as a read-only filesystem; [`cli`] is the only place that prints or
 //! decides exit codes. Around a run: [`guard`] checks the plan before it is
-//! applied, [`hooks`] runs the job's commands and pings, [`monitor`] writes
-//! metrics; [`progress`] and [`faults`] are the seams passed in; [`tz`] is
-//! the machine's time zone, which schedules and retention read.
+//! applied, [`hooks`] runs the job's commands and healthcheck pings around
+//! it, [`monitor`] sends the pings and writes the metrics file;
+//! [`progress`] and [`faults`] are the seams passed in; [`tz`] is the
+//! machine's time zone, which schedules and retention read.
 #![deny(missing_docs)]
 
 pub mod apply;

@@ -6,9 +6,11 @@
 //! Modelled on rustic_core's `progress.rs`: a factory ([`ProgressBars`])
 //! hands out one [`Progress`] per job. A job reports phases with
 //! [`Progress::begin`] and counts with [`Progress::inc`] and
-//! [`Progress::inc_bytes`]; [`crate::run`] reports per phase (scanning,
-//! applying N changes, committing), and a stage that counts per file can
-//! use the same handle.
+//! [`Progress::inc_bytes`] (after [`Progress::expect_bytes`] announced a
+//! phase's total, for a rate and the time left); [`crate::run`] reports the
+//! phases (scanning, applying N changes, committing; the scan's count
+//! arrives when the scan ends), and [`crate::apply`] and restore count
+//! each file and the bytes of each copy as they go.
 
 use std::fmt;
 use std::sync::Arc;

@@ -17,7 +17,9 @@ pub enum Status {
     Success,
     /// The run committed, but some files could not be backed up.
     Partial,
-    /// The run changed nothing (source missing, empty scan, …) or broke off.
+    /// The run changed nothing (source missing, empty scan, …) or broke
+    /// off; or it committed, but its `after` hook failed or its index could
+    /// not be written (the message says so).
     Failed,
     /// Another process holds the job's lock; nothing was done.
     SkippedLocked,

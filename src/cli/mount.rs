@@ -1,5 +1,6 @@
 //! `strata mount NAME MOUNTPOINT`: serve the job's history read-only over
-//! FUSE until SIGTERM, SIGINT or an unmount from outside, then unmount.
+//! FUSE until SIGTERM, SIGINT, SIGHUP or an unmount from outside, then
+//! unmount (lazily, exit 1, if a program still uses the mount).
 
 use std::path::Path;
 use std::time::Duration;

@@ -16,6 +16,8 @@
 //! `cli/mod.rs` defines `println!`, `print!` and `eprintln!` macros that
 //! shadow std's for the whole `cli` module and its submodules, so every
 //! command, old or new, writes through here without a call-site change.
+//! (`cat` streams a file's bytes to stdout itself, and treats a closed
+//! pipe and other write errors the same way.)
 //!
 //! The state is one static because it describes the process's one stdout:
 //! once its reader is gone, it is gone for every writer.

@@ -1,5 +1,6 @@
-//! `strata verify NAME [--deep]`: check that mirror, increments and index
-//! agree; exit 1 if they do not.
+//! `strata verify NAME... [--deep] [--repair]`: check, under each job's
+//! lock, that mirror, increments and index agree (with `--repair`, put
+//! damaged files back from the source); exit 1 if they do not.
 
 use serde_json::json;
 

@@ -10,9 +10,10 @@
 //! RESOLVE_NO_SYMLINKS)` (Linux ≥ 5.6), or, where that call is missing or
 //! filtered, component by component with `openat(O_NOFOLLOW |
 //! O_DIRECTORY)`. Either way a symlink anywhere on the way is an error
-//! (`ELOOP`), never followed, and `..` cannot climb out. The last component
-//! is then acted on by name *in its parent's descriptor* (`renameat`,
-//! `linkat`, `unlinkat`, `mkdirat`, `symlinkat`, `fstatat` with
+//! (`ELOOP`), never followed, and a `..` (or `.`, or empty) component is
+//! refused (`EXDEV`), so nothing climbs out. The last component is then
+//! acted on by name *in its parent's descriptor* (`renameat`, `linkat`,
+//! `unlinkat`, `mkdirat`, `symlinkat`, `fstatat` with
 //! `AT_SYMLINK_NOFOLLOW`), which never follows it either. Metadata comes
 //! from descriptors (`fstat`, `fgetxattr`), and is set on them (`fchown`,
 //! `fchmod`, `futimens`, `fsetxattr`) before a new inode gets its name.
@@ -311,8 +312,8 @@ impl Dir {
     }
 
     /// Open the regular file at `rel` beneath this directory for reading
-    /// (no symlink anywhere on the way, nor at the end); fails with
-    /// `EINVAL`-like `Other` if it is not a regular file.
+    /// (no symlink anywhere on the way, nor at the end); fails with an
+    /// `Other` error ("not a regular file") if it is something else.
     pub fn open_file(&self, rel: &[u8]) -> io::Result<(File, Stat)> {
         let (dir, name) = self.parent_of(rel)?;
         let file = dir.open_read(name)?;
@@ -755,7 +756,7 @@ impl Degraded {
 pub struct Finish<'a> {
     /// Mode bits.
     pub mode: u32,
-    /// Owner and group.
+    /// Owner.
     pub uid: u32,
     /// Group.
     pub gid: u32,

@@ -1,12 +1,14 @@
 //! The history model: a job's increments, read from their metadata, and the
 //! one answer to "which version of which path existed at increment K".
 //!
-//! Takes a destination [`Layout`]; returns a [`History`] (the increments
-//! oldest first, each with its metadata). The tracked state at increment K
-//! is the replay of the ops of increments 1..=K: `new` and `changed` set the
-//! path's version to (K, record), `deleted` removes the path. A version's
-//! bytes live at `backup_K/track/<path>`. [`restore`], [`prune`], [`verify`]
-//! and `strata history` all ask this module, so they cannot disagree.
+//! Takes an opened destination ([`Store`]); returns a [`History`] (the
+//! increments oldest first, each with its metadata). The tracked state at
+//! increment K is the replay of the ops of increments 1..=K: `new` and
+//! `changed` set the path's version to (K, record), `deleted` removes the
+//! path; directories are entries like files. A version's bytes live at
+//! `backup_K/track/<path>`. [`restore`], [`prune`], [`verify`], [`diff`],
+//! `strata history`, `show`, `cat` and `mount` all ask this module, so they
+//! cannot disagree.
 
 pub mod at;
 pub mod diff;
@@ -208,7 +210,8 @@ pub struct Version<'a> {
     pub record: &'a FileRecord,
 }
 
-/// The tracked files that existed at one point: path -> version.
+/// The tracked entries (files, symlinks, directories) that existed at one
+/// point: path -> version.
 pub type State<'a> = BTreeMap<RelPath, Version<'a>>;
 
 /// A point in the history, as `--at` names it.
@@ -531,7 +534,7 @@ pub struct VersionRow {
     pub time: String,
     /// `new`, `changed` or `deleted` (the version that left).
     pub op: Op,
-    /// `file` or `symlink`.
+    /// `file`, `symlink` or `dir`.
     pub kind: String,
     /// Size in bytes.
     pub size: u64,

@@ -30,13 +30,16 @@
 //! Crash safety, per merge: (1) the whole merge (moves, evictions, `q`'s new
 //! metadata) is written atomically to the journal `.strata/pruning/merge.json`;
 //! (2) each removed `backup_X/` is renamed to `.strata/pruning/backup_X/`, out
-//! of the visible sequence; (3) evicted files leave `q`, then the live files
-//! move in; (4) `syncfs`, then `q`'s metadata is rewritten atomically;
-//! (5) the pruning folders are deleted, and the journal last. A crash
-//! anywhere leaves the journal, and the next prune (or the next run) replays
-//! it before anything else; every step of the replay skips what is already
-//! done. Until then restore and history refuse, naming the journal, rather
-//! than give a wrong answer.
+//! of the visible sequence; (3) evicted files leave `q` (for
+//! `.strata/pruning/evicted/`), then the live files move in; (4) `syncfs`,
+//! then `q`'s metadata is rewritten atomically; (5) the pruning folders are
+//! deleted, and the journal last. A crash anywhere leaves the journal, and
+//! the next prune (or the next run) replays it before anything else; every
+//! step of the replay skips what is already done. Until then everything
+//! that reads the increments (`history`, `diff`, `show`, `mount`, and
+//! `restore` or `cat` at a past point) refuses, naming the journal, rather
+//! than give a wrong answer; the latest state (the mirror) does not depend
+//! on it and still restores.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;

@@ -3,7 +3,8 @@
 //! Takes a [`Store`]; returns every [`Problem`] found, each with the path
 //! on disk it concerns. Checked:
 //! - every index entry has its mirror entry, with the recorded kind, size,
-//!   mtime, permission bits and (as root) owner — directories too; the
+//!   mtime, permission bits and (as root) owner — directories too, by
+//!   kind, mode and owner (their size and mtime are not compared); the
 //!   names of one hardlink group are one mirror inode; nothing in `mirror/`
 //!   is missing from the index;
 //! - every increment's metadata reads and every record is valid; every
@@ -11,6 +12,9 @@
 //!   `deleted/<path>` for deleted) with the recorded metadata; no file in an
 //!   increment is missing from its metadata;
 //! - no interrupted run or prune is waiting to be repaired;
+//! - when nothing else is wrong, the tracked files of the index are the
+//!   versions the history's latest state holds (increments out of order, or
+//!   edited metadata, would make them differ);
 //! - with `deep`, the content of every mirror and `track/` file matches its
 //!   recorded xxh3-128 hash (each inode is read once: `track/` files share
 //!   the mirror's inodes), and every mirror entry's xattrs their digest.
@@ -351,8 +355,10 @@ fn check_mirror(
     Ok(Some(index))
 }
 
-/// Whether the mirror's filesystem keeps user xattrs (a test attribute on
-/// the mirror folder itself would change it; this asks for the list).
+/// Every increment against its folder: the metadata reads, each file
+/// record has its file in `track/` or `deleted/` with the recorded
+/// metadata, and no file is there that the metadata does not record. An
+/// interrupted prune is reported. Returns the history when it reads.
 fn check_increments(
     store: &Store,
     out: &mut Verified,

@@ -97,8 +97,10 @@ pub struct JobFile {
     #[schemars(with = "Retention", example = serde_json::json!({"keep_daily": 7, "keep_weekly": 4}))]
     pub retention: Option<Retention>,
 
-    /// How a changed file is recognised: `metadata` (size, mtime, permission
-    /// bits, kind) or `checksum` (also the content hash; reads every file).
+    /// How a changed entry is recognised: `metadata` (kind, size, mtime,
+    /// permission bits, owner, group, hardlink group, and the extended
+    /// attributes of entries whose ctime moved) or `checksum` (also the
+    /// content hash; reads every file).
     #[serde(default, skip_serializing_if = "is_default")]
     #[schemars(schema_with = "compare_schema")]
     pub compare: Compare,
@@ -170,8 +172,9 @@ fn compare_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "enum": ["metadata", "checksum"],
         "default": "metadata",
         "examples": ["checksum"],
-        "description": "How a changed file is recognised: `metadata` (size, mtime, permission \
-            bits, kind) or `checksum` (also the content hash; reads every file)."
+        "description": "How a changed entry is recognised: `metadata` (kind, size, mtime, \
+            permission bits, owner, group, hardlink group, and the extended attributes of \
+            entries whose ctime moved) or `checksum` (also the content hash; reads every file)."
     })
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Each destination strata starts a history in gets an identity, a random
 //! id in `.strata/id`; and strata remembers, *outside* the destination (in
-//! its state directory: `/var/lib/strata` as root, else
-//! `$XDG_STATE_HOME/strata`), which ids each job's destination has held.
+//! its state directory: `STRATA_STATE_DIR`, else `/var/lib/strata` as root,
+//! else `$XDG_STATE_HOME/strata`; the CLI resolves it), which ids each
+//! job's destination has held.
 //! Opening a destination for a run then tells apart:
 //!
 //! - a first run (nothing remembered, no destination): the destination is

@@ -14,14 +14,15 @@
 //! .strata/inprogress/<name>/       the increment being written (track/, deleted/)
 //! .strata/tmp/                     temp files; empty outside a run
 //! .strata/runs.jsonl               one line per finished run
-//! .strata/pruning/                 an increment `strata prune` is merging away
+//! .strata/pruning/                 a prune's journal (merge.json), the increments
+//!                                  it merges away, the files it evicts (evicted/)
 //! .strata/mounts                   the mount points seen inside the source
 //! ```
 //!
 //! The commit protocol that moves between these states, and the recovery
 //! that is its inverse, are in [`commit`] and [`recover`]; this module only
 //! names and opens things. Folder names (`track`, `deleted`, `mirror`, …)
-//! are spelled here and nowhere else.
+//! are defined here, as the constants the other modules use.
 
 pub mod commit;
 pub mod identity;
