@@ -10,7 +10,8 @@
 //! restore, prune, verify); [`cli`] is the only place that prints or
 //! decides exit codes. Around a run: [`guard`] checks the plan before it is
 //! applied, [`hooks`] runs the job's commands and pings, [`monitor`] writes
-//! metrics; [`progress`] and [`faults`] are the seams passed in; [`tz`] is
+//! metrics; [`export`] writes the job files out as systemd timers,
+//! Kubernetes CronJobs and Nomad periodic jobs; [`progress`] and [`faults`] are the seams passed in; [`tz`] is
 //! the machine's time zone, which schedules and retention read.
 #![deny(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod daemon;
 pub mod diff;
 pub mod entry;
+pub mod export;
 pub mod faults;
 pub mod fs;
 pub mod guard;
