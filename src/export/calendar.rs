@@ -229,7 +229,8 @@ pub struct Hit {
 /// meeting of each kind, or `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Meetings {
-    /// A fire time in a gap.
+    /// A fire time in a gap, where the end of the gap (when cron(8) runs
+    /// it) is not a fire time of its own.
     pub gap: Option<Hit>,
     /// A fire time in a fold.
     pub fold: Option<Hit>,
@@ -258,11 +259,19 @@ pub fn meetings(schedule: &Schedule, zone: &Zone, now: &DateTime<Utc>) -> Meetin
         }
         if let Some(wall) = schedule.first_match_between(window.from, window.to) {
             let hit = Hit { window, wall };
-            let slot = match window.change {
-                Change::Gap => &mut found.gap,
-                Change::Fold => &mut found.fold,
-            };
-            slot.get_or_insert(hit);
+            match window.change {
+                // cron(8) runs what a gap swallowed when it ends; where the
+                // schedule fires then anyway (`0 0-23 * * *` at 03:00),
+                // that is one fire time, which every engine has too.
+                Change::Gap => {
+                    if !fires_at(schedule, window.to) {
+                        found.gap.get_or_insert(hit);
+                    }
+                }
+                Change::Fold => {
+                    found.fold.get_or_insert(hit);
+                }
+            }
             if !window.on_whole_hours() {
                 found.part_hour.get_or_insert(hit);
             }
@@ -314,6 +323,12 @@ fn window(zone: &Zone, at: &DateTime<Utc>) -> Option<Window> {
             to: wall_before,
         },
     })
+}
+
+/// Whether the schedule matches the wall-clock time `t`.
+fn fires_at(schedule: &Schedule, t: NaiveDateTime) -> bool {
+    t.checked_add_signed(TimeDelta::seconds(1))
+        .is_some_and(|end| schedule.first_match_between(t, end).is_some())
 }
 
 /// Whether the schedule fires at any wall-clock time of `day`.
