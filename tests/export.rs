@@ -589,6 +589,10 @@ fn kubernetes_yaml_parses_and_holds_the_fields() {
     let out = env
         .std_command()
         .env("TZ", "Europe/Berlin")
+        .args([
+            "--metrics-file",
+            "/var/lib/node_exporter/textfile/strata.prom",
+        ])
         .args(["export", "kubernetes", "home", "Projects_src"])
         .args([
             "--node",
@@ -651,7 +655,15 @@ fn kubernetes_yaml_parses_and_holds_the_fields() {
     assert_eq!(container["image"], "registry.example/strata:1");
     assert_eq!(
         container["command"],
-        serde_json::json!(["strata", "--jobs-dir", "/etc/strata/jobs.d", "run", "home"])
+        serde_json::json!([
+            "strata",
+            "--jobs-dir",
+            "/etc/strata/jobs.d",
+            "--metrics-file",
+            "/var/lib/node_exporter/textfile/strata-home.prom",
+            "run",
+            "home"
+        ])
     );
     assert!(container.get("resources").is_none());
     let mounts: BTreeMap<&str, &Value> = container["volumeMounts"]
@@ -684,6 +696,11 @@ fn kubernetes_yaml_parses_and_holds_the_fields() {
     );
     assert!(mounts["destination"].get("readOnly").is_none());
     assert_eq!(volumes["state"]["hostPath"]["path"], "/var/lib/strata");
+    // Each pod its own metrics file, in the directory node_exporter reads.
+    assert_eq!(
+        volumes["metrics"]["hostPath"]["path"],
+        "/var/lib/node_exporter/textfile"
+    );
 
     // The second job: a Kubernetes name, suspended as it is disabled.
     assert_eq!(docs[3]["metadata"]["name"], "strata-projects-src");

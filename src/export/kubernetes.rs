@@ -83,7 +83,11 @@ pub(super) fn files(
         "Directory",
     );
     mounts.add("state", STATE_DIR, false, "DirectoryOrCreate");
-    if let Some(metrics) = &settings.metrics_file {
+    let metrics = settings
+        .metrics_file
+        .as_deref()
+        .map(|m| job_metrics_file(m, &job.name));
+    if let Some(metrics) = &metrics {
         let dir = metrics.parent().map(PathBuf::from).unwrap_or_default();
         mounts.add(
             "metrics",
@@ -94,7 +98,7 @@ pub(super) fn files(
     }
 
     let mut command = vec!["strata".to_string()];
-    command.extend(global_args(JOBS_DIR, settings)?);
+    command.extend(global_args(JOBS_DIR, metrics.as_deref())?);
     command.extend(["run".to_string(), job.name.clone()]);
 
     let q = quote;
@@ -323,6 +327,23 @@ fn job_file(input: &JobInput<'_>) -> Result<String, String> {
     serde_json::to_string_pretty(&file).map_err(|e| format!("its job file cannot be written: {e}"))
 }
 
+/// The metrics file of one job's pod: `strata.prom` becomes
+/// `strata-NAME.prom` beside it. The pod's jobs directory holds only this
+/// job, and an update drops the jobs it does not know, so pods sharing one
+/// file would wipe each other's lines; node_exporter's textfile collector
+/// reads every `*.prom` of the directory.
+fn job_metrics_file(metrics: &Path, job: &str) -> PathBuf {
+    let stem = metrics
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "strata".to_string());
+    let name = match metrics.extension() {
+        Some(ext) => format!("{stem}-{job}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{job}"),
+    };
+    metrics.with_file_name(name)
+}
+
 /// A string as YAML reads it back: a JSON string.
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
@@ -389,6 +410,17 @@ mod tests {
         assert!(robfig("*/30 * * * * *").unwrap_err().contains("seconds"));
         assert!(robfig("0 0 0 1 1 * 2030").unwrap_err().contains("year"));
         assert_eq!(robfig("0 30 2 * * *").unwrap(), "30 2 * * *");
+    }
+
+    #[test]
+    fn one_metrics_file_per_pod() {
+        assert_eq!(
+            job_metrics_file(
+                Path::new("/var/lib/node_exporter/textfile/strata.prom"),
+                "home"
+            ),
+            Path::new("/var/lib/node_exporter/textfile/strata-home.prom")
+        );
     }
 
     #[test]

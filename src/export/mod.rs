@@ -255,9 +255,9 @@ fn path_text<'a>(path: &'a Path, what: &str) -> Result<&'a str, String> {
 
 /// The arguments every exported task passes to strata before the command:
 /// the jobs directory and the metrics file.
-fn global_args(jobs_dir: &str, settings: &Settings) -> Result<Vec<String>, String> {
+fn global_args(jobs_dir: &str, metrics_file: Option<&Path>) -> Result<Vec<String>, String> {
     let mut args = vec!["--jobs-dir".to_string(), jobs_dir.to_string()];
-    if let Some(metrics) = &settings.metrics_file {
+    if let Some(metrics) = metrics_file {
         args.push("--metrics-file".to_string());
         args.push(path_text(metrics, "metrics file")?.to_string());
     }

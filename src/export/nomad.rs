@@ -34,7 +34,7 @@ pub(super) fn files(
     }
     let jobs_dir = path_text(&settings.jobs_dir, "jobs directory")?;
     let strata = path_text(&settings.strata, "strata executable")?;
-    let mut args = global_args(jobs_dir, settings)?;
+    let mut args = global_args(jobs_dir, settings.metrics_file.as_deref())?;
     args.extend(["run".to_string(), job.name.clone()]);
     let name = format!("strata-{}", job.name);
 

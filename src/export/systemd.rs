@@ -46,7 +46,7 @@ pub(super) fn files(
     let destination = path_text(&job.destination, "destination")?;
 
     let mut exec = vec![exec_word(strata)];
-    for arg in global_args(jobs_dir, settings)? {
+    for arg in global_args(jobs_dir, settings.metrics_file.as_deref())? {
         exec.push(exec_word(&arg));
     }
     exec.push("run".to_string());
