@@ -2,7 +2,10 @@
 # Install what the test suite drives besides cargo: rsync (the fidelity
 # oracle), acl and attr (setfacl, setfattr), faketime (a clock set back or
 # fixed), restic (the retention oracle), fuse3 (fusermount3 for `strata
-# mount`), util-linux (setpriv, for the unprivileged-attacker tests).
+# mount`), util-linux (setpriv, for the unprivileged-attacker tests),
+# systemd (systemd-analyze: `calendar --base-time` is the oracle for the
+# exported timers, `verify` checks the units; the package installs and
+# configures in a container without systemd running as PID 1).
 #
 # Called by `make test`. Installs with Debian's apt-get when running as root
 # and something is missing; otherwise says what is missing, and the tests
@@ -11,7 +14,8 @@ set -u
 
 need=""
 for pair in rsync:rsync setfacl:acl setfattr:attr faketime:faketime \
-            restic:restic fusermount3:fuse3 setpriv:util-linux; do
+            restic:restic fusermount3:fuse3 setpriv:util-linux \
+            systemd-analyze:systemd; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"

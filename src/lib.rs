@@ -11,9 +11,11 @@
 //! them as a read-only filesystem; [`cli`] is the only place that prints or
 //! decides exit codes. Around a run: [`guard`] checks the plan before it is
 //! applied, [`hooks`] runs the job's commands and healthcheck pings around
-//! it, [`monitor`] sends the pings and writes the metrics file;
-//! [`progress`] and [`faults`] are the seams passed in; [`tz`] is the
-//! machine's time zone, which schedules and retention read.
+//! it, [`monitor`] sends the pings and writes the metrics file; [`export`]
+//! writes the job files out as systemd timers, Kubernetes CronJobs and
+//! Nomad periodic jobs; [`progress`] and [`faults`] are the seams passed
+//! in; [`tz`] is the machine's time zone, which schedules and retention
+//! read.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod daemon;
 pub mod diff;
 pub mod entry;
+pub mod export;
 pub mod faults;
 pub mod fs;
 pub mod guard;

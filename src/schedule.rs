@@ -286,6 +286,30 @@ enum DayRule {
     Either,
 }
 
+/// A schedule's fields as sets of values (see [`Schedule::fields`]): each
+/// slice sorted, without duplicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fields<'a> {
+    /// Seconds, 0–59 (`[0]` in the 5-field form).
+    pub seconds: &'a [u32],
+    /// Minutes, 0–59.
+    pub minutes: &'a [u32],
+    /// Hours, 0–23.
+    pub hours: &'a [u32],
+    /// Days of month, 1–31.
+    pub days_of_month: &'a [u32],
+    /// Months, 1–12.
+    pub months: &'a [u32],
+    /// Days of week, 0–6 from Sunday.
+    pub days_of_week: &'a [u32],
+    /// Years, when the expression restricts them.
+    pub years: Option<&'a [u32]>,
+    /// crontab(5)'s rule: both day fields are restricted (neither starts
+    /// with `*`), so a day matching **either** fires. Otherwise a day must
+    /// match both sets (one of which then holds every day).
+    pub either_day: bool,
+}
+
 /// A parsed cron schedule: the set of wall-clock times it fires at, and
 /// which of cron's two DST rules it follows.
 ///
@@ -405,6 +429,33 @@ impl Schedule {
     /// across DST changes; otherwise it is a fixed-time job.
     pub fn is_wildcard(&self) -> bool {
         self.wildcard
+    }
+
+    /// The parsed fields as sets of values, for code that writes the
+    /// schedule in another scheduler's syntax (`strata export`).
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            seconds: &self.seconds.0,
+            minutes: &self.minutes.0,
+            hours: &self.hours.0,
+            days_of_month: &self.days_of_month.0,
+            months: &self.months.0,
+            days_of_week: &self.days_of_week.0,
+            years: self.years.as_ref().map(|y| y.0.as_slice()),
+            either_day: self.days == DayRule::Either,
+        }
+    }
+
+    /// The first wall-clock time at or after `from` and before `until` that
+    /// matches every field, with no zone involved: where a DST change
+    /// would move or repeat it is for the caller to ask.
+    pub fn first_match_between(
+        &self,
+        from: NaiveDateTime,
+        until: NaiveDateTime,
+    ) -> Option<NaiveDateTime> {
+        self.next_local(from, until.year())
+            .filter(|found| *found < until)
     }
 
     /// Whether any date the fields allow exists (`0 2 31 2 *` never fires;

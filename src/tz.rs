@@ -118,6 +118,13 @@ impl Zone {
         self.tz.iana_name().unwrap_or("local")
     }
 
+    /// The zone's IANA name, when it has one: what Kubernetes' `timeZone`
+    /// and Nomad's `time_zone` take. `None` for a TZif file that is not a
+    /// link into the zoneinfo database, or a POSIX rule in `TZ`.
+    pub fn iana_name(&self) -> Option<&str> {
+        self.tz.iana_name()
+    }
+
     /// The offset from UTC in effect at `t`, in seconds east.
     pub fn offset_seconds(&self, t: &DateTime<Utc>) -> i64 {
         i64::from(self.tz.to_offset(timestamp(t)).seconds())

@@ -39,6 +39,7 @@ mod daemon;
 mod diff;
 mod du;
 mod explain;
+mod export;
 mod history;
 mod jobs;
 mod list;
@@ -503,6 +504,19 @@ pub enum Command {
         #[arg(long, value_name = "CRON")]
         schedule: Option<String>,
     },
+    /// Write the jobs' schedules for a fleet scheduler: systemd timers,
+    /// Kubernetes CronJobs or Nomad periodic jobs.
+    ///
+    /// Each schedule is rewritten in the engine's syntax to fire exactly
+    /// when cron would; a job the engine would fire at other times (a DST
+    /// change, a field it lacks, crontab's day-of-month-or-week rule where
+    /// it cannot be split) is refused with the reason, exit 1, and nothing
+    /// is written. See docs/fleet.md.
+    ///
+    /// Example: strata export systemd --dir /etc/systemd/system
+    ///
+    /// Example: strata export kubernetes home | kubectl apply -f -
+    Export(export::ExportArgs),
 }
 
 /// Settings resolved once from arguments and environment.
@@ -723,6 +737,7 @@ pub fn main() -> ExitCode {
                 schedule,
             },
         ),
+        Command::Export(args) => export::run(&config, &args),
     };
     code.merge(out::finish())
 }
