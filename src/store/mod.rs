@@ -24,6 +24,7 @@
 //! are spelled here and nowhere else.
 
 pub mod commit;
+pub mod dest;
 pub mod identity;
 pub mod index;
 pub mod lock;
