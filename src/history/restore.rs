@@ -239,12 +239,15 @@ pub fn restore_remote(
             let mut items = Vec::with_capacity(index.len());
             for e in index {
                 let digest = e.xattrs.unwrap_or(crate::entry::NO_XATTRS);
-                if !xattrs.contains_key(&digest) {
-                    xattrs.insert(digest, remote.load_xattrs(digest)?);
-                }
+                let x = match xattrs.entry(digest) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(remote.load_xattrs(digest)?).clone()
+                    }
+                };
                 items.push(Item {
                     has_owner: e.meta.uid != UNKNOWN_OWNER,
-                    xattrs: Some(xattrs[&digest].clone()),
+                    xattrs: Some(x),
                     path: e.path,
                     meta: e.meta,
                     hash: e.hash,
