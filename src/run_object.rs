@@ -374,7 +374,9 @@ fn trace(job: &Job, remote: &Remote, changes: usize) {
         changes,
         requests = remote.bucket.requests(),
         uploaded = remote.bucket.uploaded(),
-        "object store"
+        "object store: {} requests, {} bytes uploaded",
+        remote.bucket.requests(),
+        remote.bucket.uploaded()
     );
 }
 
