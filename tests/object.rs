@@ -277,6 +277,10 @@ fn runs_history_and_restores_agree_on_both_kinds() {
             .filter(|(k, _)| k != "docs")
             .collect();
         assert_same_tree(&want, &got);
+        for args in [vec!["verify", name], vec!["verify", "--deep", name]] {
+            let (code, out, err) = env.run(&args);
+            assert_eq!(code, 0, "{}: {args:?}: {out}{err}", dest.label());
+        }
         let (code, out) = restore(&env, name, "r-none", &["no/such"]);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("no such file or directory"), "{out}");
@@ -709,4 +713,42 @@ fn the_crash_sweep_repairs_every_point_on_both_kinds() {
             }
         },
     );
+}
+
+#[test]
+fn verify_deep_finds_damaged_content_on_both_kinds() {
+    both("verify_deep_finds_damaged_content_on_both_kinds", |dest| {
+        let env = Env::new();
+        env.write("src-d/a.txt", "original");
+        env.write("src-d/b.txt", "untouched");
+        job(&env, dest, "d", "");
+        run_ok(&env, "d");
+        // Same size, other bytes: only the content hash can tell.
+        match dest {
+            Dest::Local => {
+                use std::os::unix::fs::FileExt;
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(env.path("dest-d/mirror/a.txt"))
+                    .unwrap();
+                f.write_all_at(b"ORIGINAL", 0).unwrap();
+                set_mtime(&env.path("dest-d/mirror/a.txt"), 1_600_000_000);
+            }
+            Dest::Object(b) => b.put("jobs/d/mirror/a.txt", b"ORIGINAL"),
+        }
+        let (code, out, err) = env.run(&["verify", "d"]);
+        assert_eq!(
+            code,
+            0,
+            "{}: a shallow verify sees sizes only: {out}{err}",
+            dest.label()
+        );
+        let (code, out, err) = env.run(&["verify", "--deep", "d"]);
+        assert_eq!(code, 1, "{}: {out}{err}", dest.label());
+        assert!(
+            out.contains("mirror/a.txt") && out.contains("hash") && !out.contains("b.txt"),
+            "{}: {out}",
+            dest.label()
+        );
+    });
 }

@@ -441,6 +441,21 @@ impl Bucket {
         Ok(names)
     }
 
+    /// Stream an object and hash its content (xxh3-128, as recorded),
+    /// holding one chunk at a time.
+    pub fn hash_object(&self, key: &Key) -> Result<Hash, ObjectError> {
+        self.block(async {
+            let r = self.store.get_opts(key, GetOptions::default()).await?;
+            let mut stream = r.into_stream();
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            while let Some(chunk) = stream.next().await {
+                hasher.update(&chunk?);
+            }
+            Ok::<_, object_store::Error>(Hash(hasher.digest128().to_be_bytes()))
+        })
+        .map_err(|e| self.error("GET", key, &e))
+    }
+
     /// Stream an object into `out` (an empty file), leaving holes where
     /// whole 4 KiB blocks are zero, so a sparse file comes back sparse.
     /// The bytes written.
