@@ -7,6 +7,12 @@
 # exported timers, `verify` checks the units; the package installs and
 # configures in a container without systemd running as PID 1).
 #
+# moto's S3 server (moto_server, from PyPI's moto[server]) is the object
+# store the object-store tests run against, on 127.0.0.1 only: used from
+# PATH when there, else installed into a virtualenv of its own in
+# ~/.cache/strata-test/moto (python3 -m venv, with Debian's python3-venv
+# when the venv module is missing), where tests/common/s3.rs finds it.
+#
 # Called by `make test`. Installs with Debian's apt-get when running as root
 # and something is missing; otherwise says what is missing, and the tests
 # that need it skip with a printed reason.
@@ -20,6 +26,32 @@ for pair in rsync:rsync setfacl:acl setfattr:attr faketime:faketime \
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
+
+install_moto() {
+    command -v moto_server >/dev/null 2>&1 && return 0
+    venv="$HOME/.cache/strata-test/moto"
+    [ -x "$venv/bin/moto_server" ] && return 0
+    command -v python3 >/dev/null 2>&1 || {
+        echo "test-deps: no python3; the object-store tests skip" >&2
+        return 0
+    }
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+                python3-venv >/dev/null 2>&1 || {
+                apt-get update -q >/dev/null 2>&1
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+                    python3-venv >/dev/null 2>&1
+            }
+        fi
+    fi
+    echo "test-deps: installing moto[server] into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv" >/dev/null 2>&1 &&
+        "$venv/bin/pip" install -q "moto[server]>=5.1" >/dev/null 2>&1 ||
+        echo "test-deps: could not install moto[server]; the object-store tests skip" >&2
+}
+install_moto
 
 [ -z "$need" ] && exit 0
 

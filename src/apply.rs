@@ -831,7 +831,7 @@ struct Copied {
     bytes: u64,
 }
 
-fn read_error(e: io::Error) -> (ErrorKind, String) {
+pub(crate) fn read_error(e: io::Error) -> (ErrorKind, String) {
     match e.raw_os_error() {
         Some(libc::ENOENT) => (
             ErrorKind::Vanished,

@@ -35,6 +35,7 @@ pub mod mount;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod run_object;
 pub mod scan;
 pub mod schedule;
 pub mod select;

@@ -118,6 +118,15 @@ pub enum RunError {
     /// The commit failed.
     #[error("{0}")]
     Commit(CommitError),
+    /// The object-store destination's lease could not be had, or was lost.
+    #[error(transparent)]
+    Lease(Box<crate::store::object::lease::LeaseError>),
+}
+
+impl From<crate::store::object::lease::LeaseError> for RunError {
+    fn from(e: crate::store::object::lease::LeaseError) -> RunError {
+        RunError::Lease(Box::new(e))
+    }
 }
 
 /// Run several jobs concurrently on the current pool; one report.
@@ -155,12 +164,25 @@ pub fn run_job(job: &Job, options: &RunOptions) -> JobRun {
     let start_time = Utc::now();
     let progress = options.progress.job(&job.name);
     let mut around = Around::new(job, options.dry_run, &*progress);
-    let result = run_locked(job, options, start_time, &*progress, &mut around);
+    let result = match &job.object {
+        Some(dest) => {
+            crate::run_object::run_object(job, dest, options, start_time, &*progress, &mut around)
+        }
+        None => run_locked(job, options, start_time, &*progress, &mut around),
+    };
     let mut run = match result {
         Ok(run) => run,
         Err((e, store)) => {
             let mut report = JobReport::failed(&job.name, e.to_string());
             report.stats.mirror = mirror_count(job);
+            if let RunError::Lease(lease) = &e
+                && let crate::store::object::lease::LeaseError::Held { .. } = **lease
+            {
+                report.message = Some(format!("{e}: skipped"));
+                report.status = Status::SkippedLocked;
+                progress.finish();
+                return JobRun { report, plan: None };
+            }
             if let RunError::Lock(LockError::Held { .. }) = &e {
                 report.message = Some("another strata process is running this job".into());
                 report.status = Status::SkippedLocked;
@@ -212,7 +234,7 @@ fn mirror_count(job: &Job) -> u64 {
         })
 }
 
-type Failure = (RunError, Option<Store>);
+pub(crate) type Failure = (RunError, Option<Store>);
 
 /// Everything between opening the source and the run log, with the lock
 /// held once the destination is open.
@@ -302,6 +324,17 @@ fn dry_run(
     };
     let scanned = scan_source(job, source, progress)?;
     let prepared = prepare(job, source, &scanned, &index, store.as_ref(), options)?;
+    Ok(dry_run_report(job, &prepared, &index, notes, options))
+}
+
+/// A dry run's row and plan, from the plan made.
+pub(crate) fn dry_run_report(
+    job: &Job,
+    prepared: &Prepared<'_>,
+    index: &StartIndex,
+    notes: Vec<String>,
+    options: &RunOptions,
+) -> JobRun {
     let mut report = JobReport::failed(&job.name, "");
     report.message = None;
     report.status = Status::DryRun;
@@ -310,9 +343,9 @@ fn dry_run(
         .map(|n| format!("a real run repairs first: {n}"))
         .collect();
     report.errors = prepared.scan.problems.clone();
-    report.stats = planned_stats(&prepared);
+    report.stats = planned_stats(prepared);
     if !options.force
-        && let Err(e) = check_deletions(job, &prepared, &index)
+        && let Err(e) = check_deletions(job, prepared, index)
     {
         report.warnings.push(format!("a real run would fail: {e}"));
     }
@@ -327,22 +360,22 @@ fn dry_run(
             history: c.history_op(),
         })
         .collect();
-    Ok(JobRun {
+    JobRun {
         report,
         plan: Some(rows),
-    })
+    }
 }
 
 /// A scan and the plan made from it.
-struct Prepared<'s> {
-    scan: &'s Scan,
-    plan: Plan<'s>,
+pub(crate) struct Prepared<'s> {
+    pub(crate) scan: &'s Scan,
+    pub(crate) plan: Plan<'s>,
     /// Mount points inside the source that are missing now: kept, named.
-    missing_mounts: Vec<RelPath>,
+    pub(crate) missing_mounts: Vec<RelPath>,
 }
 
 /// The stats a plan promises (a dry run's row).
-fn planned_stats(p: &Prepared<'_>) -> Stats {
+pub(crate) fn planned_stats(p: &Prepared<'_>) -> Stats {
     let mut stats = Stats {
         selected: p.scan.files().count() as u64,
         tracked: p.scan.files().filter(|e| e.tracked).count() as u64,
@@ -370,7 +403,11 @@ fn planned_stats(p: &Prepared<'_>) -> Stats {
 
 /// Scan the source (the walk is the run's one look at the source tree
 /// before the copies).
-fn scan_source(job: &Job, source: &Dir, progress: &dyn Progress) -> Result<Scan, RunError> {
+pub(crate) fn scan_source(
+    job: &Job,
+    source: &Dir,
+    progress: &dyn Progress,
+) -> Result<Scan, RunError> {
     progress.begin("scanning", None);
     let scanned = scan(source, &job.source, &job.matcher, scan_options(job))?;
     progress.inc(scanned.files().count() as u64);
@@ -379,7 +416,7 @@ fn scan_source(job: &Job, source: &Dir, progress: &dyn Progress) -> Result<Scan,
 
 /// Diff the scan with the index: the plan (rechecks resolved: the xattrs
 /// of entries whose ctime moved are read now).
-fn prepare<'s>(
+pub(crate) fn prepare<'s>(
     job: &Job,
     source: &Dir,
     scanned: &'s Scan,
@@ -462,7 +499,11 @@ fn read_xattrs(source: &Dir, path: &RelPath, kind: Kind) -> Option<crate::entry:
 
 /// `max_delete`: files the plan removes from the mirror, against the files
 /// the mirror holds (counted only when there is a limit and a removal).
-fn check_deletions(job: &Job, p: &Prepared<'_>, index: &StartIndex) -> Result<(), RunError> {
+pub(crate) fn check_deletions(
+    job: &Job,
+    p: &Prepared<'_>,
+    index: &StartIndex,
+) -> Result<(), RunError> {
     let removed = p
         .plan
         .changes
@@ -717,14 +758,18 @@ impl Timing {
     }
 }
 
-fn finish(report: &mut JobReport) {
+pub(crate) fn finish(report: &mut JobReport) {
     report.stats.errors = report.errors.len() as u64;
     if !report.errors.is_empty() {
         report.status = Status::Partial;
     }
 }
 
-fn log(store: &Store, start: DateTime<Utc>, report: &JobReport) -> Result<(), StoreError> {
+pub(crate) fn log(
+    store: &Store,
+    start: DateTime<Utc>,
+    report: &JobReport,
+) -> Result<(), StoreError> {
     log_run(
         store,
         &RunRecord {

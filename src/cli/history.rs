@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, open_store, print_json, relative_arg};
+use super::{Config, ExitCode, open_destination, print_json, relative_arg};
 use crate::history::{History, IncrementSummary, Mask, PathHistory, is_at_or_below};
 use crate::job::Job;
 use crate::report::human_bytes;
@@ -50,11 +50,11 @@ pub fn run(config: &Config, args: &[String], all: bool, masks: &[String]) -> Exi
 
 /// List increments, or versions of what `path` or `masks` select.
 fn one(config: &Config, job: &Job, path: Option<String>, masks: &[String]) -> ExitCode {
-    let store = match open_store(job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let history = match History::load(&store) {
+    let history = match History::of(&dest) {
         Ok(history) => history,
         Err(e) => {
             eprintln!("strata: {e}");
@@ -103,7 +103,8 @@ fn one(config: &Config, job: &Job, path: Option<String>, masks: &[String]) -> Ex
         eprintln!(
             "strata: no file {what} in any increment of {}{}",
             job.name,
-            mirrored_only(&store, &found_arg)
+            dest.local()
+                .map_or(String::new(), |store| mirrored_only(store, &found_arg))
         );
     } else {
         print!("{}", versions_text(&found, &super::zone::machine_zone()));

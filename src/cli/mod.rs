@@ -759,10 +759,36 @@ fn load_jobs_dir(config: &Config) -> Result<crate::job::Loaded, ExitCode> {
 /// Open a job's destination for a command that reads it; when it cannot
 /// be had, prints why and returns the exit code (1).
 fn open_store(job: &Job) -> Result<Store, ExitCode> {
+    if job.object.is_some() {
+        eprintln!(
+            "strata: {}: this command does not read object-store destinations ({}) yet; \
+             run, history, restore and verify do",
+            job.name,
+            job.destination.display()
+        );
+        return Err(ExitCode::Failure);
+    }
     Store::open(&job.destination).map_err(|e| {
         eprintln!("strata: {}: {e}", job.name);
         ExitCode::Failure
     })
+}
+
+/// Open a job's destination of either kind for a command that reads it
+/// through the history model; when it cannot be had, prints why (exit 1).
+fn open_destination(
+    config: &Config,
+    job: &Job,
+) -> Result<crate::store::dest::Destination, ExitCode> {
+    match &job.object {
+        None => open_store(job).map(crate::store::dest::Destination::Local),
+        Some(dest) => crate::run_object::open_remote(job, dest, config.known.as_deref())
+            .map(crate::store::dest::Destination::Object)
+            .map_err(|e| {
+                eprintln!("strata: {}: {e}", job.name);
+                ExitCode::Failure
+            }),
+    }
 }
 
 /// Take a job's lock for a command that must not run beside a backup

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, parse_point, print_json, relative_arg};
+use super::{Config, ExitCode, find_job, open_destination, parse_point, print_json, relative_arg};
 use crate::history::at::Point;
-use crate::history::restore::{RestoreOptions, restore};
+use crate::history::restore::{RestoreOptions, restore_from};
 use crate::report::{human_bytes, plural};
 
 /// Restore and report; exit 1 if anything could not be restored.
@@ -54,11 +54,11 @@ pub fn run(
             None => crate::progress::ProgressHandle::default(),
         },
     };
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let done = match restore(&store, to, &options) {
+    let done = match restore_from(&dest, to, &options) {
         Ok(done) => done,
         Err(e) => {
             eprintln!("strata: {e}");

@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::entry::{Op, RelPath};
+use crate::store::dest::Destination;
 use crate::store::meta::{BadRecord, FileRecord, IncrementMeta};
+use crate::store::object::Remote;
 use crate::store::{IncrementDir, IncrementName, PRUNING, Part, Store, StoreError};
 
 /// Why the history could not be read or a point in it not found.
@@ -309,6 +311,41 @@ impl History {
         }
         loaded.history = History::new(increments);
         Ok(loaded)
+    }
+
+    /// Read the history of a destination of either kind.
+    pub fn of(dest: &Destination) -> Result<History, HistoryError> {
+        match dest {
+            Destination::Local(store) => History::load(store),
+            Destination::Object(remote) => History::load_remote(remote),
+        }
+    }
+
+    /// Read the history of an object-store destination: every increment
+    /// whose metadata object is there, except that of a staged run the
+    /// committed index does not bear (its metadata was written, its index
+    /// not: it never committed, and the next run rolls it back).
+    pub fn load_remote(remote: &Remote) -> Result<History, HistoryError> {
+        use rayon::prelude::*;
+        let committed = remote.fetch_index()?.and_then(|r| r.run);
+        let staged = remote.staged()?;
+        let names: Vec<IncrementName> = remote
+            .increment_names()?
+            .into_iter()
+            .filter(|n| {
+                let text = n.to_string();
+                !staged.contains(&text) || committed.as_deref() == Some(text.as_str())
+            })
+            .collect();
+        let metas: Vec<Result<Option<IncrementMeta>, StoreError>> =
+            names.par_iter().map(|n| remote.load_meta(n)).collect();
+        let mut increments = Vec::new();
+        for (name, meta) in names.into_iter().zip(metas) {
+            if let Some(meta) = meta? {
+                increments.push(Increment::new(name, Place::Committed, meta)?);
+            }
+        }
+        Ok(History::new(increments))
     }
 
     /// The index of the increment named `name`.

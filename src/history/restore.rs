@@ -36,6 +36,8 @@ use crate::entry::{ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, PathError, R
 use crate::fs::copy::{CopyError, copy_data};
 use crate::fs::{Degraded, Dir, DirRef, FileTypeOf, Finish, finish, fstat, is_root, xattr};
 use crate::store::index::{self, UNKNOWN_OWNER};
+use crate::store::object::client::{DownloadError, Fetched};
+use crate::store::object::{self, Remote};
 use crate::store::{DIRTY, IncrementDir, Part, Store, StoreError};
 
 /// Why a restore did not start.
@@ -147,7 +149,7 @@ pub fn restore(
     options: &RestoreOptions,
 ) -> Result<Restored, RestoreError> {
     let mut increments: Vec<IncrementDir> = Vec::new();
-    let (point, mut items) = match &options.at {
+    let (point, items) = match &options.at {
         None => (String::from("mirror"), mirror_items(store)?),
         Some(at) => {
             let history = History::load(store)?;
@@ -164,67 +166,212 @@ pub fn restore(
                         increments.len() - 1
                     }
                 };
-                let r = version
-                    .record
-                    .check()
-                    .expect("the history checked its records");
-                items.push(Item {
-                    path,
-                    meta: r.meta,
-                    has_owner: r.has_owner,
-                    hash: r.hash,
-                    xattrs: Some(r.xattrs),
-                    from: Source::Increment(slot, part),
-                });
+                items.push(version_item(path, version, Source::Increment(slot, part)));
             }
             (history.increments[k].name.clone(), items)
         }
     };
-    let whole = options.paths.is_empty();
-    if !whole {
-        for wanted in &options.paths {
-            if !items.iter().any(|i| i.path.is_at_or_below(wanted)) {
-                return Err(RestoreError::NoMatch {
-                    path: wanted.to_string(),
-                    point: if options.at.is_some() {
-                        point.clone()
-                    } else {
-                        "the latest state".into()
-                    },
-                });
-            }
-        }
-        // The wanted entries, and the folders on their way (the root left
-        // out: its metadata is the whole tree's).
-        let mut keep: HashSet<RelPath> = HashSet::new();
-        for i in &items {
-            if options.paths.iter().any(|w| i.path.is_at_or_below(w)) {
-                let mut up = i.path.parent();
-                while let Some(p) = up.filter(|p| !p.is_root()) {
-                    up = p.parent();
-                    if !keep.insert(p) {
-                        break;
-                    }
-                }
-                keep.insert(i.path.clone());
-            }
-        }
-        items.retain(|i| keep.contains(&i.path) && !i.path.is_root());
-    }
-    let target = open_target(store, to, options.force)?;
+    let items = select(items, options, &point)?;
+    let target = open_target(Some(store), to, options.force)?;
     let mirror = match options.at {
         None => store
             .mirror()
             .map_err(|e| StoreError::io(&store.mirror_path(), e))?,
         Some(_) => None,
     };
+    let mut warnings = Vec::new();
+    if options.at.is_none() && store.state_has(DIRTY) {
+        warnings.push(
+            "an interrupted run is not repaired yet: the mirror may mix that run's new \
+             versions with old ones; run the job, or restore --at its last increment"
+                .into(),
+        );
+    }
+    let backing = Local {
+        store,
+        mirror,
+        increments,
+    };
+    Ok(restore_items(
+        &backing, &target, point, to, items, options, warnings,
+    ))
+}
+
+/// Restore from a destination of either kind.
+pub fn restore_from(
+    dest: &crate::store::dest::Destination,
+    to: &Path,
+    options: &RestoreOptions,
+) -> Result<Restored, RestoreError> {
+    match dest {
+        crate::store::dest::Destination::Local(store) => restore(store, to, options),
+        crate::store::dest::Destination::Object(remote) => restore_remote(remote, to, options),
+    }
+}
+
+/// Restore from an object-store destination into `to`: the same items
+/// (the index for the latest state, the history's replay for a past
+/// point), their bytes streamed from the objects.
+pub fn restore_remote(
+    remote: &Remote,
+    to: &Path,
+    options: &RestoreOptions,
+) -> Result<Restored, RestoreError> {
+    let mut increments: Vec<String> = Vec::new();
+    let committed = remote.fetch_index()?;
+    let (point, items) = match &options.at {
+        None => {
+            let path = PathBuf::from(format!("{}/{}", remote.url(), object::INDEX_KEY));
+            let index = match &committed {
+                Some(r) => r.index.walk(|w| {
+                    let mut out = Vec::new();
+                    while let Some(e) = w.current() {
+                        out.push(e.to_entry());
+                        w.advance();
+                    }
+                    out
+                })?,
+                None => return Err(RestoreError::NothingBackedUp { path }),
+            };
+            // The extended attributes the index names by digest, each
+            // fetched once.
+            let mut xattrs: HashMap<Hash, Xattrs> = HashMap::new();
+            let mut items = Vec::with_capacity(index.len());
+            for e in index {
+                let digest = e.xattrs.unwrap_or(crate::entry::NO_XATTRS);
+                let x = match xattrs.entry(digest) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(remote.load_xattrs(digest)?).clone()
+                    }
+                };
+                items.push(Item {
+                    has_owner: e.meta.uid != UNKNOWN_OWNER,
+                    xattrs: Some(x),
+                    path: e.path,
+                    meta: e.meta,
+                    hash: e.hash,
+                    from: Source::Mirror,
+                });
+            }
+            (String::from("mirror"), items)
+        }
+        Some(at) => {
+            let history = History::load_remote(remote)?;
+            let k = history.resolve(at)?;
+            let mut opened: HashMap<usize, usize> = HashMap::new();
+            let mut items = Vec::new();
+            for (path, version) in history.state_at(Some(k)) {
+                let (inc, part, _) = history.file_of(version);
+                let slot = *opened.entry(version.increment).or_insert_with(|| {
+                    increments.push(inc.name.clone());
+                    increments.len() - 1
+                });
+                items.push(version_item(path, version, Source::Increment(slot, part)));
+            }
+            (history.increments[k].name.clone(), items)
+        }
+    };
+    let items = select(items, options, &point)?;
+    let target = open_target(None, to, options.force)?;
+    let mut warnings = Vec::new();
+    let pending = committed.as_ref().and_then(|r| r.run.clone());
+    if options.at.is_none()
+        && let Some(run) = pending
+        && remote.staged()?.contains(&run)
+    {
+        warnings.push(format!(
+            "the run {run} committed but was interrupted before its mirror was complete: \
+             some files may come back in their previous version; run the job, or restore \
+             --at its last increment"
+        ));
+    }
+    let backing = Objects {
+        remote,
+        increments,
+        tmp: target
+            .try_clone()
+            .map_err(|e| RestoreError::Store(StoreError::io(to, e)))?,
+    };
+    Ok(restore_items(
+        &backing, &target, point, to, items, options, warnings,
+    ))
+}
+
+/// The item of a version in the history's replay.
+fn version_item(path: RelPath, version: super::Version<'_>, from: Source) -> Item {
+    let r = version
+        .record
+        .check()
+        .expect("the history checked its records");
+    Item {
+        path,
+        meta: r.meta,
+        has_owner: r.has_owner,
+        hash: r.hash,
+        xattrs: Some(r.xattrs),
+        from,
+    }
+}
+
+/// Keep the items the PATH arguments select (all without any), and the
+/// folders on their way.
+fn select(
+    mut items: Vec<Item>,
+    options: &RestoreOptions,
+    point: &str,
+) -> Result<Vec<Item>, RestoreError> {
+    if options.paths.is_empty() {
+        return Ok(items);
+    }
+    for wanted in &options.paths {
+        if !items.iter().any(|i| i.path.is_at_or_below(wanted)) {
+            return Err(RestoreError::NoMatch {
+                path: wanted.to_string(),
+                point: if options.at.is_some() {
+                    point.to_string()
+                } else {
+                    "the latest state".into()
+                },
+            });
+        }
+    }
+    // The wanted entries, and the folders on their way (the root left
+    // out: its metadata is the whole tree's).
+    let mut keep: HashSet<RelPath> = HashSet::new();
+    for i in &items {
+        if options.paths.iter().any(|w| i.path.is_at_or_below(w)) {
+            let mut up = i.path.parent();
+            while let Some(p) = up.filter(|p| !p.is_root()) {
+                up = p.parent();
+                if !keep.insert(p) {
+                    break;
+                }
+            }
+            keep.insert(i.path.clone());
+        }
+    }
+    items.retain(|i| keep.contains(&i.path) && !i.path.is_root());
+    Ok(items)
+}
+
+/// Restore `items` into `target` (opened at `to`), reading their bytes
+/// through `backing`.
+fn restore_items(
+    backing: &dyn Backing,
+    target: &Dir,
+    point: String,
+    to: &Path,
+    items: Vec<Item>,
+    options: &RestoreOptions,
+    warnings: Vec<String>,
+) -> Restored {
+    let whole = options.paths.is_empty();
     let progress = options.progress.job(&point);
     let ctx = Ctx {
         progress: &*progress,
-        target: &target,
-        mirror: mirror.as_ref(),
-        increments: &increments,
-        store,
+        target,
+        backing,
         force: options.force,
         degraded: Degraded::default(),
         made: Default::default(),
@@ -234,13 +381,7 @@ pub fn restore(
         to: to.to_path_buf(),
         ..Restored::default()
     };
-    if options.at.is_none() && store.state_has(DIRTY) {
-        done.warnings.push(
-            "an interrupted run is not repaired yet: the mirror may mix that run's new \
-             versions with old ones; run the job, or restore --at its last increment"
-                .into(),
-        );
-    }
+    done.warnings = warnings;
     // Directories first, parents before children. A folder on the way to
     // an entry that has no record of its own (a history written before
     // directories were recorded) is made all the same, mode 0755.
@@ -275,7 +416,7 @@ pub fn restore(
         }
     }
     for path in implied.iter().rev() {
-        if let Ok(d) = target.open_dir(path.as_bytes()) {
+        if let Ok(d) = ctx.target.open_dir(path.as_bytes()) {
             let _ = rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(0o755));
         }
     }
@@ -344,7 +485,7 @@ pub fn restore(
     ctx.progress.finish();
     done.warnings.extend(ctx.degraded.warnings());
     done.errors.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(done)
+    done
 }
 
 /// The latest state: every index entry, read from `mirror/`. The xattrs
@@ -393,7 +534,7 @@ fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
 /// Open the target: absent (made, mode 0700 until its metadata is set) or
 /// an empty directory (unless forced), never a symlink, not in the
 /// destination.
-fn open_target(store: &Store, to: &Path, force: bool) -> Result<Dir, RestoreError> {
+fn open_target(store: Option<&Store>, to: &Path, force: bool) -> Result<Dir, RestoreError> {
     let io_err = |e| RestoreError::Store(StoreError::io(to, e));
     let name = to.file_name().ok_or_else(|| RestoreError::NotADirectory {
         path: to.to_path_buf(),
@@ -422,7 +563,16 @@ fn open_target(store: &Store, to: &Path, force: bool) -> Result<Dir, RestoreErro
         }
         Err(e) => return Err(io_err(e)),
     };
-    // Inside the destination? Walk up by descriptors, comparing inodes.
+    // Inside the destination? Walk up by descriptors, comparing inodes (an
+    // object store's destination is no folder here).
+    let Some(store) = store else {
+        if !created && !force && !target.entries().map_err(io_err)?.is_empty() {
+            return Err(RestoreError::NotEmpty {
+                path: to.to_path_buf(),
+            });
+        }
+        return Ok(target);
+    };
     let dest = store.root().stat().map_err(io_err)?;
     let mut up = target.try_clone().map_err(io_err)?;
     for _ in 0..4096 {
@@ -460,11 +610,180 @@ fn open_target(store: &Store, to: &Path, force: bool) -> Result<Dir, RestoreErro
     Ok(target)
 }
 
+/// Where a restore reads the bytes it copies back: the seam between the
+/// restore (targets, metadata, hardlinks, checks) and a destination kind.
+trait Backing: Sync {
+    /// The stored file of `item`, opened for reading, and where it is.
+    fn open_file(&self, item: &Item) -> Result<(std::fs::File, PathBuf), PathError>;
+    /// The stored target of the symlink `item`, and where it is.
+    fn read_link(&self, item: &Item) -> Result<(Vec<u8>, PathBuf), PathError>;
+    /// The extended attributes of the latest state's directory `path`
+    /// (for items that carry none of their own).
+    fn dir_xattrs(&self, path: &RelPath) -> Xattrs;
+}
+
+fn missing(item: &Item, e: io::Error, shown: &Path) -> PathError {
+    let kind = if e.kind() == io::ErrorKind::NotFound {
+        ErrorKind::Corrupt
+    } else {
+        ErrorKind::Read
+    };
+    err(
+        &item.path,
+        kind,
+        format!("missing from the backup: {}: {e}", shown.display()),
+    )
+}
+
+/// A local destination: the mirror and the increments' folders.
+struct Local<'a> {
+    store: &'a Store,
+    mirror: Option<Dir>,
+    increments: Vec<IncrementDir>,
+}
+
+impl Local<'_> {
+    /// The folder holding the stored bytes of `item`, and where that is.
+    fn stored(&self, item: &Item) -> Result<(Dir, PathBuf), PathError> {
+        match item.from {
+            Source::Mirror => {
+                let shown = self.store.mirror_path().join(item.path.as_path());
+                let mirror = self.mirror.as_ref().ok_or_else(|| {
+                    missing(item, io::Error::from(io::ErrorKind::NotFound), &shown)
+                })?;
+                Ok((
+                    mirror.try_clone().map_err(|e| missing(item, e, &shown))?,
+                    shown,
+                ))
+            }
+            Source::Increment(slot, part) => {
+                let inc = &self.increments[slot];
+                let shown = inc.part_path(part, &item.path);
+                match inc.part(part) {
+                    Ok(Some(d)) => Ok((d, shown)),
+                    Ok(None) => Err(missing(
+                        item,
+                        io::Error::from(io::ErrorKind::NotFound),
+                        &shown,
+                    )),
+                    Err(e) => Err(missing(item, e, &shown)),
+                }
+            }
+        }
+    }
+
+    fn in_stored<T>(
+        &self,
+        item: &Item,
+        f: impl FnOnce(&DirRef<'_>, &[u8]) -> io::Result<T>,
+    ) -> Result<(T, PathBuf), PathError> {
+        let (stored, shown) = self.stored(item)?;
+        let corrupt = |e: io::Error| {
+            err(
+                &item.path,
+                ErrorKind::Corrupt,
+                format!("missing from the backup: {}: {e}", shown.display()),
+            )
+        };
+        let (sdir, sname) = stored.parent_of(item.path.as_bytes()).map_err(corrupt)?;
+        let value = f(&sdir, sname).map_err(corrupt)?;
+        Ok((value, shown))
+    }
+}
+
+impl Backing for Local<'_> {
+    fn open_file(&self, item: &Item) -> Result<(std::fs::File, PathBuf), PathError> {
+        self.in_stored(item, |d, n| d.open_read(n))
+    }
+
+    fn read_link(&self, item: &Item) -> Result<(Vec<u8>, PathBuf), PathError> {
+        self.in_stored(item, |d, n| d.read_link(n))
+    }
+
+    fn dir_xattrs(&self, path: &RelPath) -> Xattrs {
+        // The latest state: the mirror folder's own.
+        self.mirror
+            .as_ref()
+            .and_then(|m| m.open_dir(path.as_bytes()).ok())
+            .and_then(|d| xattr::read_all(&d).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// An object-store destination: each file streamed from its object into
+/// an unnamed file in the target (holes kept), which the restore then
+/// copies and checks as it does a local one.
+struct Objects<'a> {
+    remote: &'a Remote,
+    increments: Vec<String>,
+    tmp: Dir,
+}
+
+impl Objects<'_> {
+    fn key(&self, item: &Item) -> object_store::path::Path {
+        match item.from {
+            Source::Mirror => self.remote.mirror_key(&item.path),
+            Source::Increment(slot, part) => {
+                self.remote
+                    .part_key(&self.increments[slot], part, &item.path)
+            }
+        }
+    }
+
+    fn shown(&self, key: &object_store::path::Path) -> PathBuf {
+        PathBuf::from(format!(
+            "{}/{}",
+            self.remote.url(),
+            self.remote.bucket.shown(key)
+        ))
+    }
+}
+
+impl Backing for Objects<'_> {
+    fn open_file(&self, item: &Item) -> Result<(std::fs::File, PathBuf), PathError> {
+        let key = self.key(item);
+        let shown = self.shown(&key);
+        let file = self.tmp.tmpfile(0o600).map_err(|e| {
+            err(
+                &item.path,
+                ErrorKind::Write,
+                format!("cannot create the file: {e}"),
+            )
+        })?;
+        match self.remote.bucket.download(&key, &file, &|_| {}) {
+            Ok(_) => Ok((file, shown)),
+            Err(DownloadError::Missing) => Err(missing(
+                item,
+                io::Error::from(io::ErrorKind::NotFound),
+                &shown,
+            )),
+            Err(DownloadError::Store(e)) => Err(err(&item.path, ErrorKind::Read, e.to_string())),
+        }
+    }
+
+    fn read_link(&self, item: &Item) -> Result<(Vec<u8>, PathBuf), PathError> {
+        let key = self.key(item);
+        let shown = self.shown(&key);
+        match self.remote.bucket.get(&key, None) {
+            Ok(Fetched::Got { bytes, .. }) => Ok((bytes, shown)),
+            Ok(_) => Err(missing(
+                item,
+                io::Error::from(io::ErrorKind::NotFound),
+                &shown,
+            )),
+            Err(e) => Err(err(&item.path, ErrorKind::Read, e.to_string())),
+        }
+    }
+
+    fn dir_xattrs(&self, _: &RelPath) -> Xattrs {
+        // Every item from an object store carries its own.
+        Xattrs::default()
+    }
+}
+
 struct Ctx<'a> {
     target: &'a Dir,
-    mirror: Option<&'a Dir>,
-    increments: &'a [IncrementDir],
-    store: &'a Store,
+    backing: &'a dyn Backing,
     force: bool,
     degraded: Degraded,
     /// The (device, inode) of each folder this restore made or found in
@@ -478,40 +797,6 @@ fn err(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> PathError
 }
 
 impl Ctx<'_> {
-    /// The folder holding the stored bytes of `item`, and where that is.
-    fn stored(&self, item: &Item) -> Result<(Dir, PathBuf), PathError> {
-        let missing = |e: io::Error, shown: &Path| {
-            let kind = if e.kind() == io::ErrorKind::NotFound {
-                ErrorKind::Corrupt
-            } else {
-                ErrorKind::Read
-            };
-            err(
-                &item.path,
-                kind,
-                format!("missing from the backup: {}: {e}", shown.display()),
-            )
-        };
-        match item.from {
-            Source::Mirror => {
-                let shown = self.store.mirror_path().join(item.path.as_path());
-                let mirror = self
-                    .mirror
-                    .ok_or_else(|| missing(io::Error::from(io::ErrorKind::NotFound), &shown))?;
-                Ok((mirror.try_clone().map_err(|e| missing(e, &shown))?, shown))
-            }
-            Source::Increment(slot, part) => {
-                let inc = &self.increments[slot];
-                let shown = inc.part_path(part, &item.path);
-                match inc.part(part) {
-                    Ok(Some(d)) => Ok((d, shown)),
-                    Ok(None) => Err(missing(io::Error::from(io::ErrorKind::NotFound), &shown)),
-                    Err(e) => Err(missing(e, &shown)),
-                }
-            }
-        }
-    }
-
     /// Fail unless `dir`, opened at `path` in the target, is the folder
     /// this restore made or found there. A user who owns the target can
     /// swap a folder strata made (0700, so what goes in stays private) for
@@ -625,14 +910,6 @@ impl Ctx<'_> {
     /// Copy one file or symlink into the target; the bytes copied.
     fn copy_item(&self, item: &Item) -> Result<u64, PathError> {
         let path = &item.path;
-        let (stored, shown) = self.stored(item)?;
-        let (sdir, sname) = stored.parent_of(path.as_bytes()).map_err(|e| {
-            err(
-                path,
-                ErrorKind::Corrupt,
-                format!("missing from the backup: {}: {e}", shown.display()),
-            )
-        })?;
         let (tdir, tname) = self.target_parent(path).map_err(|e| {
             err(
                 path,
@@ -643,13 +920,7 @@ impl Ctx<'_> {
         let owner = (is_root() && item.has_owner).then_some((item.meta.uid, item.meta.gid));
         match item.meta.kind {
             Kind::Symlink => {
-                let link = sdir.read_link(sname).map_err(|e| {
-                    err(
-                        path,
-                        ErrorKind::Corrupt,
-                        format!("missing from the backup: {}: {e}", shown.display()),
-                    )
-                })?;
+                let (link, shown) = self.backing.read_link(item)?;
                 if let Some(want) = item.hash
                     && Hash::of(&link) != want
                 {
@@ -677,13 +948,7 @@ impl Ctx<'_> {
                 Ok(0)
             }
             Kind::File => {
-                let src = sdir.open_read(sname).map_err(|e| {
-                    err(
-                        path,
-                        ErrorKind::Corrupt,
-                        format!("missing from the backup: {}: {e}", shown.display()),
-                    )
-                })?;
+                let (src, shown) = self.backing.open_file(item)?;
                 let st = fstat(&src).map_err(|e| err(path, ErrorKind::Read, e.to_string()))?;
                 if st.file_type != FileTypeOf::File {
                     return Err(err(
@@ -824,12 +1089,7 @@ impl Ctx<'_> {
         let xattrs = match &item.xattrs {
             Some(x) => x,
             None => {
-                // The latest state: the mirror folder's own.
-                stored_xattrs = self
-                    .mirror
-                    .and_then(|m| m.open_dir(path.as_bytes()).ok())
-                    .and_then(|d| xattr::read_all(&d).ok())
-                    .unwrap_or_default();
+                stored_xattrs = self.backing.dir_xattrs(path);
                 &stored_xattrs
             }
         };

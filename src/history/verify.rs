@@ -40,6 +40,7 @@ use crate::fs::copy::hash_file;
 use crate::fs::{Dir, FileTypeOf, Stat, is_root, walk_tree, xattr};
 use crate::store::index::{self, UNKNOWN_OWNER};
 use crate::store::meta::format_mtime;
+use crate::store::object::{self, Remote};
 use crate::store::{DIRTY, INPROGRESS, Part, Store, StoreError, TMP};
 
 /// One thing that does not agree.
@@ -131,6 +132,158 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
         ));
     }
     (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// Check an object-store destination: every index entry (file or
+/// symlink) has its `mirror/` object of the recorded size, nothing in
+/// `mirror/` is missing from the index, every increment's metadata reads
+/// and each of its file records has its object (`track/` or `deleted/`),
+/// no object of an increment is missing from its metadata, no interrupted
+/// run waits to be repaired, and every xattr digest the index names has
+/// its object. With `deep`, every mirror and `track/` object is streamed
+/// and its content compared with the recorded hash. Only reads.
+pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError> {
+    let mut v = Verified::default();
+    let url = remote.url();
+    let shown = |key: &str| PathBuf::from(format!("{url}/{key}"));
+    let index = match remote.fetch_index()? {
+        Some(r) => {
+            for run in remote.staged()? {
+                v.problem(
+                    shown(&format!("{}/{run}", object::STAGING)),
+                    "an interrupted run waits to be repaired (the next run does it)",
+                );
+            }
+            r.index.walk(|w| {
+                let mut out = Vec::new();
+                while let Some(e) = w.current() {
+                    out.push(e.to_entry());
+                    w.advance();
+                }
+                out
+            })?
+        }
+        None => {
+            v.problem(shown(object::INDEX_KEY), "no index: nothing backed up yet");
+            return Ok(v);
+        }
+    };
+    let bucket = &remote.bucket;
+    let listed: HashMap<String, u64> = bucket
+        .list(&bucket.key(object::MIRROR_TOP))?
+        .into_iter()
+        .map(|m| (bucket.shown(&m.location), m.size))
+        .collect();
+    let mut checks: Vec<(String, Hash)> = Vec::new();
+    let mut expected: HashSet<String> = HashSet::new();
+    let mut digests: HashSet<Hash> = HashSet::new();
+    for e in &index {
+        if let Some(d) = e.xattrs.filter(|d| *d != NO_XATTRS) {
+            digests.insert(d);
+        }
+        if e.meta.kind == Kind::Dir {
+            v.mirror_dirs += 1;
+            continue;
+        }
+        v.mirror_files += 1;
+        let key = bucket.shown(&remote.mirror_key(&e.path));
+        expected.insert(key.clone());
+        match listed.get(&key) {
+            None => v.problem(shown(&key), "missing from the mirror"),
+            Some(&size) if size != e.meta.size => v.problem(
+                shown(&key),
+                format!("size {size} (recorded {})", e.meta.size),
+            ),
+            Some(_) => {
+                if let Some(h) = e.hash {
+                    checks.push((key, h));
+                }
+            }
+        }
+    }
+    for key in listed.keys().filter(|k| !expected.contains(*k)) {
+        v.problem(shown(key), "in the mirror but not in the index");
+    }
+    for d in digests {
+        if let Err(e) = remote.load_xattrs(d) {
+            v.problem(
+                shown(&format!("{}/{}", object::XATTRS, d.to_hex())),
+                e.to_string(),
+            );
+        }
+    }
+    let history = match History::load_remote(remote) {
+        Ok(h) => h,
+        Err(HistoryError::Store(e)) => return Err(e),
+        Err(e) => {
+            v.problem(PathBuf::from(&url), e.to_string());
+            History::default()
+        }
+    };
+    for inc in &history.increments {
+        v.increments += 1;
+        let in_store: HashMap<String, u64> = bucket
+            .list(&bucket.key(&inc.name))?
+            .into_iter()
+            .map(|m| (bucket.shown(&m.location), m.size))
+            .collect();
+        let mut recorded: HashSet<String> = HashSet::new();
+        recorded.insert(bucket.shown(&remote.meta_key(&inc.name)));
+        for (path, record) in inc.records() {
+            let Ok(r) = record.check() else { continue };
+            if r.meta.kind == Kind::Dir {
+                continue;
+            }
+            v.increment_files += 1;
+            let part = Part::for_op(record.op);
+            let key = bucket.shown(&remote.part_key(&inc.name, part, path));
+            recorded.insert(key.clone());
+            match in_store.get(&key) {
+                None => v.problem(shown(&key), "missing from its increment"),
+                Some(&size) if size != r.meta.size => v.problem(
+                    shown(&key),
+                    format!("size {size} (recorded {})", r.meta.size),
+                ),
+                Some(_) => {
+                    if record.op != Op::Deleted
+                        && let Some(h) = r.hash
+                    {
+                        checks.push((key, h));
+                    }
+                }
+            }
+        }
+        for key in in_store.keys().filter(|k| !recorded.contains(*k)) {
+            v.problem(shown(key), "in the increment but not in its metadata");
+        }
+    }
+    if deep {
+        let found: Vec<Option<Problem>> = checks
+            .par_iter()
+            .map(|(key, want)| {
+                let k = bucket.key(key);
+                match bucket.hash_object(&k) {
+                    Ok(got) if got == *want => None,
+                    Ok(got) => Some(Problem {
+                        path: shown(key),
+                        message: format!(
+                            "content does not match the recorded hash ({}, now {})",
+                            want.to_hex(),
+                            got.to_hex()
+                        ),
+                    }),
+                    Err(e) => Some(Problem {
+                        path: shown(key),
+                        message: e.to_string(),
+                    }),
+                }
+            })
+            .collect();
+        v.hashed = checks.len() as u64;
+        v.problems.extend(found.into_iter().flatten());
+    }
+    v.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(v)
 }
 
 /// Check the destination of `store`; with `repair`, put damaged files back

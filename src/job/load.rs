@@ -831,10 +831,42 @@ fn check_spec(
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
         .unwrap_or_default();
     let mut spelled_right = true;
+    // `s3://BUCKET/PREFIX`: an object-store destination, checked offline;
+    // none of the path checks below apply to it.
+    let object_text = spec
+        .destination
+        .to_str()
+        .filter(|t| crate::store::object::url::is_url(t));
+    let mut object = None;
+    let mut out_warnings: Vec<(&str, String)> = Vec::new();
+    if let Some(text) = object_text {
+        match crate::store::object::ObjectUrl::parse(text) {
+            Ok(url) => {
+                object = Some(crate::store::object::ObjectDest {
+                    url,
+                    options: spec.s3.clone().unwrap_or_default(),
+                })
+            }
+            Err(problem) => {
+                error("/destination", format!("destination {text:?}: {problem}"));
+                spelled_right = false;
+            }
+        }
+    } else if spec.s3.is_some() {
+        out_warnings.push((
+            "/s3",
+            "s3: these options apply to an s3://BUCKET/PREFIX destination only; this \
+             destination is a path"
+                .to_string(),
+        ));
+    }
     for (pointer, field, path) in [
         ("/source", "source", &spec.source),
         ("/destination", "destination", &spec.destination),
     ] {
+        if object_text.is_some() && field == "destination" {
+            continue;
+        }
         if let Some(problem) = path_spelling(path) {
             error(pointer, format!("{field} {:?}: {problem}", path));
             spelled_right = false;
@@ -849,10 +881,13 @@ fn check_spec(
         }
     }
     let source = resolve_path(&base, &spec.source);
-    let destination = resolve_path(&base, &spec.destination);
+    let destination = match object_text {
+        Some(_) => spec.destination.clone(),
+        None => resolve_path(&base, &spec.destination),
+    };
     let source_place = Place::resolve(&source);
     let destination_place = Place::resolve(&destination);
-    if spelled_right {
+    if spelled_right && object.is_none() && object_text.is_none() {
         let shown = format!(
             "{}{}",
             destination.display(),
@@ -966,7 +1001,10 @@ fn check_spec(
     }
     // strata never creates a destination's parents (SPEC §4): a missing
     // parent is most often a disk that is not mounted.
-    if spelled_right && !destination_place.parent_exists() {
+    for (pointer, message) in out_warnings {
+        out.push(diagnostic(file, text, pointer, Severity::Warning, message));
+    }
+    if spelled_right && object_text.is_none() && !destination_place.parent_exists() {
         let parent = destination_place.real.parent().unwrap_or(Path::new("/"));
         out.push(diagnostic(
             file,
@@ -988,6 +1026,7 @@ fn check_spec(
         file: file.to_path_buf(),
         source,
         destination,
+        object,
         schedule,
         enabled: spec.enabled,
         matcher: matcher?,

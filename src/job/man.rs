@@ -14,6 +14,7 @@ use super::model::{example_text, job_schema};
 const ORDER: &[&str] = &[
     "source",
     "destination",
+    "s3",
     "name",
     "schedule",
     "enabled",

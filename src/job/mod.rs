@@ -34,8 +34,11 @@ pub struct Job {
     pub file: PathBuf,
     /// Absolute path of the tree to back up.
     pub source: PathBuf,
-    /// Absolute path of the backup destination.
+    /// Absolute path of the backup destination; for an object-store
+    /// destination, its URL as written (`s3://BUCKET/PREFIX`).
     pub destination: PathBuf,
+    /// The object-store destination, when `destination` is an `s3://` URL.
+    pub object: Option<crate::store::object::ObjectDest>,
     /// When the daemon runs it; `None`: only when asked.
     pub schedule: Option<Schedule>,
     /// `run-all` and the daemon skip a disabled job.

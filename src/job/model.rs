@@ -32,11 +32,22 @@ pub struct JobFile {
     pub source: PathBuf,
 
     /// Where `mirror/`, the increments `backup_YYYYMMDD_HHMMSS/` and the job's
-    /// state `.strata/` live. Relative paths as for `source`. Must not overlap
+    /// state `.strata/` live: a path, or an object store as
+    /// `s3://BUCKET/PREFIX` (the same layout as keys; see `s3`). Relative
+    /// paths as for `source`. Must not overlap
     /// `source`, any other job's source or destination, or a system
     /// directory. Its parent directory should exist: strata never creates it.
-    #[schemars(example = "/mnt/backup/home")]
+    #[schemars(example = "/mnt/backup/home", example = "s3://my-bucket/backups/home")]
     pub destination: PathBuf,
+
+    /// How to reach the object store of an `s3://BUCKET/PREFIX`
+    /// destination: endpoint, region, path-style requests, and the names of
+    /// the environment variables that hold the credentials (never the
+    /// credentials themselves). Absent: the `AWS_*` environment and
+    /// `~/.aws/credentials`, as the AWS tools read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::store::object::ObjectOptions", example = serde_json::json!({"endpoint": "http://127.0.0.1:9000", "access_key_id_env": "BACKUP_S3_KEY_ID", "secret_access_key_env": "BACKUP_S3_SECRET"}))]
+    pub s3: Option<crate::store::object::ObjectOptions>,
 
     /// When the daemon runs the job, in local time: a crontab(5) line
     /// (`min hour dom mon dow`, day of week 0-7 with 0 and 7 Sunday), 6 or 7

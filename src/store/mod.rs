@@ -25,10 +25,12 @@
 //! are defined here, as the constants the other modules use.
 
 pub mod commit;
+pub mod dest;
 pub mod identity;
 pub mod index;
 pub mod lock;
 pub mod meta;
+pub mod object;
 pub mod recover;
 
 use std::fmt;
@@ -79,6 +81,10 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// An object-store request failed (the destination, endpoint, request
+    /// and key named).
+    #[error(transparent)]
+    Object(Box<object::ObjectError>),
     /// The destination is not there, or not a strata destination.
     #[error("{message}")]
     Missing {

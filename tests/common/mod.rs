@@ -6,6 +6,7 @@
 pub mod fixtures;
 
 pub mod kill;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,6 +14,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+
+/// The credentials and region the tests' S3 server (moto, which accepts
+/// any) is reached with.
+pub const S3_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "strata-test"),
+    ("AWS_SECRET_ACCESS_KEY", "strata-test-secret"),
+    ("AWS_REGION", "us-east-1"),
+];
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -78,6 +87,10 @@ impl Env {
             .env_remove("STRATA_FAULT_TRACE")
             .env_remove("RUST_LOG")
             .env("STRATA_STATE_DIR", self.state_dir())
+            .envs(S3_ENV.iter().copied())
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_PROFILE")
             .arg("--jobs-dir")
             .arg(self.jobs());
         cmd
@@ -98,6 +111,9 @@ impl Env {
             .env_remove("STRATA_FAULT")
             .env_remove("STRATA_FAULT_TRACE")
             .env("STRATA_STATE_DIR", self.state_dir())
+            .envs(S3_ENV.iter().copied())
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE")
             .arg("--jobs-dir")
             .arg(self.jobs());
         cmd

@@ -1,0 +1,464 @@
+//! Object-store destinations, `s3://BUCKET/PREFIX`: the layout of SPEC §3
+//! as keys, so the mirror stays browsable with any S3 client.
+//!
+//! ```text
+//! mirror/<path>                       latest content of every file and symlink
+//! backup_X/track/<path>               server-side copies of the new versions
+//! backup_X/deleted/<path>             server-side copies of the last versions
+//! backup_X/backup_X.json              the increment's metadata (IncrementMeta)
+//! .strata/index                       the index, format v2 (`index`): the commit
+//! .strata/lease                       the writer's lease (`lease`)
+//! .strata/xattrs/<digest>             extended attributes, content-addressed
+//! .strata/staging/<run>/data/<path>   the bytes a run uploaded, not yet in mirror/
+//! .strata/staging/<run>/plan          what the run does to mirror/ once committed
+//! ```
+//!
+//! What objects cannot hold lives where a restore finds it: mode, owner,
+//! mtimes, the hardlink group and directories in the index and the
+//! increments' records; a symlink is an object holding its target (its
+//! record's hash is the target's); extended attributes in an object named
+//! by the digest the index keeps.
+//!
+//! A run (see `crate::run_object`) uploads into its staging prefix, makes
+//! the increment's `track/` and `deleted/` objects by server-side copy,
+//! writes the plan, then the increment's metadata (the increment exists),
+//! then the index, conditionally on the ETag it replaced and tagged with
+//! the run's name: the commit. Only then does it copy the staged bytes to
+//! `mirror/` and delete what left, and then its staging prefix. Recovery
+//! ([`Remote::recover`]) finishes a staged run whose name the index bears
+//! and deletes one whose name it does not: a run killed at any point
+//! leaves nothing the next run does not repair.
+//!
+//! The index is cached in the job's local state directory with its ETag,
+//! and fetched again only when the ETag changed (a conditional get): a
+//! run with nothing to do makes a handful of requests whatever the tree's
+//! size.
+
+pub mod client;
+pub mod config;
+pub mod lease;
+pub mod url;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+pub use client::{Bucket, ObjectError};
+pub use config::ObjectOptions;
+pub use url::ObjectUrl;
+
+use super::commit::StartIndex;
+use super::index::{INDEX, IndexFile};
+use super::meta::IncrementMeta;
+use super::{IncrementName, Part, Store, StoreError};
+use crate::entry::{Hash, NO_XATTRS, RelPath, Xattrs, hex, unhex};
+use crate::faults::Faults;
+use client::{Fetched, Write};
+
+/// The index's key.
+pub const INDEX_KEY: &str = ".strata/index";
+/// Where runs stage their uploads.
+pub const STAGING: &str = ".strata/staging";
+/// Where extended attributes are kept, by digest.
+pub const XATTRS: &str = ".strata/xattrs";
+/// The mirror's top.
+pub const MIRROR_TOP: &str = "mirror";
+
+/// An object-store destination as a job names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectDest {
+    /// Bucket and prefix.
+    pub url: ObjectUrl,
+    /// How to reach it.
+    pub options: ObjectOptions,
+}
+
+impl From<ObjectError> for StoreError {
+    fn from(e: ObjectError) -> StoreError {
+        StoreError::Object(Box::new(e))
+    }
+}
+
+/// What the local cache remembers of the index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Cached {
+    etag: Option<String>,
+    run: Option<String>,
+}
+
+const CACHED: &[u8] = b"index.etag";
+
+/// The committed index of an object-store destination.
+#[derive(Debug)]
+pub struct RemoteIndex {
+    /// The entries (from the local cache, checked).
+    pub index: StartIndex,
+    /// The ETag of the index object (`None`: there is none yet).
+    pub etag: Option<String>,
+    /// The run that wrote it.
+    pub run: Option<String>,
+}
+
+/// The post-commit steps of a staged run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// The index ETag the run started from.
+    pub base: Option<String>,
+    /// Keys (relative to the prefix) copied from staging into `mirror/`:
+    /// (from, to).
+    pub puts: Vec<(String, String)>,
+    /// Mirror keys that leave.
+    pub removes: Vec<String>,
+}
+
+/// An object-store destination, opened: the bucket and the job's local
+/// cache (a folder in strata's state directory laid out like a
+/// destination's `.strata/`, which holds the cached index and the run log).
+#[derive(Debug)]
+pub struct Remote {
+    /// The bucket.
+    pub bucket: Arc<Bucket>,
+    /// The local cache.
+    pub cache: Store,
+}
+
+/// The cache folder of `job`'s destination `url` below `state` (strata's
+/// state directory).
+pub fn cache_path(state: &Path, job: &str, url: &ObjectUrl) -> PathBuf {
+    let key = xxhash_rust::xxh3::xxh3_64(url.to_string().as_bytes());
+    state.join("objects").join(format!("{job}-{key:016x}"))
+}
+
+/// Open (making it) the cache folder at `path`.
+pub fn open_cache(path: &Path) -> Result<Store, StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let state = path.join(".strata");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state)
+        .map_err(|e| StoreError::io(&state, e))?;
+    Store::open(path)
+}
+
+impl Remote {
+    /// Connect to `dest`, with its cache at `cache`.
+    pub fn open(dest: &ObjectDest, cache: &Path) -> Result<Remote, StoreError> {
+        let bucket = Arc::new(Bucket::open(&dest.url, &dest.options)?);
+        Ok(Remote {
+            bucket,
+            cache: open_cache(cache)?,
+        })
+    }
+
+    /// The destination's URL, for messages.
+    pub fn url(&self) -> String {
+        self.bucket.url().to_string()
+    }
+
+    fn read_cached(&self) -> Cached {
+        self.cache
+            .state()
+            .read(CACHED)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn write_cached(&self, cached: &Cached) -> Result<(), StoreError> {
+        let tmp = self.cache.tmp()?;
+        self.cache
+            .state()
+            .write_atomic(CACHED, &tmp, b"index.etag.new", |w| {
+                serde_json::to_writer(&mut *w, cached)?;
+                Ok(())
+            })
+            .map_err(|e| StoreError::io(&self.cache.state_path(CACHED), e))
+    }
+
+    /// Whether the local cache remembers a committed index (a history that
+    /// was there).
+    pub fn remembers_history(&self) -> bool {
+        self.read_cached().etag.is_some()
+    }
+
+    /// The committed index: one conditional request when the cache holds
+    /// the current one. `None`: no index yet.
+    pub fn fetch_index(&self) -> Result<Option<RemoteIndex>, StoreError> {
+        let cached = self.read_cached();
+        let have = self.cache.state_has(INDEX);
+        let key = self.bucket.key(INDEX_KEY);
+        let etag = cached.etag.as_deref().filter(|_| have);
+        match self.bucket.get(&key, etag)? {
+            Fetched::Missing => Ok(None),
+            Fetched::NotModified => self.open_cached(cached).map(Some),
+            Fetched::Got { bytes, etag, run } => {
+                self.store_cached(&bytes, etag.clone(), run.clone())?;
+                self.open_cached(Cached { etag, run }).map(Some)
+            }
+        }
+    }
+
+    fn open_cached(&self, cached: Cached) -> Result<RemoteIndex, StoreError> {
+        let path = self.cache.index_path();
+        let shown = PathBuf::from(format!("{}/{INDEX_KEY}", self.url()));
+        let file = IndexFile::open(self.cache.state(), &path)
+            .map_err(|e| match e {
+                StoreError::Corrupt { message, .. } => StoreError::Corrupt {
+                    path: shown.clone(),
+                    message,
+                },
+                e => e,
+            })?
+            .ok_or_else(|| StoreError::Corrupt {
+                path: shown,
+                message: "the cached copy vanished".into(),
+            })?;
+        Ok(RemoteIndex {
+            index: StartIndex::File(file),
+            etag: cached.etag,
+            run: cached.run,
+        })
+    }
+
+    /// Put index bytes (just fetched, or just committed) in the cache.
+    pub fn store_cached(
+        &self,
+        bytes: &[u8],
+        etag: Option<String>,
+        run: Option<String>,
+    ) -> Result<(), StoreError> {
+        let tmp = self.cache.tmp()?;
+        // The ETag is forgotten first: a crash between the two writes
+        // leaves a cache that is fetched again, never a stale one trusted.
+        self.write_cached(&Cached::default())?;
+        self.cache
+            .state()
+            .write_atomic(INDEX, &tmp, b"index.fetched", |w| w.write_all(bytes))
+            .map_err(|e| StoreError::io(&self.cache.index_path(), e))?;
+        self.write_cached(&Cached { etag, run })
+    }
+
+    /// The key of `path` in the mirror.
+    pub fn mirror_key(&self, path: &RelPath) -> object_store::path::Path {
+        self.bucket.path_key(MIRROR_TOP, path)
+    }
+
+    /// The key of `path` in an increment's part.
+    pub fn part_key(
+        &self,
+        increment: &str,
+        part: Part,
+        path: &RelPath,
+    ) -> object_store::path::Path {
+        let part = std::str::from_utf8(part.name()).expect("ASCII");
+        self.bucket.path_key(&format!("{increment}/{part}"), path)
+    }
+
+    /// The key of a staged upload of `path`.
+    pub fn staged_key(&self, run: &str, path: &RelPath) -> object_store::path::Path {
+        self.bucket.path_key(&format!("{STAGING}/{run}/data"), path)
+    }
+
+    /// The metadata key of an increment.
+    pub fn meta_key(&self, increment: &str) -> object_store::path::Path {
+        self.bucket.key(&format!(
+            "{increment}/{}",
+            IncrementMeta::file_name(increment)
+        ))
+    }
+
+    /// Save a set of extended attributes under its digest (once).
+    pub fn save_xattrs(&self, xattrs: &Xattrs) -> Result<Hash, StoreError> {
+        let digest = xattrs.digest();
+        if digest == NO_XATTRS {
+            return Ok(digest);
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let pairs: Vec<(String, String)> = xattrs
+            .0
+            .iter()
+            .map(|(n, v)| (hex(n), b64.encode(v)))
+            .collect();
+        let body = serde_json::to_vec(&pairs).expect("xattrs serialize");
+        let key = self.bucket.key(&format!("{XATTRS}/{}", digest.to_hex()));
+        // Content-addressed: one already there is the same.
+        let _ = self.bucket.put(&key, body, Write::Create)?;
+        Ok(digest)
+    }
+
+    /// The extended attributes of a digest.
+    pub fn load_xattrs(&self, digest: Hash) -> Result<Xattrs, StoreError> {
+        if digest == NO_XATTRS {
+            return Ok(Xattrs::default());
+        }
+        let key = self.bucket.key(&format!("{XATTRS}/{}", digest.to_hex()));
+        let shown = || PathBuf::from(format!("{}/{}", self.url(), self.bucket.shown(&key)));
+        let bytes = match self.bucket.get(&key, None)? {
+            Fetched::Got { bytes, .. } => bytes,
+            _ => {
+                return Err(StoreError::Corrupt {
+                    path: shown(),
+                    message: "missing: the extended attributes of an entry".into(),
+                });
+            }
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let pairs: Vec<(String, String)> =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: shown(),
+                message: e.to_string(),
+            })?;
+        let mut out = Vec::new();
+        for (n, v) in pairs {
+            let (Some(n), Ok(v)) = (unhex(&n), b64.decode(v)) else {
+                return Err(StoreError::Corrupt {
+                    path: shown(),
+                    message: "not extended attributes as strata writes them".into(),
+                });
+            };
+            out.push((n, v));
+        }
+        out.sort();
+        Ok(Xattrs(out))
+    }
+
+    /// The committed increments' names, oldest first (a folder without its
+    /// metadata object is no increment: a run that has not committed).
+    pub fn increment_names(&self) -> Result<Vec<IncrementName>, StoreError> {
+        let mut names: Vec<IncrementName> = self
+            .bucket
+            .list_dirs(&self.bucket.key(""))?
+            .iter()
+            .filter_map(|n| IncrementName::parse(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// An increment's metadata (`None`: no metadata object, so no
+    /// increment).
+    pub fn load_meta(&self, name: &IncrementName) -> Result<Option<IncrementMeta>, StoreError> {
+        let text = name.to_string();
+        let key = self.meta_key(&text);
+        match self.bucket.get(&key, None)? {
+            Fetched::Got { bytes, .. } => {
+                let shown = PathBuf::from(format!("{}/{}", self.url(), self.bucket.shown(&key)));
+                IncrementMeta::parse(&bytes, &shown).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The staged runs (names of `.strata/staging/<run>/`).
+    pub fn staged(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.bucket.list_dirs(&self.bucket.key(STAGING))?)
+    }
+
+    fn plan_key(&self, run: &str) -> object_store::path::Path {
+        self.bucket.key(&format!("{STAGING}/{run}/plan"))
+    }
+
+    /// Write a staged run's plan.
+    pub fn write_plan(&self, run: &str, plan: &Plan) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(plan).expect("a plan serializes");
+        let _ = self
+            .bucket
+            .put(&self.plan_key(run), body, Write::Overwrite)?;
+        Ok(())
+    }
+
+    /// Carry out a committed run's plan (each step may already be done):
+    /// removals first, then the staged bytes into the mirror, then the
+    /// staging prefix goes.
+    pub fn finish_plan(&self, run: &str, plan: &Plan, faults: &Faults) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        plan.removes.par_iter().try_for_each(|k| {
+            faults.point("object.remove", &RelPath::from_bytes(k.as_bytes()));
+            self.bucket.delete(&self.bucket.key(k))
+        })?;
+        plan.puts.par_iter().try_for_each(|(from, to)| {
+            faults.point("object.mirror", &RelPath::from_bytes(to.as_bytes()));
+            let from = self.bucket.key(from);
+            let to = self.bucket.key(to);
+            match self.bucket.copy(&from, &to) {
+                Ok(()) => Ok(()),
+                // Done before a crash, and its staged copy already gone.
+                Err(e) if self.bucket.list(&from).is_ok_and(|l| l.is_empty()) => {
+                    let _ = e;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+        self.drop_staging(run, faults)
+    }
+
+    /// Delete a staged run's prefix.
+    pub fn drop_staging(&self, run: &str, faults: &Faults) -> Result<(), StoreError> {
+        faults.point("object.cleanup", &RelPath::root());
+        let keys = self
+            .bucket
+            .list(&self.bucket.key(&format!("{STAGING}/{run}")))?;
+        delete_all(&self.bucket, keys.iter().map(|m| &m.location))
+    }
+
+    /// Delete everything below an increment's prefix, its metadata first
+    /// (so that it stops being an increment before its parts go).
+    pub fn drop_increment(&self, name: &str) -> Result<(), StoreError> {
+        self.bucket.delete(&self.meta_key(name))?;
+        let keys = self.bucket.list(&self.bucket.key(name))?;
+        delete_all(&self.bucket, keys.iter().map(|m| &m.location))
+    }
+
+    /// Repair what interrupted runs left: a staged run whose name the
+    /// committed index bears is finished; any other is rolled back (its
+    /// increment, if it wrote one, and its staged bytes deleted). Returns
+    /// what was done, for the report.
+    pub fn recover(
+        &self,
+        committed_run: Option<&str>,
+        faults: &Faults,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut notes = Vec::new();
+        for run in self.staged()? {
+            faults.point("object.recover", &RelPath::from_bytes(run.as_bytes()));
+            let plan = match self.bucket.get(&self.plan_key(&run), None)? {
+                Fetched::Got { bytes, .. } => serde_json::from_slice::<Plan>(&bytes).ok(),
+                _ => None,
+            };
+            match plan {
+                Some(plan) if committed_run == Some(run.as_str()) => {
+                    self.finish_plan(&run, &plan, faults)?;
+                    notes.push(format!(
+                        "finished the mirror of the interrupted run {run}, which had committed"
+                    ));
+                }
+                _ => {
+                    if IncrementName::parse(&run).is_some() {
+                        self.drop_increment(&run)?;
+                    }
+                    self.drop_staging(&run, faults)?;
+                    notes.push(format!(
+                        "rolled back the interrupted run {run}, which had not committed: the \
+                         next run records its changes"
+                    ));
+                }
+            }
+        }
+        Ok(notes)
+    }
+}
+
+fn delete_all<'a>(
+    bucket: &Bucket,
+    keys: impl Iterator<Item = &'a object_store::path::Path>,
+) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    let keys: Vec<&object_store::path::Path> = keys.collect();
+    keys.par_iter().try_for_each(|k| bucket.delete(k))?;
+    Ok(())
+}

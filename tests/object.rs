@@ -1,0 +1,754 @@
+//! The same assertions on both kinds of destination: a local folder and an
+//! object store (`s3://`, a real S3 server on loopback: moto, see
+//! `common/s3.rs`). [`both`] runs a test body once per kind; where the
+//! server cannot be had, the object-store half skips, saying why.
+//!
+//! Run on both: a first run, changes and a no-change run, then `history`,
+//! `restore` of the latest state, of each past increment and of a path
+//! (fidelity: modes, mtimes, symlinks, directories, xattrs, hardlinks),
+//! `verify`; the rsync fidelity oracle; the crash sweep (a run aborted at
+//! every fault point it reaches, the next one repairing); bad inputs.
+//! Object store only: O(1) requests on a no-change run, bytes uploaded on
+//! a small change, the lease, an unreachable store, a vanished index.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use common::s3::{self, Bucket};
+use common::{Env, assert_same_tree, set_mtime, snapshot_full};
+use serde_json::Value;
+
+/// A kind of destination.
+#[derive(Debug, Clone)]
+enum Dest {
+    Local,
+    Object(Bucket),
+}
+
+impl Dest {
+    /// The job-file fragment naming the destination of job `name`.
+    fn fragment(&self, name: &str) -> String {
+        match self {
+            Dest::Local => format!(r#""destination": "../dest-{name}""#),
+            Dest::Object(b) => b.destination(&format!("jobs/{name}")),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Dest::Local => "local",
+            Dest::Object(_) => "object store",
+        }
+    }
+
+    /// Committed increments of job `name` (those with their metadata).
+    fn increments(&self, env: &Env, name: &str) -> Vec<String> {
+        match self {
+            Dest::Local => env.increments(&format!("dest-{name}")),
+            Dest::Object(b) => {
+                let prefix = format!("jobs/{name}/");
+                let mut out: Vec<String> = b
+                    .keys(&prefix)
+                    .iter()
+                    .filter_map(|k| {
+                        let rest = k.strip_prefix(&prefix)?;
+                        let (dir, file) = rest.split_once('/')?;
+                        (dir.starts_with("backup_") && file == format!("{dir}.json"))
+                            .then(|| dir.to_string())
+                    })
+                    .collect();
+                out.sort();
+                out
+            }
+        }
+    }
+
+    /// What no committed state should hold after a repairing run: temp
+    /// and in-progress files, staged objects, half increments, a lease.
+    fn leftovers(&self, env: &Env, name: &str) -> Vec<String> {
+        match self {
+            Dest::Local => {
+                let mut out = Vec::new();
+                for sub in [".strata/tmp", ".strata/inprogress", ".strata/pruning"] {
+                    let p = env.path(&format!("dest-{name}/{sub}"));
+                    if let Ok(d) = fs::read_dir(&p) {
+                        for e in d.flatten() {
+                            out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+                        }
+                    }
+                }
+                if env.path(&format!("dest-{name}/.strata/dirty")).exists() {
+                    out.push(".strata/dirty".into());
+                }
+                out
+            }
+            Dest::Object(b) => {
+                let prefix = format!("jobs/{name}/");
+                let incs = self.increments(env, name);
+                b.keys(&prefix)
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(String::from))
+                    .filter(|k| {
+                        k.starts_with(".strata/staging/")
+                            || k == ".strata/lease"
+                            || (k.starts_with("backup_")
+                                && !incs.iter().any(|i| k.starts_with(&format!("{i}/"))))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Run `body` on a local destination, then on an object store (or say why
+/// that half skips).
+fn both(test: &str, body: impl Fn(&Dest)) {
+    eprintln!("{test}: local destination");
+    body(&Dest::Local);
+    match s3::bucket(test) {
+        Some(b) => {
+            eprintln!("{test}: object-store destination");
+            body(&Dest::Object(b));
+        }
+        None => eprintln!("{test}: object-store half skipped (no S3 server)"),
+    }
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a value buffer with its length.
+    unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
+}
+
+/// A source with what fidelity asks for: files of several modes, a
+/// symlink, nested and empty folders with their own modes and mtimes, an
+/// xattr, a hardlink pair.
+fn build_source(env: &Env, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let s = |rel: &str| format!("src-{name}/{rel}");
+    env.write(&s("docs/a.txt"), "alpha");
+    env.write(&s("docs/deep/b.txt"), "bravo, a little longer");
+    env.write(&s("run.sh"), "#!/bin/sh\necho hi\n");
+    fs::set_permissions(env.path(&s("run.sh")), fs::Permissions::from_mode(0o750)).unwrap();
+    env.write(&s("keep/big.bin"), &"x".repeat(70_000));
+    env.symlink("docs/a.txt", &s("link"));
+    fs::create_dir_all(env.path(&s("empty"))).unwrap();
+    fs::set_permissions(env.path(&s("empty")), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::hard_link(env.path(&s("docs/a.txt")), env.path(&s("docs/a-again.txt"))).unwrap();
+    set_xattr(&env.path(&s("docs/deep/b.txt")), "user.tag", b"blue");
+    set_xattr(&env.path(&s("docs")), "user.folder", b"yes");
+    for d in ["docs/deep", "docs", "empty", "keep", ""] {
+        set_mtime(&env.path(&s(d)), 1_600_000_500);
+    }
+    set_mtime(&env.path(&s("link")), 1_600_000_100);
+}
+
+fn mutate_source(env: &Env, name: &str) {
+    let s = |rel: &str| format!("src-{name}/{rel}");
+    env.write(&s("docs/a.txt"), "alpha, changed"); // breaks nothing: a new inode
+    fs::remove_file(env.path(&s("docs/a-again.txt"))).unwrap();
+    fs::remove_file(env.path(&s("run.sh"))).unwrap();
+    env.write(&s("new/c.txt"), "charlie");
+    fs::remove_file(env.path(&s("link"))).unwrap();
+    env.symlink("new/c.txt", &s("link"));
+    set_mtime(&env.path(&s("link")), 1_600_000_200);
+    set_xattr(&env.path(&s("keep/big.bin")), "user.tag", b"green");
+    for d in ["docs", "new", ""] {
+        set_mtime(&env.path(&s(d)), 1_600_000_700);
+    }
+}
+
+fn job(env: &Env, dest: &Dest, name: &str, extra: &str) {
+    env.job(
+        name,
+        &format!(
+            r#"{{"source": "../src-{name}", {}, "track_dirs": ["."]{extra}}}"#,
+            dest.fragment(name)
+        ),
+    );
+}
+
+fn run_ok(env: &Env, name: &str) -> Value {
+    let (code, v) = env.run_json(&["run", name]);
+    assert_eq!(code, 0, "run {name}: {v:#}");
+    let row = v["jobs"][0].clone();
+    assert!(
+        row["status"] == "success",
+        "run {name} did not succeed: {row:#}"
+    );
+    row
+}
+
+fn restore(env: &Env, name: &str, to: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["restore", name, "--to", to];
+    args.extend_from_slice(extra);
+    let (code, out, err) = env.run(&args);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn runs_history_and_restores_agree_on_both_kinds() {
+    both("runs_history_and_restores_agree_on_both_kinds", |dest| {
+        let env = Env::new();
+        let name = "h";
+        build_source(&env, name);
+        job(&env, dest, name, "");
+        let first = run_ok(&env, name);
+        assert_eq!(first["stats"]["new"], 6, "{}: {first:#}", dest.label());
+        common::copy_tree(&env.path("src-h"), &env.path("at-first"));
+        mutate_source(&env, name);
+        let second = run_ok(&env, name);
+        assert_eq!(
+            second["stats"]["changed"],
+            3,
+            "{}: {second:#}",
+            dest.label()
+        );
+        let quiet = run_ok(&env, name);
+        assert_eq!(
+            (
+                quiet["stats"]["new"].clone(),
+                quiet["stats"]["changed"].clone()
+            ),
+            (Value::from(0), Value::from(0)),
+            "{}: a no-change run changes nothing: {quiet:#}",
+            dest.label()
+        );
+        let incs = dest.increments(&env, name);
+        assert_eq!(incs.len(), 2, "{}: {incs:?}", dest.label());
+        assert!(
+            dest.leftovers(&env, name).is_empty(),
+            "{:?}",
+            dest.leftovers(&env, name)
+        );
+
+        // history lists both, and the versions of a path.
+        let (code, v) = env.run_json(&["history", name]);
+        assert_eq!(code, 0);
+        let listed: Vec<&str> = v["increments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["increment"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, incs);
+        let (code, v) = env.run_json(&["history", name, "docs/a.txt"]);
+        assert_eq!(code, 0, "{v:#}");
+        assert_eq!(
+            v["paths"][0]["versions"].as_array().unwrap().len(),
+            2,
+            "{v:#}"
+        );
+
+        // The latest state, every past one, and a path.
+        let (code, out) = restore(&env, name, "r-latest", &[]);
+        assert_eq!(code, 0, "{}: {out}", dest.label());
+        assert_same_tree(
+            &snapshot_full(&env.path("src-h")),
+            &snapshot_full(&env.path("r-latest")),
+        );
+        let (code, out) = restore(&env, name, "r-first", &["--at", &incs[0]]);
+        assert_eq!(code, 0, "{}: {out}", dest.label());
+        assert_same_tree(
+            &snapshot_full(&env.path("at-first")),
+            &snapshot_full(&env.path("r-first")),
+        );
+        let (code, out) = restore(&env, name, "r-path", &["--at", &incs[0], "docs/deep"]);
+        assert_eq!(code, 0, "{}: {out}", dest.label());
+        let want: BTreeMap<String, String> = snapshot_full(&env.path("at-first"))
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("docs/deep"))
+            .collect();
+        let got: BTreeMap<String, String> = snapshot_full(&env.path("r-path"))
+            .into_iter()
+            .filter(|(k, _)| k != "docs")
+            .collect();
+        assert_same_tree(&want, &got);
+        for args in [vec!["verify", name], vec!["verify", "--deep", name]] {
+            let (code, out, err) = env.run(&args);
+            assert_eq!(code, 0, "{}: {args:?}: {out}{err}", dest.label());
+        }
+        let (code, out) = restore(&env, name, "r-none", &["no/such"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("no such file or directory"), "{out}");
+    });
+}
+
+#[test]
+fn restores_pass_the_rsync_fidelity_oracle_on_both_kinds() {
+    if !common::have_tool("rsync") {
+        return;
+    }
+    both(
+        "restores_pass_the_rsync_fidelity_oracle_on_both_kinds",
+        |dest| {
+            let env = Env::new();
+            let name = "f";
+            build_source(&env, name);
+            job(&env, dest, name, "");
+            run_ok(&env, name);
+            let (code, out) = restore(&env, name, "restored", &[]);
+            assert_eq!(code, 0, "{out}");
+            let o = std::process::Command::new("rsync")
+                .args(["-naHAXSc", "--itemize-changes", "--delete"])
+                .arg(format!("{}/", env.path("src-f").display()))
+                .arg(format!("{}/", env.path("restored").display()))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success() && text.trim().is_empty(),
+                "{}: rsync sees differences:\n{text}",
+                dest.label()
+            );
+        },
+    );
+}
+
+#[test]
+fn bad_destinations_fail_validation_with_the_reason() {
+    let env = Env::new();
+    fs::create_dir_all(env.path("src-v")).unwrap();
+    env.job(
+        "v",
+        r#"{"source": "../src-v", "destination": "s3://Not_A_Bucket/x", "track_dirs": ["."]}"#,
+    );
+    env.job(
+        "w",
+        r#"{"source": "../src-v", "destination": "gs://b/x", "track_dirs": ["."]}"#,
+    );
+    env.job(
+        "x",
+        r#"{"source": "../src-v", "destination": "s3://bkt/p", "s3": {"secret_access_key": "oops"}, "track_dirs": ["."]}"#,
+    );
+    let (code, out, err) = env.run(&["validate"]);
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    assert!(
+        all.contains("v.json") && all.contains("lowercase letters"),
+        "{all}"
+    );
+    assert!(
+        all.contains("w.json") && all.contains("gs:// is not supported"),
+        "{all}"
+    );
+    assert!(
+        all.contains("x.json") && all.contains("secret_access_key"),
+        "{all}"
+    );
+    // A good one validates offline (no server is asked).
+    let ok = Env::new();
+    fs::create_dir_all(ok.path("src-o")).unwrap();
+    ok.job(
+        "o",
+        r#"{"source": "../src-o", "destination": "s3://my-bucket/home", "s3": {"endpoint": "http://127.0.0.1:9", "access_key_id_env": "K", "secret_access_key_env": "S"}, "track_dirs": ["."]}"#,
+    );
+    let (code, out, err) = ok.run(&["validate"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_store_that_cannot_be_reached_fails_the_run_clearly() {
+    let env = Env::new();
+    env.write("src-u/a.txt", "a");
+    // Nothing listens on this port (it was just free).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.job(
+        "u",
+        &format!(
+            r#"{{"source": "../src-u", "destination": "s3://bkt/u", "s3": {{"endpoint": "http://127.0.0.1:{port}"}}, "track_dirs": ["."]}}"#
+        ),
+    );
+    let (code, v) = env.run_json(&["run", "u"]);
+    assert_eq!(code, 1, "{v:#}");
+    let row = &v["jobs"][0];
+    assert_eq!(row["status"], "failed", "{row:#}");
+    let message = row["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}")) && message.contains("s3://bkt/u"),
+        "the endpoint and destination are named: {message}"
+    );
+    // Without credentials: failed, saying so, and no request made.
+    let (code, out, err) = {
+        let out = env
+            .strata()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", env.path("nohome"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", env.path("nohome/creds"))
+            .args(["run", "u"])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 1);
+    assert!(
+        format!("{out}{err}").contains("no credentials"),
+        "{out}{err}"
+    );
+}
+
+/// `requests=N uploaded=M` from a run's `strata::timing` log.
+fn counters(stderr: &str) -> (u64, u64) {
+    // "object store: N requests, M bytes uploaded"
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains("object store: "))
+        .unwrap_or_else(|| panic!("no object-store counts in the log:\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split("object store: ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+fn logged_run(env: &Env, name: &str) -> (u64, u64) {
+    let out = env
+        .strata()
+        .env("RUST_LOG", "strata::timing=debug")
+        .env("NO_COLOR", "1")
+        .args(["run", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    counters(&String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_no_change_run_costs_a_few_requests_and_a_change_uploads_its_bytes() {
+    let Some(bucket) = s3::bucket("a_no_change_run_costs_a_few_requests") else {
+        return;
+    };
+    let dest = Dest::Object(bucket);
+    let mut quiet = Vec::new();
+    for files in [20usize, 400] {
+        let env = Env::new();
+        let name = format!("n{files}");
+        for i in 0..files {
+            env.write(
+                &format!("src-{name}/d{}/f{i}.txt", i % 7),
+                &format!("file {i} body"),
+            );
+        }
+        job(&env, &dest, &name, "");
+        let (_, first_up) = logged_run(&env, &name);
+        assert!(first_up > 0);
+        let (requests, uploaded) = logged_run(&env, &name);
+        assert!(
+            uploaded < 1024,
+            "a no-change run uploads nothing but its lease: {uploaded} bytes"
+        );
+        quiet.push(requests);
+        // One file of 4 KiB changes: its bytes go up, and what the commit
+        // writes (plan, metadata, index), nothing of the other files.
+        env.write(&format!("src-{name}/d0/f0.txt"), &"z".repeat(4096));
+        let (_, uploaded) = logged_run(&env, &name);
+        assert!(uploaded >= 4096, "{uploaded}");
+        let index_size = bucket_index_size(&dest, &name);
+        assert!(
+            uploaded <= 4096 + index_size + 8192,
+            "uploaded {uploaded} bytes for a 4096-byte change (index {index_size})"
+        );
+    }
+    assert_eq!(
+        quiet[0], quiet[1],
+        "no-change requests do not grow with the tree: {quiet:?}"
+    );
+    assert!(
+        quiet[0] <= 6,
+        "a no-change run makes a handful of requests: {quiet:?}"
+    );
+}
+
+fn bucket_index_size(dest: &Dest, name: &str) -> u64 {
+    match dest {
+        Dest::Object(b) => b
+            .get(&format!("jobs/{name}/.strata/index"))
+            .map_or(0, |i| i.len() as u64),
+        Dest::Local => 0,
+    }
+}
+
+#[test]
+fn the_lease_keeps_a_second_writer_out_until_it_expires() {
+    let Some(bucket) = s3::bucket("the_lease_keeps_a_second_writer_out") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    env.write("src-l/a.txt", "a");
+    job(&env, &dest, "l", "");
+    // Another host's writer, its lease valid for an hour.
+    let until = chrono_now() + 3600;
+    bucket.put(
+        "jobs/l/.strata/lease",
+        format!(r#"{{"owner":"elsewhere pid 7","host":"elsewhere","boot":"x","pid":7,"expires":{until}}}"#)
+            .as_bytes(),
+    );
+    let (code, v) = env.run_json(&["run", "l"]);
+    assert_eq!(code, 0, "a skip is not a failure: {v:#}");
+    assert_eq!(v["jobs"][0]["status"], "skipped_locked", "{v:#}");
+    assert!(
+        bucket.get("jobs/l/.strata/index").is_none(),
+        "nothing was written"
+    );
+    // Expired: taken over, and said so.
+    let past = chrono_now() - 10;
+    bucket.put(
+        "jobs/l/.strata/lease",
+        format!(r#"{{"owner":"elsewhere pid 7","host":"elsewhere","boot":"x","pid":7,"expires":{past}}}"#)
+            .as_bytes(),
+    );
+    let row = run_ok(&env, "l");
+    let warnings = row["warnings"].to_string();
+    assert!(
+        warnings.contains("took over the lease of elsewhere pid 7"),
+        "{row:#}"
+    );
+    assert!(
+        bucket.get("jobs/l/.strata/lease").is_none(),
+        "released at the end"
+    );
+}
+
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_vanished_history_is_refused_until_init() {
+    let Some(bucket) = s3::bucket("a_vanished_history_is_refused") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    env.write("src-g/a.txt", "a");
+    job(&env, &dest, "g", "");
+    run_ok(&env, "g");
+    for k in bucket.keys("jobs/g/") {
+        bucket.delete(&k);
+    }
+    let (code, v) = env.run_json(&["run", "g"]);
+    assert_eq!(code, 1, "{v:#}");
+    let message = v["jobs"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("--init") && message.contains("right bucket"),
+        "{message}"
+    );
+    assert!(
+        bucket.keys("jobs/g/").is_empty(),
+        "nothing was written: {:?}",
+        bucket.keys("jobs/g/")
+    );
+    let (code, v) = env.run_json(&["run", "--init", "g"]);
+    assert_eq!(code, 0, "{v:#}");
+}
+
+// The crash sweep, on both kinds: the points a run passes (a traced run
+// lists them), then a run aborted at each (as abruptly as kill -9), then
+// a run without a fault, which must repair: the latest state restores to
+// the source, the interrupted run's changes are in exactly one increment,
+// and nothing is left over.
+
+fn fault_points(env: &Env, name: &str) -> Vec<String> {
+    let trace = env.path("trace");
+    let _ = fs::remove_file(&trace);
+    let out = env
+        .strata()
+        .env("STRATA_FAULT_TRACE", &trace)
+        .args(["--threads", "1", "run", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&trace).unwrap_or_default();
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut points = Vec::new();
+    for line in text.lines() {
+        let n = seen.entry(line.to_string()).or_default();
+        *n += 1;
+        points.push(format!("abort:{line}#{n}"));
+    }
+    points
+}
+
+fn crash_source(env: &Env, name: &str) {
+    for i in 0..4 {
+        env.write(&format!("src-{name}/t/f{i}.txt"), &format!("tracked {i}"));
+    }
+    env.symlink("t/f0.txt", &format!("src-{name}/link"));
+    env.write(&format!("src-{name}/gone.txt"), "to be deleted");
+}
+
+fn crash_mutate(env: &Env, name: &str) {
+    env.write(&format!("src-{name}/t/f1.txt"), "tracked 1, changed");
+    env.write(&format!("src-{name}/t/new.txt"), "new");
+    fs::remove_file(env.path(&format!("src-{name}/gone.txt"))).unwrap();
+}
+
+#[test]
+fn the_crash_sweep_repairs_every_point_on_both_kinds() {
+    both(
+        "the_crash_sweep_repairs_every_point_on_both_kinds",
+        |dest| {
+            // The points of the changing run, found once on a scratch copy.
+            let probe = Env::new();
+            crash_source(&probe, "c");
+            job(&probe, dest, "c", "");
+            run_ok(&probe, "c");
+            crash_mutate(&probe, "c");
+            let points = fault_points(&probe, "c");
+            let relevant: Vec<&String> = points
+                .iter()
+                .filter(|p| match dest {
+                    Dest::Local => !p.starts_with("abort:object."),
+                    Dest::Object(_) => p.starts_with("abort:object."),
+                })
+                .collect();
+            assert!(relevant.len() >= 5, "{}: points {points:?}", dest.label());
+            eprintln!("{}: {} fault points", dest.label(), relevant.len());
+            for point in relevant {
+                // A fresh job each time (its own prefix or folder).
+                let env = Env::new();
+                let name = "c";
+                crash_source(&env, name);
+                job(&env, dest, name, "");
+                // The object store's prefix is per job name: clean it first.
+                if let Dest::Object(b) = dest {
+                    for k in b.keys("jobs/c/") {
+                        b.delete(&k);
+                    }
+                }
+                run_ok(&env, name);
+                let before = dest.increments(&env, name);
+                crash_mutate(&env, name);
+                let out = env
+                    .strata()
+                    .env("STRATA_FAULT", point)
+                    .args(["--threads", "1", "run", name])
+                    .output()
+                    .unwrap();
+                assert!(
+                    !out.status.success(),
+                    "{}: {point} did not stop the run",
+                    dest.label()
+                );
+                let row = run_ok(&env, name);
+                let after = dest.increments(&env, name);
+                assert_eq!(
+                    after.len(),
+                    before.len() + 1,
+                    "{}: {point}: the interrupted run's changes are in exactly one increment: \
+                 {before:?} -> {after:?}; {row:#}",
+                    dest.label()
+                );
+                assert_eq!(
+                    &after[..before.len()],
+                    &before[..],
+                    "earlier increments untouched"
+                );
+                let left = dest.leftovers(&env, name);
+                assert!(
+                    left.is_empty(),
+                    "{}: {point}: left over: {left:?}",
+                    dest.label()
+                );
+                let _ = fs::remove_dir_all(env.path("r"));
+                let (code, out) = restore(&env, name, "r", &[]);
+                assert_eq!(code, 0, "{}: {point}: {out}", dest.label());
+                assert_same_tree(
+                    &common::snapshot(&env.path("src-c")),
+                    &common::snapshot(&env.path("r")),
+                );
+                // The newest increment holds exactly the changes.
+                let (_, v) = env.run_json(&["history", name]);
+                let newest = v["increments"].as_array().unwrap().last().unwrap().clone();
+                assert_eq!(
+                    (
+                        newest["new"].clone(),
+                        newest["changed"].clone(),
+                        newest["deleted"].clone()
+                    ),
+                    (Value::from(1), Value::from(1), Value::from(1)),
+                    "{}: {point}: {newest:#}",
+                    dest.label()
+                );
+            }
+        },
+    );
+}
+
+#[test]
+fn verify_deep_finds_damaged_content_on_both_kinds() {
+    both("verify_deep_finds_damaged_content_on_both_kinds", |dest| {
+        let env = Env::new();
+        env.write("src-d/a.txt", "original");
+        env.write("src-d/b.txt", "untouched");
+        job(&env, dest, "d", "");
+        run_ok(&env, "d");
+        // Same size, other bytes: only the content hash can tell.
+        match dest {
+            Dest::Local => {
+                use std::os::unix::fs::FileExt;
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(env.path("dest-d/mirror/a.txt"))
+                    .unwrap();
+                f.write_all_at(b"ORIGINAL", 0).unwrap();
+                set_mtime(&env.path("dest-d/mirror/a.txt"), 1_600_000_000);
+            }
+            Dest::Object(b) => b.put("jobs/d/mirror/a.txt", b"ORIGINAL"),
+        }
+        let (code, out, err) = env.run(&["verify", "d"]);
+        assert_eq!(
+            code,
+            0,
+            "{}: a shallow verify sees sizes only: {out}{err}",
+            dest.label()
+        );
+        let (code, out, err) = env.run(&["verify", "--deep", "d"]);
+        assert_eq!(code, 1, "{}: {out}{err}", dest.label());
+        assert!(
+            out.contains("mirror/a.txt") && out.contains("hash") && !out.contains("b.txt"),
+            "{}: {out}",
+            dest.label()
+        );
+    });
+}
