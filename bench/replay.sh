@@ -12,7 +12,7 @@ BUNDLE=$1; N=${2:-100}; S=${S:-${STRATA:-${CARGO_TARGET_DIR:-$(pwd)/target}/rele
 W=/tmp/replay-$(basename "$BUNDLE" .bundle); rm -rf "$W"; mkdir -p "$W/jobs" "$W/snap"
 git clone -q -b replay "$BUNDLE" "$W/src"
 echo '{"source":"../src","destination":"../dest","track_dirs":["."],"exclude_dirs":[".git"]}' > "$W/jobs/r.json"
-commits=$(git -C "$W/src" rev-list --reverse replay | head -n "$N")
+commits=$(git -C "$W/src" rev-list --reverse replay | sed -n "1,${N}p")
 i=0
 for c in $commits; do
   i=$((i+1))
