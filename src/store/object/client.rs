@@ -402,6 +402,15 @@ impl Bucket {
             .map_err(|e| self.error("COPY", from, &e))
     }
 
+    /// Whether an object is there (a HEAD request).
+    pub fn exists(&self, key: &Key) -> Result<bool, ObjectError> {
+        match self.block(self.store.head(key)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("HEAD", key, &e)),
+        }
+    }
+
     /// Delete an object (one that is not there is no error).
     pub fn delete(&self, key: &Key) -> Result<(), ObjectError> {
         match self.block(self.store.delete(key)) {
