@@ -7,7 +7,11 @@
 //! `restore` of the latest state, of each past increment and of a path
 //! (fidelity: modes, mtimes, symlinks, directories, xattrs, hardlinks),
 //! `verify`; the rsync fidelity oracle; the crash sweep (a run aborted at
-//! every fault point it reaches, the next one repairing); bad inputs.
+//! every fault point it reaches, the next one repairing); bad inputs;
+//! `prune` (every kept point restores as before, the same plan on both,
+//! nothing orphaned) and its crash sweep (a prune aborted at each of its
+//! fault points, finished by the next prune or run); `diff`, `show`, `du`
+//! and `cat`.
 //! Object store only: O(1) requests on a no-change run, bytes uploaded on
 //! a small change, the lease, an unreachable store, a vanished index.
 
@@ -1082,4 +1086,158 @@ fn a_prune_killed_at_any_step_is_finished_by_the_next_prune_or_run_on_both_kinds
             }
         },
     );
+}
+
+/// (path, status) of each difference `strata diff --json` lists.
+fn diff_rows(env: &Env, name: &str, a: &str, b: Option<&str>) -> Vec<(String, String)> {
+    let mut args = vec!["diff", name, a];
+    args.extend(b);
+    let (code, v) = env.run_json(&args);
+    assert_eq!(code, 0, "diff {a} {b:?}: {v:#}");
+    v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn cat(env: &Env, name: &str, path: &str, at: Option<&str>) -> (i32, String, String) {
+    let mut args = vec!["cat", name, path];
+    if let Some(at) = at {
+        args.extend(["--at", at]);
+    }
+    env.run(&args)
+}
+
+#[test]
+fn diff_show_du_and_cat_read_both_kinds_alike() {
+    let seen = std::sync::Mutex::new(Vec::new());
+    both("diff_show_du_and_cat_read_both_kinds_alike", |dest| {
+        let env = Env::new();
+        let name = "q";
+        prune_history(&env, dest, name);
+        let incs = dest.increments(&env, name);
+        let label = dest.label();
+
+        // diff: between two increments, and the newest against the latest.
+        let rows = diff_rows(&env, name, &incs[0], Some(&incs[1]));
+        for want in [
+            ("a.txt", "changed"),
+            ("c.txt", "added"),
+            ("g.txt", "removed"),
+        ] {
+            assert!(
+                rows.contains(&(want.0.to_string(), want.1.to_string())),
+                "{label}: {want:?} in {rows:?}"
+            );
+        }
+        assert!(
+            !rows.iter().any(|(p, _)| p == "b.txt"),
+            "{label}: b.txt did not change: {rows:?}"
+        );
+        assert_eq!(diff_rows(&env, name, &incs[4], None), [], "{label}");
+
+        // show: one increment's records.
+        let (code, v) = env.run_json(&["show", name, &incs[2]]);
+        assert_eq!(code, 0, "{label}: {v:#}");
+        let records: Vec<(String, String, String, u64)> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] != "dir")
+            .map(|r| {
+                (
+                    r["path"].as_str().unwrap().to_string(),
+                    r["op"].as_str().unwrap().to_string(),
+                    r["kind"].as_str().unwrap().to_string(),
+                    r["size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            records,
+            [
+                (s("b.txt"), s("changed"), s("file"), 10),
+                (s("c.txt"), s("deleted"), s("file"), 2),
+                (s("d/e.txt"), s("new"), s("file"), 2),
+            ],
+            "{label}"
+        );
+
+        // du: the mirror holds the five files and symlinks of the source,
+        // every increment is listed, and the parts add up.
+        let (code, v) = env.run_json(&["du", name]);
+        assert_eq!(code, 0, "{label}: {v:#}");
+        assert_eq!(v["mirror"]["files"], 5, "{label}: {v:#}");
+        let listed: Vec<&str> = v["increments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["increment"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, incs, "{label}");
+        let sum = v["mirror"]["bytes"].as_u64().unwrap()
+            + v["state"]["bytes"].as_u64().unwrap()
+            + v["increments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["bytes"].as_u64().unwrap())
+                .sum::<u64>();
+        assert_eq!(v["total"]["bytes"].as_u64().unwrap(), sum, "{label}: {v:#}");
+        if let Dest::Object(_) = dest {
+            // Every object once: the files' bytes and the symlink's target.
+            let want = ["a4, longer still", "b3, longer", "e3", "h5", "b.txt"]
+                .iter()
+                .map(|t| t.len() as u64)
+                .sum::<u64>();
+            assert_eq!(v["mirror"]["bytes"], want, "{v:#}");
+        }
+
+        // cat: the latest and a past version, a symlink refused.
+        let (code, out, err) = cat(&env, name, "a.txt", None);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "a4, longer still"),
+            "{label}: {err}"
+        );
+        let (code, out, err) = cat(&env, name, "a.txt", Some(&incs[0]));
+        assert_eq!((code, out.as_str()), (0, "a1"), "{label}: {err}");
+        let (code, out, err) = cat(&env, name, "d/e.txt", Some(&incs[2]));
+        assert_eq!((code, out.as_str()), (0, "e3"), "{label}: {err}");
+        let (code, _, err) = cat(&env, name, "c.txt", Some(&incs[2]));
+        assert_eq!(code, 1, "{label}: c.txt was deleted there: {err}");
+        assert!(err.contains("no c.txt at"), "{label}: {err}");
+        let (code, _, err) = cat(&env, name, "link", None);
+        assert_eq!(code, 1, "{label}");
+        assert!(err.contains("symlink to b.txt"), "{label}: {err}");
+        // A damaged copy (same size, other bytes; a new file put in its
+        // place) prints nothing.
+        match dest {
+            Dest::Local => {
+                let mirror = env.path("dest-q/mirror");
+                fs::write(mirror.join(".b.new"), "B3, LONGER").unwrap();
+                fs::rename(mirror.join(".b.new"), mirror.join("b.txt")).unwrap();
+            }
+            Dest::Object(b) => b.put("jobs/q/mirror/b.txt", b"B3, LONGER"),
+        }
+        let (code, out, err) = cat(&env, name, "b.txt", None);
+        assert_eq!((code, out.as_str()), (1, ""), "{label}: {err}");
+        assert!(
+            err.contains("mirror/b.txt") && err.contains("does not match the hash"),
+            "{label}: {err}"
+        );
+        seen.lock().unwrap().push((rows, records));
+    });
+    let seen = seen.into_inner().unwrap();
+    for s in &seen[1..] {
+        assert_eq!(&seen[0], s, "diff and show read both kinds alike");
+    }
 }
