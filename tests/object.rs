@@ -1241,3 +1241,66 @@ fn diff_show_du_and_cat_read_both_kinds_alike() {
         assert_eq!(&seen[0], s, "diff and show read both kinds alike");
     }
 }
+
+#[test]
+fn names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds() {
+    both(
+        "names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds",
+        |dest| {
+            let env = Env::new();
+            let name = "n";
+            let names = [
+                "über.txt",
+                "日本/データ.md",
+                "100%.txt",
+                "%C3%BC.txt",
+                "a#b [1] ~x.txt",
+                "spaced out.txt",
+            ];
+            for (i, n) in names.iter().enumerate() {
+                env.write(&format!("src-n/{n}"), &format!("version one of {i}"));
+            }
+            job(&env, dest, name, "");
+            run_ok(&env, name);
+            common::copy_tree(&env.path("src-n"), &env.path("at-first"));
+            for (i, n) in names.iter().enumerate() {
+                env.write(
+                    &format!("src-n/{n}"),
+                    &format!("version two of {i}, longer"),
+                );
+            }
+            run_ok(&env, name);
+            let incs = dest.increments(&env, name);
+            let (code, out) = restore(&env, name, "r-latest", &[]);
+            assert_eq!(code, 0, "{}: {out}", dest.label());
+            assert_same_tree(
+                &snapshot_full(&env.path("src-n")),
+                &snapshot_full(&env.path("r-latest")),
+            );
+            let (code, out) = restore(&env, name, "r-first", &["--at", &incs[0]]);
+            assert_eq!(code, 0, "{}: {out}", dest.label());
+            assert_same_tree(
+                &snapshot_full(&env.path("at-first")),
+                &snapshot_full(&env.path("r-first")),
+            );
+            let (code, out, err) = env.run(&["verify", "--deep", name]);
+            assert_eq!(code, 0, "{}: {out}{err}", dest.label());
+            if let Dest::Object(b) = dest {
+                // Browsable: a plain name is its own key; `%` alone is
+                // encoded, so "100%.txt" and "%C3%BC.txt" stay apart from
+                // names spelled like their encodings.
+                let keys = b.keys("jobs/n/mirror/");
+                for want in [
+                    "jobs/n/mirror/über.txt",
+                    "jobs/n/mirror/日本/データ.md",
+                    "jobs/n/mirror/100%25.txt",
+                    "jobs/n/mirror/%25C3%25BC.txt",
+                    "jobs/n/mirror/spaced out.txt",
+                ] {
+                    assert!(keys.iter().any(|k| k == want), "{want} in {keys:?}");
+                }
+                assert_eq!(keys.len(), names.len(), "{keys:?}");
+            }
+        },
+    );
+}
