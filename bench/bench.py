@@ -13,8 +13,10 @@ before each repetition until creating files is fast again (its "fs probe":
 on this machine's journal-less ext4, file creation stays slow for minutes
 after a mass deletion), and nothing is deleted until the end.
 
-Then, strata alone: `validate` of 1,000 generated job files, and `run-all` of
-20 jobs x 5,000 files (compared with the single 100,000-file job).
+Then, strata alone: `validate` of 1,000 generated job files, `run-all` of
+20 jobs x 5,000 files (compared with the single 100,000-file job), and the
+object-store row: one tree to a local destination and to moto's S3 server on
+127.0.0.1 (started and stopped here), as ratios.
 
 Prints wall seconds, CPU seconds, peak RSS and ratios strata/peer, checks the
 SPEC targets, and writes bench/results/: bench-<N>.jsonl (one object per
@@ -26,6 +28,10 @@ Environment (all optional):
   BENCH_PEERS   peers                              (default "find cp rsync rsnapshot rdiff-backup";
                                                     from 1,000,000 files "find cp rsync")
   BENCH_EXTRAS  0 skips validate and run-all of 20 jobs
+  BENCH_OBJECT  0 skips the object-store row (moto_server on loopback vs a local
+                destination: first run, no-change run, 1% change; requests and
+                bytes uploaded counted)
+  BENCH_OBJECT_FILES  the object-store row's tree size   (default 10000)
   BENCH_KEEP    1 keeps the trees under /tmp afterwards
   STRATA_BIN    the binary          (default $CARGO_TARGET_DIR/release/strata, or target/...)
   STRATA_SHARED where bench/mktree.py lives        (default ../shared)
@@ -286,6 +292,116 @@ def bench_multi(strata, reps, extras):
     return base, samples
 
 
+def moto_binary():
+    """moto's S3 server, where the tests find it (tests/common/s3.rs)."""
+    if os.environ.get("STRATA_MOTO_SERVER"):
+        return os.environ["STRATA_MOTO_SERVER"]
+    venv = Path.home() / ".cache/strata-test/moto/bin/moto_server"
+    if venv.exists():
+        return str(venv)
+    return shutil.which("moto_server")
+
+
+def s3_request(port, method, path):
+    """One plain request to moto (it checks no signature; any credential will do)."""
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "PUT" else None)
+    req.add_header("Authorization", "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/s3/"
+                   "aws4_request, SignedHeaders=host, Signature=0")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def object_counts(text):
+    """(requests, bytes uploaded) from a run's `strata::timing` log."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    found = re.findall(r"object store: (\d+) requests, (\d+) bytes uploaded", text)
+    if not found:
+        return None, None
+    return sum(int(r) for r, _ in found), sum(int(u) for _, u in found)
+
+
+def bench_object(strata, extras):
+    """The object-store row: one tree backed up to a local destination and to
+    moto's S3 server on loopback, first run, no-change run, 1% change; wall
+    time as ratios object/local, requests and bytes uploaded counted."""
+    import socket
+    moto = moto_binary()
+    if not moto:
+        say("== skipping the object-store row: no moto_server (scripts/test-deps.sh installs it)")
+        return None, []
+    files = int(os.environ.get("BENCH_OBJECT_FILES", "10000"))
+    base = Path(tempfile.mkdtemp(prefix="bench-object-", dir="/tmp"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = []
+    try:
+        for _ in range(600):  # a readiness wait, up to a minute
+            try:
+                if s3_request(port, "GET", "/") == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            say("== skipping the object-store row: moto_server did not start")
+            return base, []
+        s3_request(port, "PUT", "/bench")
+        src = base / "src"
+        subprocess.run([sys.executable, str(MKTREE), "create", str(src), "--files", str(files),
+                        "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
+        jobs = base / "jobs.d"
+        jobs.mkdir()
+        (jobs / "local.json").write_text(json.dumps(
+            {"source": str(src), "destination": str(base / "dest"), "track_dirs": ["."]}) + "\n")
+        (jobs / "object.json").write_text(json.dumps(
+            {"source": str(src), "destination": "s3://bench/object",
+             "s3": {"endpoint": f"http://127.0.0.1:{port}"}, "track_dirs": ["."]}) + "\n")
+        env = dict(os.environ, RUST_LOG="strata::timing=debug", NO_COLOR="1",
+                   STRATA_STATE_DIR=str(base / "state"), AWS_ACCESS_KEY_ID="bench",
+                   AWS_SECRET_ACCESS_KEY="bench")
+        env.pop("AWS_ENDPOINT_URL", None)
+        say(f"== object store: {files} files, local destination vs moto on 127.0.0.1:{port}")
+        for phase in ["full", "nochange", "mutate"]:
+            if phase == "mutate":
+                subprocess.run([sys.executable, str(MKTREE), "mutate", str(src), "--change", "1",
+                                "--delete", "1", "--add", "1", "--seed", "1",
+                                "--mtime", "1735689600"], check=True, stdout=subprocess.DEVNULL)
+            warm(src)
+            row = {"bench": "extra", "what": f"object-{files}", "phase": phase}
+            for kind in ["local", "object"]:
+                with tempfile.NamedTemporaryFile("r") as tf:
+                    t = time.perf_counter()
+                    p = subprocess.run([str(strata), "--json", "--jobs-dir", str(jobs), "run", kind],
+                                       env=env, capture_output=True, text=True)
+                    wall = time.perf_counter() - t
+                if p.returncode != 0:
+                    die(f"the {kind} run ({phase}) failed:\n{p.stdout}{p.stderr}")
+                stats = json.loads(p.stdout)["jobs"][0]["stats"]
+                row[f"{kind}_s"] = round(wall, 3)
+                row[f"{kind}_bytes_copied"] = stats.get("bytes_copied", 0)
+                if kind == "object":
+                    row["requests"], row["uploaded"] = object_counts(p.stderr)
+            samples.append(row)
+            say(f"  {phase:<9} local {row['local_s']:7.2f}s  object {row['object_s']:7.2f}s  "
+                f"requests {row['requests']}  uploaded {row['uploaded']} B "
+                f"(local copied {row['local_bytes_copied']} B)")
+        # The object store's latest state is the source's: restore and compare.
+        restored = base / "restored"
+        p = subprocess.run([str(strata), "--jobs-dir", str(jobs), "restore", "object", "--to",
+                            str(restored)], env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            die(f"restore from the object store failed:\n{p.stdout}{p.stderr}")
+        check_mirror(src, restored)
+    finally:
+        server.terminate()
+        server.wait()
+    extras.extend(samples)
+    return base, samples
+
+
 def med(rows, key):
     vals = [r[key] for r in rows]
     return statistics.median(vals) if vals else float("nan")
@@ -373,6 +489,23 @@ def summarize(all_rows, extras):
             vs_txt = f"{wall / vs:6.2f}x the single job" if vs and vs == vs else ""
             out(f"  {phase:<9} {wall:8.2f} s  cpu {cpu:6.2f} s  rss {med(g, 'max_rss_mib'):6.1f} MiB  "
                 f"{vs_txt}")
+    obj = [r for r in extras if r["what"].startswith("object-")]
+    if obj:
+        out("")
+        out(f"object store ({obj[0]['what'][len('object-'):]} files, moto on loopback) vs the "
+            "local destination; ratio = object / local (wall); requests: the run's, lease "
+            "taken, not yet released; uploaded: every byte put, index and metadata included")
+        for r in obj:
+            ratio = f"{r['object_s'] / r['local_s']:6.2f}x" if r["local_s"] else "n/a"
+            up = r["uploaded"]
+            vs = (f" = {up / r['local_bytes_copied']:.2f}x the bytes the local run copied"
+                  if r["local_bytes_copied"] else "")
+            out(f"  {r['phase']:<9} local {r['local_s']:7.2f} s  object {r['object_s']:7.2f} s "
+                f"{ratio}  requests {r['requests']:>6}  uploaded {up:>11} B{vs}")
+        quiet = [r for r in obj if r["phase"] == "nochange"]
+        if quiet and quiet[0]["requests"] is not None:
+            targets.append(("-", "object store: no-change run requests (O(1))",
+                            float(quiet[0]["requests"]), 8.0))
     val = [r for r in extras if r["what"] == "validate-1000"]
     if val:
         wall = med(val, "seconds")
@@ -386,7 +519,8 @@ def summarize(all_rows, extras):
         if value is None:
             continue
         ok = "met" if value <= limit else "NOT MET"
-        unit = "s" if "validate" in name else ("B/file" if "B/file" in name else "x")
+        unit = ("s" if "validate" in name else "B/file" if "B/file" in name
+                else "" if "requests" in name else "x")
         out(f"  [{ok:>7}] {files:>7} files  {name}: {value:.2f} {unit} (limit {limit:g})")
     return "\n".join(lines) + "\n"
 
@@ -428,6 +562,11 @@ def main():
             say(f"== run-all of {MULTI_JOBS} jobs x {MULTI_FILES} files")
             base, _ = bench_multi(strata, int(os.environ.get("BENCH_REPS", "3")), extras)
             works.append(base)
+        if os.environ.get("BENCH_OBJECT", "1") != "0":
+            base, _ = bench_object(strata, extras)
+            if base:
+                works.append(base)
+        if extras:
             for r in extras:
                 r.update(strata_commit=commit)
             (RESULTS / "extras.jsonl").write_text(

@@ -14,7 +14,8 @@
 //!
 //! Fault points: `object.upload`, `object.track`, `object.deleted`,
 //! `object.plan`, `object.meta`, `object.index`, `object.remove`,
-//! `object.mirror`, `object.cleanup`, `object.recover` (each at the path
+//! `object.mirror`, `object.cleanup`, `object.recover`, and a prune's
+//! (see [`crate::history::prune_remote`]) (each at the path
 //! concerned, or the root), so the crash sweep stops a run at every step.
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use crate::apply::{Applied, Outcome, Tally, fresh_records, updates};
 use crate::diff::Change;
 use crate::entry::{ErrorKind, Kind, NO_XATTRS, Op, PathError, RelPath, Xattrs};
 use crate::fs::{Dir, FileTypeOf, fstat, xattr};
+use crate::history::prune_remote;
 use crate::hooks::Around;
 use crate::job::Job;
 use crate::progress::Progress;
@@ -109,7 +111,8 @@ pub fn run_object(
     }
     let result = execute(job, &source, &remote, &lease, options, start_time, progress);
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
+            apply_retention(job, &remote, &lease, options, &mut report);
             lease.release();
             Ok(JobRun { report, plan: None })
         }
@@ -117,6 +120,35 @@ pub fn run_object(
             lease.release();
             Err((e, cache()))
         }
+    }
+}
+
+/// After a committed run, lease still held: remove the increments the
+/// job's retention policy does not keep, as a local run does. A failure is
+/// a warning: the backup is committed.
+fn apply_retention(
+    job: &Job,
+    remote: &Remote,
+    lease: &Lease,
+    options: &RunOptions,
+    report: &mut JobReport,
+) {
+    if job.retention.is_none() {
+        return;
+    }
+    let check = || lease.check().map_err(|e| Box::new(e).into());
+    match prune_remote::prune_remote(
+        remote,
+        job.retention.as_ref(),
+        &options.zone,
+        false,
+        &options.faults,
+        &check,
+    ) {
+        Ok(pruned) => {
+            report.pruned = pruned.removed.into_iter().map(|r| r.increment).collect();
+        }
+        Err(e) => report.warnings.push(format!("retention: {e}")),
     }
 }
 
@@ -175,6 +207,16 @@ fn execute(
         None => (StartIndex::Memory(Default::default()), None, None),
     };
     let mut repairs = remote.recover(committed_run.as_deref(), faults)?;
+    // An interrupted prune is finished before anything else.
+    if let Some(merge) = prune_remote::read_journal(remote)? {
+        lease.check()?;
+        prune_remote::finish_merge(remote, &merge, faults)?;
+        repairs.push(format!(
+            "finished an interrupted prune: {} merged into {}",
+            merge.removed.join(", "),
+            merge.into
+        ));
+    }
     if let Some(owner) = &lease.took_over {
         repairs.insert(
             0,

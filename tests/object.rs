@@ -7,7 +7,11 @@
 //! `restore` of the latest state, of each past increment and of a path
 //! (fidelity: modes, mtimes, symlinks, directories, xattrs, hardlinks),
 //! `verify`; the rsync fidelity oracle; the crash sweep (a run aborted at
-//! every fault point it reaches, the next one repairing); bad inputs.
+//! every fault point it reaches, the next one repairing); bad inputs;
+//! `prune` (every kept point restores as before, the same plan on both,
+//! nothing orphaned) and its crash sweep (a prune aborted at each of its
+//! fault points, finished by the next prune or run); `diff`, `show`, `du`
+//! and `cat`.
 //! Object store only: O(1) requests on a no-change run, bytes uploaded on
 //! a small change, the lease, an unreachable store, a vanished index.
 
@@ -93,12 +97,93 @@ impl Dest {
                     .filter_map(|k| k.strip_prefix(&prefix).map(String::from))
                     .filter(|k| {
                         k.starts_with(".strata/staging/")
+                            || k.starts_with(".strata/pruning/")
                             || k == ".strata/lease"
                             || (k.starts_with("backup_")
                                 && !incs.iter().any(|i| k.starts_with(&format!("{i}/"))))
                     })
                     .collect()
             }
+        }
+    }
+
+    /// Objects or files in committed increments that their metadata does
+    /// not name (`extra ...`), and versions it names that are not there
+    /// (`missing ...`): a prune must leave neither.
+    fn orphans(&self, env: &Env, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for inc in self.increments(env, name) {
+            let meta_name = format!("{inc}.json");
+            let meta: Value = match self {
+                Dest::Local => serde_json::from_slice(
+                    &fs::read(env.path(&format!("dest-{name}/{inc}/{meta_name}"))).unwrap(),
+                )
+                .unwrap(),
+                Dest::Object(b) => serde_json::from_slice(
+                    &b.get(&format!("jobs/{name}/{inc}/{meta_name}")).unwrap(),
+                )
+                .unwrap(),
+            };
+            let mut want: Vec<String> = meta["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["kind"] != "dir")
+                .map(|r| {
+                    let part = if r["op"] == "deleted" {
+                        "deleted"
+                    } else {
+                        "track"
+                    };
+                    format!("{part}/{}", r["path"].as_str().unwrap())
+                })
+                .collect();
+            want.push(meta_name);
+            want.sort();
+            let mut have: Vec<String> = match self {
+                Dest::Local => {
+                    let root = env.path(&format!("dest-{name}/{inc}"));
+                    walkdir::WalkDir::new(&root)
+                        .into_iter()
+                        .map(|e| e.unwrap())
+                        .filter(|e| !e.file_type().is_dir())
+                        .map(|e| {
+                            e.path()
+                                .strip_prefix(&root)
+                                .unwrap()
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                        .collect()
+                }
+                Dest::Object(b) => {
+                    let prefix = format!("jobs/{name}/{inc}/");
+                    b.keys(&prefix)
+                        .into_iter()
+                        .map(|k| k[prefix.len()..].to_string())
+                        .collect()
+                }
+            };
+            have.sort();
+            for k in have.iter().filter(|k| !want.contains(k)) {
+                out.push(format!("extra {inc}/{k}"));
+            }
+            for k in want.iter().filter(|k| !have.contains(k)) {
+                out.push(format!("missing {inc}/{k}"));
+            }
+        }
+        out
+    }
+
+    /// Whether an interrupted prune's journal is there.
+    fn journal(&self, env: &Env, name: &str) -> bool {
+        match self {
+            Dest::Local => env
+                .path(&format!("dest-{name}/.strata/pruning/merge.json"))
+                .exists(),
+            Dest::Object(b) => b
+                .get(&format!("jobs/{name}/.strata/pruning/merge.json"))
+                .is_some(),
         }
     }
 }
@@ -751,4 +836,471 @@ fn verify_deep_finds_damaged_content_on_both_kinds() {
             dest.label()
         );
     });
+}
+
+// prune on both kinds: five runs, then `keep_last: 2` merges the three
+// oldest forward into the fourth.
+
+/// The job `name` with (or without) a retention block.
+fn prune_job(env: &Env, dest: &Dest, name: &str, keep: Option<u32>) {
+    let extra = keep.map_or(String::new(), |n| {
+        format!(r#", "retention": {{"keep_last": {n}}}"#)
+    });
+    job(env, dest, name, &extra);
+}
+
+/// Five runs with moves, drops, a deletion carried forward and one
+/// evicted (a file that came and went between the kept points); the
+/// source after each run is kept in `at-K` (K from 1).
+fn prune_history(env: &Env, dest: &Dest, name: &str) {
+    let s = |rel: &str| format!("src-{name}/{rel}");
+    let steps: [&dyn Fn(); 5] = [
+        &|| {
+            env.write(&s("a.txt"), "a1");
+            env.write(&s("b.txt"), "b1");
+            env.write(&s("g.txt"), "g1");
+            env.symlink("a.txt", &s("link"));
+            fs::create_dir_all(env.path(&s("d"))).unwrap();
+        },
+        &|| {
+            env.write(&s("a.txt"), "a2, longer");
+            env.write(&s("c.txt"), "c2");
+            fs::remove_file(env.path(&s("g.txt"))).unwrap();
+        },
+        &|| {
+            env.write(&s("b.txt"), "b3, longer");
+            fs::remove_file(env.path(&s("c.txt"))).unwrap();
+            env.write(&s("d/e.txt"), "e3");
+        },
+        &|| {
+            env.write(&s("a.txt"), "a4, longer still");
+            fs::remove_file(env.path(&s("link"))).unwrap();
+            env.symlink("b.txt", &s("link"));
+        },
+        &|| {
+            env.write(&s("h.txt"), "h5");
+        },
+    ];
+    prune_job(env, dest, name, None);
+    for (k, step) in steps.iter().enumerate() {
+        step();
+        run_ok(env, name);
+        common::copy_tree(&env.path(&s("")), &env.path(&format!("at-{}", k + 1)));
+    }
+    assert_eq!(dest.increments(env, name).len(), 5, "{}", dest.label());
+}
+
+/// `restore --at` every increment, each into `into-K`: tree by increment.
+fn restore_all(env: &Env, name: &str, into: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let (code, v) = env.run_json(&["history", name]);
+    assert_eq!(code, 0, "{v:#}");
+    let mut out = BTreeMap::new();
+    for inc in v["increments"].as_array().unwrap() {
+        let inc = inc["increment"].as_str().unwrap().to_string();
+        let to = format!("{into}-{inc}");
+        let (code, text) = restore(env, name, &to, &["--at", &inc]);
+        assert_eq!(code, 0, "restore --at {inc}: {text}");
+        out.insert(inc, snapshot_full(&env.path(&to)));
+        fs::remove_dir_all(env.path(&to)).unwrap();
+    }
+    out
+}
+
+/// The plan's shape, increments named by position: what must be the same
+/// on both kinds for the same history.
+fn plan_shape(v: &Value, names: &[String]) -> Value {
+    let at = |n: &Value| names.iter().position(|x| x == n.as_str().unwrap());
+    serde_json::json!({
+        "kept": v["kept"].as_array().unwrap().iter()
+            .map(|k| serde_json::json!([at(&k["increment"]), k["reasons"]]))
+            .collect::<Vec<_>>(),
+        "remove": v["remove"].as_array().unwrap().iter().map(at).collect::<Vec<_>>(),
+        "removed": v["removed"].as_array().unwrap().iter()
+            .map(|r| serde_json::json!([at(&r["increment"]), at(&r["into"]), r["moved"], r["dropped"]]))
+            .collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn prune_merges_forward_and_every_kept_point_restores_the_same_on_both_kinds() {
+    let shapes = std::sync::Mutex::new(Vec::new());
+    both(
+        "prune_merges_forward_and_every_kept_point_restores_the_same_on_both_kinds",
+        |dest| {
+            let env = Env::new();
+            let name = "p";
+            prune_history(&env, dest, name);
+            let names = dest.increments(&env, name);
+            let before = restore_all(&env, name, "pre");
+            // The restores of the past are the sources of the past.
+            for (k, inc) in names.iter().enumerate() {
+                assert_same_tree(
+                    &snapshot_full(&env.path(&format!("at-{}", k + 1))),
+                    &before[inc],
+                );
+            }
+            prune_job(&env, dest, name, Some(2));
+            let (code, dry) = env.run_json(&["prune", "--dry-run", name]);
+            assert_eq!(code, 0, "{}: {dry:#}", dest.label());
+            assert_eq!(
+                dest.increments(&env, name),
+                names,
+                "a dry run changes nothing"
+            );
+            let (code, done) = env.run_json(&["prune", name]);
+            assert_eq!(code, 0, "{}: {done:#}", dest.label());
+            let shape = plan_shape(&done, &names);
+            assert_eq!(plan_shape(&dry, &names), shape, "the dry run is the plan");
+            assert_eq!(shape["remove"], serde_json::json!([0, 1, 2]), "{shape:#}");
+            assert!(done["freed"]["bytes"].as_u64().unwrap() > 0, "{done:#}");
+            let after = dest.increments(&env, name);
+            assert_eq!(after, names[3..], "{}", dest.label());
+            let restored = restore_all(&env, name, "post");
+            for inc in &after {
+                assert_same_tree(&before[inc], &restored[inc]);
+            }
+            let (code, text) = restore(&env, name, "latest", &[]);
+            assert_eq!(code, 0, "{text}");
+            assert_same_tree(
+                &snapshot_full(&env.path("src-p")),
+                &snapshot_full(&env.path("latest")),
+            );
+            let orphans = dest.orphans(&env, name);
+            assert!(orphans.is_empty(), "{}: {orphans:?}", dest.label());
+            let left = dest.leftovers(&env, name);
+            assert!(left.is_empty(), "{}: {left:?}", dest.label());
+            let (code, out, err) = env.run(&["verify", "--deep", name]);
+            assert_eq!(code, 0, "{}: {out}{err}", dest.label());
+            shapes.lock().unwrap().push(shape);
+        },
+    );
+    let shapes = shapes.into_inner().unwrap();
+    for s in &shapes[1..] {
+        assert_eq!(
+            &shapes[0], s,
+            "the same plan for the same history on both kinds"
+        );
+    }
+}
+
+#[test]
+fn a_prune_killed_at_any_step_is_finished_by_the_next_prune_or_run_on_both_kinds() {
+    both(
+        "a_prune_killed_at_any_step_is_finished_by_the_next_prune_or_run_on_both_kinds",
+        |dest| {
+            let name = "k";
+            let clean_bucket = |dest: &Dest| {
+                if let Dest::Object(b) = dest {
+                    for k in b.keys(&format!("jobs/{name}/")) {
+                        b.delete(&k);
+                    }
+                }
+            };
+            // The points a prune passes, from a traced one.
+            let probe = Env::new();
+            clean_bucket(dest);
+            prune_history(&probe, dest, name);
+            prune_job(&probe, dest, name, Some(2));
+            let trace = probe.path("trace");
+            let out = probe
+                .strata()
+                .env("STRATA_FAULT_TRACE", &trace)
+                .args(["--threads", "1", "prune", name])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+            let points: Vec<String> = fs::read_to_string(&trace)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| match dest {
+                    Dest::Local => l.starts_with("prune."),
+                    Dest::Object(_) => l.starts_with("object.prune."),
+                })
+                .map(|l| {
+                    let n = seen.entry(l.to_string()).or_default();
+                    *n += 1;
+                    format!("abort:{l}#{n}")
+                })
+                .collect();
+            assert!(points.len() >= 6, "{}: {points:?}", dest.label());
+            eprintln!("{}: {} prune fault points", dest.label(), points.len());
+            for (i, point) in points.iter().enumerate() {
+                let env = Env::new();
+                clean_bucket(dest);
+                prune_history(&env, dest, name);
+                let names = dest.increments(&env, name);
+                prune_job(&env, dest, name, Some(2));
+                let out = env
+                    .strata()
+                    .env("STRATA_FAULT", point)
+                    .args(["--threads", "1", "prune", name])
+                    .output()
+                    .unwrap();
+                assert!(
+                    !out.status.success(),
+                    "{}: {point} did not stop the prune",
+                    dest.label()
+                );
+                // A half-pruned history is refused, naming the journal.
+                if dest.journal(&env, name) {
+                    for args in [
+                        vec!["history", name],
+                        vec!["restore", name, "--to", "x", "--at", &names[4]],
+                    ] {
+                        let (code, out, err) = env.run(&args);
+                        assert_eq!(code, 1, "{}: {point}: {args:?}: {out}{err}", dest.label());
+                        assert!(
+                            err.contains("merge.json") && err.contains("interrupted prune"),
+                            "{}: {point}: {err}",
+                            dest.label()
+                        );
+                    }
+                }
+                // Every other point is repaired by a run instead of a prune.
+                if i % 2 == 0 {
+                    let (code, v) = env.run_json(&["prune", name]);
+                    assert_eq!(code, 0, "{}: {point}: {v:#}", dest.label());
+                } else {
+                    run_ok(&env, name);
+                }
+                let after = dest.increments(&env, name);
+                assert_eq!(after, names[3..], "{}: {point}", dest.label());
+                for (k, inc) in [(4, &names[3]), (5, &names[4])] {
+                    let to = format!("r-{k}");
+                    let (code, text) = restore(&env, name, &to, &["--at", inc]);
+                    assert_eq!(code, 0, "{}: {point}: {text}", dest.label());
+                    assert_same_tree(
+                        &snapshot_full(&env.path(&format!("at-{k}"))),
+                        &snapshot_full(&env.path(&to)),
+                    );
+                }
+                let orphans = dest.orphans(&env, name);
+                assert!(orphans.is_empty(), "{}: {point}: {orphans:?}", dest.label());
+                let left = dest.leftovers(&env, name);
+                assert!(left.is_empty(), "{}: {point}: {left:?}", dest.label());
+            }
+        },
+    );
+}
+
+/// (path, status) of each difference `strata diff --json` lists.
+fn diff_rows(env: &Env, name: &str, a: &str, b: Option<&str>) -> Vec<(String, String)> {
+    let mut args = vec!["diff", name, a];
+    args.extend(b);
+    let (code, v) = env.run_json(&args);
+    assert_eq!(code, 0, "diff {a} {b:?}: {v:#}");
+    v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn cat(env: &Env, name: &str, path: &str, at: Option<&str>) -> (i32, String, String) {
+    let mut args = vec!["cat", name, path];
+    if let Some(at) = at {
+        args.extend(["--at", at]);
+    }
+    env.run(&args)
+}
+
+#[test]
+fn diff_show_du_and_cat_read_both_kinds_alike() {
+    let seen = std::sync::Mutex::new(Vec::new());
+    both("diff_show_du_and_cat_read_both_kinds_alike", |dest| {
+        let env = Env::new();
+        let name = "q";
+        prune_history(&env, dest, name);
+        let incs = dest.increments(&env, name);
+        let label = dest.label();
+
+        // diff: between two increments, and the newest against the latest.
+        let rows = diff_rows(&env, name, &incs[0], Some(&incs[1]));
+        for want in [
+            ("a.txt", "changed"),
+            ("c.txt", "added"),
+            ("g.txt", "removed"),
+        ] {
+            assert!(
+                rows.contains(&(want.0.to_string(), want.1.to_string())),
+                "{label}: {want:?} in {rows:?}"
+            );
+        }
+        assert!(
+            !rows.iter().any(|(p, _)| p == "b.txt"),
+            "{label}: b.txt did not change: {rows:?}"
+        );
+        assert_eq!(diff_rows(&env, name, &incs[4], None), [], "{label}");
+
+        // show: one increment's records.
+        let (code, v) = env.run_json(&["show", name, &incs[2]]);
+        assert_eq!(code, 0, "{label}: {v:#}");
+        let records: Vec<(String, String, String, u64)> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] != "dir")
+            .map(|r| {
+                (
+                    r["path"].as_str().unwrap().to_string(),
+                    r["op"].as_str().unwrap().to_string(),
+                    r["kind"].as_str().unwrap().to_string(),
+                    r["size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            records,
+            [
+                (s("b.txt"), s("changed"), s("file"), 10),
+                (s("c.txt"), s("deleted"), s("file"), 2),
+                (s("d/e.txt"), s("new"), s("file"), 2),
+            ],
+            "{label}"
+        );
+
+        // du: the mirror holds the five files and symlinks of the source,
+        // every increment is listed, and the parts add up.
+        let (code, v) = env.run_json(&["du", name]);
+        assert_eq!(code, 0, "{label}: {v:#}");
+        assert_eq!(v["mirror"]["files"], 5, "{label}: {v:#}");
+        let listed: Vec<&str> = v["increments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["increment"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, incs, "{label}");
+        let sum = v["mirror"]["bytes"].as_u64().unwrap()
+            + v["state"]["bytes"].as_u64().unwrap()
+            + v["increments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["bytes"].as_u64().unwrap())
+                .sum::<u64>();
+        assert_eq!(v["total"]["bytes"].as_u64().unwrap(), sum, "{label}: {v:#}");
+        if let Dest::Object(_) = dest {
+            // Every object once: the files' bytes and the symlink's target.
+            let want = ["a4, longer still", "b3, longer", "e3", "h5", "b.txt"]
+                .iter()
+                .map(|t| t.len() as u64)
+                .sum::<u64>();
+            assert_eq!(v["mirror"]["bytes"], want, "{v:#}");
+        }
+
+        // cat: the latest and a past version, a symlink refused.
+        let (code, out, err) = cat(&env, name, "a.txt", None);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "a4, longer still"),
+            "{label}: {err}"
+        );
+        let (code, out, err) = cat(&env, name, "a.txt", Some(&incs[0]));
+        assert_eq!((code, out.as_str()), (0, "a1"), "{label}: {err}");
+        let (code, out, err) = cat(&env, name, "d/e.txt", Some(&incs[2]));
+        assert_eq!((code, out.as_str()), (0, "e3"), "{label}: {err}");
+        let (code, _, err) = cat(&env, name, "c.txt", Some(&incs[2]));
+        assert_eq!(code, 1, "{label}: c.txt was deleted there: {err}");
+        assert!(err.contains("no c.txt at"), "{label}: {err}");
+        let (code, _, err) = cat(&env, name, "link", None);
+        assert_eq!(code, 1, "{label}");
+        assert!(err.contains("symlink to b.txt"), "{label}: {err}");
+        // A damaged copy (same size, other bytes; a new file put in its
+        // place) prints nothing.
+        match dest {
+            Dest::Local => {
+                let mirror = env.path("dest-q/mirror");
+                fs::write(mirror.join(".b.new"), "B3, LONGER").unwrap();
+                fs::rename(mirror.join(".b.new"), mirror.join("b.txt")).unwrap();
+            }
+            Dest::Object(b) => b.put("jobs/q/mirror/b.txt", b"B3, LONGER"),
+        }
+        let (code, out, err) = cat(&env, name, "b.txt", None);
+        assert_eq!((code, out.as_str()), (1, ""), "{label}: {err}");
+        assert!(
+            err.contains("mirror/b.txt") && err.contains("does not match the hash"),
+            "{label}: {err}"
+        );
+        seen.lock().unwrap().push((rows, records));
+    });
+    let seen = seen.into_inner().unwrap();
+    for s in &seen[1..] {
+        assert_eq!(&seen[0], s, "diff and show read both kinds alike");
+    }
+}
+
+#[test]
+fn names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds() {
+    both(
+        "names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds",
+        |dest| {
+            let env = Env::new();
+            let name = "n";
+            let names = [
+                "über.txt",
+                "日本/データ.md",
+                "100%.txt",
+                "%C3%BC.txt",
+                "a#b [1] ~x.txt",
+                "spaced out.txt",
+            ];
+            for (i, n) in names.iter().enumerate() {
+                env.write(&format!("src-n/{n}"), &format!("version one of {i}"));
+            }
+            job(&env, dest, name, "");
+            run_ok(&env, name);
+            common::copy_tree(&env.path("src-n"), &env.path("at-first"));
+            for (i, n) in names.iter().enumerate() {
+                env.write(
+                    &format!("src-n/{n}"),
+                    &format!("version two of {i}, longer"),
+                );
+            }
+            run_ok(&env, name);
+            let incs = dest.increments(&env, name);
+            let (code, out) = restore(&env, name, "r-latest", &[]);
+            assert_eq!(code, 0, "{}: {out}", dest.label());
+            assert_same_tree(
+                &snapshot_full(&env.path("src-n")),
+                &snapshot_full(&env.path("r-latest")),
+            );
+            let (code, out) = restore(&env, name, "r-first", &["--at", &incs[0]]);
+            assert_eq!(code, 0, "{}: {out}", dest.label());
+            assert_same_tree(
+                &snapshot_full(&env.path("at-first")),
+                &snapshot_full(&env.path("r-first")),
+            );
+            let (code, out, err) = env.run(&["verify", "--deep", name]);
+            assert_eq!(code, 0, "{}: {out}{err}", dest.label());
+            if let Dest::Object(b) = dest {
+                // Browsable: a plain name is its own key; `%` alone is
+                // encoded, so "100%.txt" and "%C3%BC.txt" stay apart from
+                // names spelled like their encodings.
+                let keys = b.keys("jobs/n/mirror/");
+                for want in [
+                    "jobs/n/mirror/über.txt",
+                    "jobs/n/mirror/日本/データ.md",
+                    "jobs/n/mirror/100%25.txt",
+                    "jobs/n/mirror/%25C3%25BC.txt",
+                    "jobs/n/mirror/spaced out.txt",
+                ] {
+                    assert!(keys.iter().any(|k| k == want), "{want} in {keys:?}");
+                }
+                assert_eq!(keys.len(), names.len(), "{keys:?}");
+            }
+        },
+    );
 }

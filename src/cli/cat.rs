@@ -5,26 +5,37 @@
 //! its hash, printing nothing if it does not match; then to print it,
 //! hashing again, so that a copy changed in between (strata never writes
 //! a stored inode in place; something else did) ends in an error, not in
-//! a silent success.
+//! a silent success. An object store's copy is streamed into an unnamed
+//! file first, then read the same way.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use super::diff::{Found, find, load_history, load_index};
-use super::{Config, ExitCode, find_job, open_store, parse_point, relative_arg};
+use super::diff::{Found, find, load_history_of, load_index_of};
+use super::{Config, ExitCode, find_job, open_destination, parse_point, relative_arg};
 use crate::entry::{Hash, Kind, RelPath};
 use crate::fs::copy::hash_file;
 use crate::history::at::Point;
 use crate::job::Job;
-use crate::store::Store;
+use crate::store::dest::Destination;
+use crate::store::object::Remote;
+use crate::store::object::client::{DownloadError, Fetched};
+
+/// Where the stored copy is.
+enum Stored {
+    /// In this folder of a local destination, at the path's own path.
+    Dir(crate::fs::Dir),
+    /// This object of an object store.
+    Object(object_store::path::Path),
+}
 
 /// What is known of the version to print.
 struct Wanted {
     kind: Kind,
     size: u64,
     hash: Option<Hash>,
-    /// The stored copy's folder and its path there, for messages.
-    dir: crate::fs::Dir,
+    /// The stored copy, and its path or URL, for messages.
+    stored: Stored,
     shown: std::path::PathBuf,
 }
 
@@ -49,11 +60,11 @@ pub fn run(config: &Config, name: &str, path: &str, at: Option<&str>) -> ExitCod
             return ExitCode::Usage;
         }
     };
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let wanted = match locate(&job, &store, &point, &rel) {
+    let wanted = match locate(&job, &dest, &point, &rel) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -66,18 +77,27 @@ pub fn run(config: &Config, name: &str, path: &str, at: Option<&str>) -> ExitCod
             return ExitCode::Failure;
         }
         Kind::Symlink => {
-            let target = wanted
-                .dir
-                .parent_of(rel.as_bytes())
-                .and_then(|(d, leaf)| d.read_link(leaf))
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_else(|_| "?".into());
+            let target = match (&wanted.stored, &dest) {
+                (Stored::Dir(dir), _) => dir
+                    .parent_of(rel.as_bytes())
+                    .and_then(|(d, leaf)| d.read_link(leaf))
+                    .ok(),
+                (Stored::Object(key), Destination::Object(remote)) => {
+                    match remote.bucket.get(key, None) {
+                        Ok(Fetched::Got { bytes, .. }) => Some(bytes),
+                        _ => None,
+                    }
+                }
+                (Stored::Object(_), Destination::Local(_)) => None,
+            }
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_else(|| "?".into());
             eprintln!("strata: {rel} is a symlink to {target}; nothing to print");
             return ExitCode::Failure;
         }
         Kind::File => {}
     }
-    let (file, st) = match wanted.dir.open_file(rel.as_bytes()) {
+    let (file, size) = match open_stored(&dest, &wanted, &rel) {
         Ok(f) => f,
         Err(e) => {
             eprintln!(
@@ -96,10 +116,10 @@ pub fn run(config: &Config, name: &str, path: &str, at: Option<&str>) -> ExitCod
         );
         ExitCode::Failure
     };
-    if st.size != wanted.size {
+    if size != wanted.size {
         return damaged(format!(
             "its size is {}, the record says {}",
-            st.size, wanted.size
+            size, wanted.size
         ));
     }
     match (wanted.hash, hash_file(&file)) {
@@ -162,36 +182,71 @@ pub fn run(config: &Config, name: &str, path: &str, at: Option<&str>) -> ExitCod
     ExitCode::Success
 }
 
+/// The stored copy of a file, open, and its size: a local one as it is,
+/// an object streamed into an unnamed file in the temp directory (the
+/// checks below then read it as they read a local one).
+fn open_stored(
+    dest: &Destination,
+    wanted: &Wanted,
+    rel: &RelPath,
+) -> std::io::Result<(std::fs::File, u64)> {
+    match (&wanted.stored, dest) {
+        (Stored::Dir(dir), _) => dir.open_file(rel.as_bytes()).map(|(f, st)| (f, st.size)),
+        (Stored::Object(key), Destination::Object(remote)) => {
+            let file = crate::fs::Dir::open_root(&std::env::temp_dir())?.tmpfile(0o600)?;
+            match remote.bucket.download(key, &file, &|_| {}) {
+                Ok(_) => {}
+                Err(DownloadError::Missing) => {
+                    return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+                }
+                Err(DownloadError::Store(e)) => return Err(std::io::Error::other(e.to_string())),
+            }
+            let size = file.metadata()?.len();
+            Ok((file, size))
+        }
+        (Stored::Object(_), Destination::Local(_)) => {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+}
+
 /// Where the version of `rel` at `point` is, and what it should be.
-fn locate(job: &Job, store: &Store, point: &Point, rel: &RelPath) -> Result<Wanted, ExitCode> {
+fn locate(job: &Job, dest: &Destination, point: &Point, rel: &RelPath) -> Result<Wanted, ExitCode> {
     let not_there = |at: &str| {
         eprintln!("strata: {}: no {rel} at {at}", job.name);
         ExitCode::Failure
     };
     match point {
         Point::Latest => {
-            let index = load_index(store, &job.name)?;
+            let index = load_index_of(dest, &job.name)?;
             let Ok(i) = index.entries.binary_search_by(|e| e.path.cmp(rel)) else {
                 return Err(not_there("the latest state"));
             };
             let e = &index.entries[i];
-            let dir = match store.mirror() {
-                Ok(Some(d)) => d,
-                _ => {
-                    eprintln!("strata: {}: no mirror", job.name);
-                    return Err(ExitCode::Failure);
+            let (stored, shown) = match dest {
+                Destination::Local(store) => match store.mirror() {
+                    Ok(Some(d)) => (Stored::Dir(d), store.mirror_path().join(rel.as_path())),
+                    _ => {
+                        eprintln!("strata: {}: no mirror", job.name);
+                        return Err(ExitCode::Failure);
+                    }
+                },
+                Destination::Object(remote) => {
+                    let key = remote.mirror_key(rel);
+                    let shown = object_shown(remote, &key);
+                    (Stored::Object(key), shown)
                 }
             };
             Ok(Wanted {
                 kind: e.meta.kind,
                 size: e.meta.size,
                 hash: e.hash,
-                dir,
-                shown: store.mirror_path().join(rel.as_path()),
+                stored,
+                shown,
             })
         }
         Point::At(_) => {
-            let history = load_history(store)?;
+            let history = load_history_of(dest)?;
             let Found::Increment(k) = find(&history, point)? else {
                 unreachable!("a point in the increments");
             };
@@ -204,6 +259,19 @@ fn locate(job: &Job, store: &Store, point: &Point, rel: &RelPath) -> Result<Want
                 ExitCode::Failure
             })?;
             let (inc, part, _) = history.file_of(*version);
+            let store = match dest {
+                Destination::Local(store) => store,
+                Destination::Object(remote) => {
+                    let key = remote.part_key(&inc.name, part, rel);
+                    return Ok(Wanted {
+                        kind: record.meta.kind,
+                        size: record.meta.size,
+                        hash: record.hash,
+                        shown: object_shown(remote, &key),
+                        stored: Stored::Object(key),
+                    });
+                }
+            };
             let opened = inc.open(store).and_then(|d| {
                 let shown = d.part_path(part, rel);
                 d.part(part)
@@ -228,9 +296,13 @@ fn locate(job: &Job, store: &Store, point: &Point, rel: &RelPath) -> Result<Want
                 kind: record.meta.kind,
                 size: record.meta.size,
                 hash: record.hash,
-                dir,
+                stored: Stored::Dir(dir),
                 shown,
             })
         }
     }
+}
+
+fn object_shown(remote: &Remote, key: &object_store::path::Path) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}/{}", remote.url(), remote.bucket.shown(key)))
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, parse_point, print_json};
+use super::{Config, ExitCode, find_job, open_destination, parse_point, print_json};
 use crate::entry::Kind;
 use crate::history::at::Point;
 use crate::history::diff::{
@@ -12,6 +12,7 @@ use crate::history::diff::{
 use crate::history::{History, HistoryError};
 use crate::report::{human_bytes, plural};
 use crate::store::Store;
+use crate::store::dest::Destination;
 use crate::store::index;
 use crate::tz::Zone;
 
@@ -42,6 +43,15 @@ pub(super) fn load_history(store: &Store) -> Result<History, ExitCode> {
     })
 }
 
+/// The history of a destination of either kind; prints why it cannot be
+/// read (exit 1).
+pub(super) fn load_history_of(dest: &Destination) -> Result<History, ExitCode> {
+    History::of(dest).map_err(|e: HistoryError| {
+        eprintln!("strata: {e}");
+        ExitCode::Failure
+    })
+}
+
 /// The index of a job's store; prints why it cannot be had (exit 1).
 pub(super) fn load_index(store: &Store, job: &str) -> Result<index::Index, ExitCode> {
     match index::load(store.state(), &store.index_path()) {
@@ -57,6 +67,26 @@ pub(super) fn load_index(store: &Store, job: &str) -> Result<index::Index, ExitC
     }
 }
 
+/// The committed index of a destination of either kind (an object
+/// store's is fetched into its local cache when its ETag changed); prints
+/// why it cannot be had (exit 1).
+pub(super) fn load_index_of(dest: &Destination, job: &str) -> Result<index::Index, ExitCode> {
+    match dest {
+        Destination::Local(store) => load_index(store, job),
+        Destination::Object(remote) => match remote.fetch_index() {
+            Ok(Some(_)) => load_index(&remote.cache, job),
+            Ok(None) => {
+                eprintln!("strata: {job}: nothing backed up yet");
+                Err(ExitCode::Failure)
+            }
+            Err(e) => {
+                eprintln!("strata: {job}: {e}");
+                Err(ExitCode::Failure)
+            }
+        },
+    }
+}
+
 /// Diff two points of one job.
 pub fn run(config: &Config, name: &str, a: &str, b: Option<&str>) -> ExitCode {
     let points = match (parse_point(a), b.map(parse_point).transpose()) {
@@ -67,18 +97,18 @@ pub fn run(config: &Config, name: &str, a: &str, b: Option<&str>) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let history = match load_history(&store) {
+    let history = match load_history_of(&dest) {
         Ok(h) => h,
         Err(code) => return code,
     };
     let mut sides: Vec<(String, Side)> = Vec::new();
     for point in [&points.0, &points.1] {
         let side = match find(&history, point) {
-            Ok(Found::Latest) => match load_index(&store, &job.name) {
+            Ok(Found::Latest) => match load_index_of(&dest, &job.name) {
                 Ok(index) => ("latest".to_string(), side_latest(&index)),
                 Err(code) => return code,
             },

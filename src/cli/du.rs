@@ -1,11 +1,12 @@
 //! `strata du NAME`: the space a job's destination takes, every inode
-//! counted once.
+//! counted once (an object store's: every object, from one listing).
 
 use serde_json::json;
 
-use super::{Config, ExitCode, find_job, open_store, print_json};
-use crate::history::usage::{Share, Usage, usage};
+use super::{Config, ExitCode, find_job, open_destination, print_json};
+use crate::history::usage::{Share, Usage, usage, usage_remote};
 use crate::report::human_bytes;
+use crate::store::dest::Destination;
 
 /// Measure one job's destination.
 pub fn run(config: &Config, name: &str) -> ExitCode {
@@ -13,11 +14,15 @@ pub fn run(config: &Config, name: &str) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let used = match usage(&store) {
+    let used = match &dest {
+        Destination::Local(store) => usage(store),
+        Destination::Object(remote) => usage_remote(remote),
+    };
+    let used = match used {
         Ok(u) => u,
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);
@@ -30,12 +35,12 @@ pub fn run(config: &Config, name: &str) -> ExitCode {
         value["destination"] = json!(job.destination);
         print_json(&value);
     } else {
-        print!("{}", text(&used));
+        print!("{}", text(&used, matches!(dest, Destination::Object(_))));
     }
     ExitCode::Success
 }
 
-fn text(u: &Usage) -> String {
+fn text(u: &Usage, object: bool) -> String {
     let row = |name: &str, s: &Share, shared: Option<u64>| {
         vec![
             name.to_string(),
@@ -57,9 +62,16 @@ fn text(u: &Usage) -> String {
     rows.push(row(".strata", &u.state, None));
     rows.push(row("total", &u.total, None));
     let mut out = super::history::table(rows, &[1, 2, 3, 4]);
-    out.push_str(
-        "Every inode is counted once, where it is met first: an increment's share\n\
-         is what it holds beyond the mirror and the increments before it.\n",
-    );
+    if object {
+        out.push_str(
+            "Every object is counted (and billed) for what it holds: an increment's\n\
+             server-side copies are objects of their own.\n",
+        );
+    } else {
+        out.push_str(
+            "Every inode is counted once, where it is met first: an increment's share\n\
+             is what it holds beyond the mirror and the increments before it.\n",
+        );
+    }
     out
 }

@@ -1,10 +1,11 @@
 //! `strata prune NAME [--dry-run]`: apply the job's retention policy, under
-//! the job's lock, and say what is kept (by which rule) and what is removed.
+//! the job's lock (an object store's lease), and say what is kept (by which rule) and what is removed.
 
 use serde_json::json;
 
 use super::{Config, ExitCode, lock_job, open_store, print_json};
 use crate::history::prune::{PruneReport, prune};
+use crate::history::prune_remote::prune_remote;
 use crate::job::Job;
 use crate::report::{human_bytes, plural};
 use crate::store::meta::format_time;
@@ -12,6 +13,9 @@ use crate::store::{increment_time, parse_increment_name};
 
 /// Prune one job.
 pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
+    if job.object.is_some() {
+        return run_object(config, job, dry_run);
+    }
     // No destination (the job never ran, or the disk is not mounted): an
     // error that says so, and nothing created.
     let store = match open_store(job) {
@@ -36,14 +40,64 @@ pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
             return ExitCode::Failure;
         }
     };
+    show(config, job, dry_run, &report)
+}
+
+/// Prune an object-store destination, with its lease held.
+fn run_object(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
+    use crate::store::object::lease::{Lease, LeaseError, default_ttl};
+    let remote = match super::open_destination(config, job) {
+        Ok(crate::store::dest::Destination::Object(remote)) => remote,
+        Ok(_) => unreachable!("an object-store job opens an object store"),
+        Err(code) => return code,
+    };
+    let lease = match Lease::acquire(&remote.bucket, default_ttl()) {
+        Ok(lease) => lease,
+        Err(LeaseError::Held { owner, .. }) => {
+            if config.json {
+                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
+            } else {
+                println!(
+                    "{}: skipped (locked): {owner} holds the destination's lease",
+                    job.name
+                );
+            }
+            return ExitCode::Success;
+        }
+        Err(e) => {
+            eprintln!("strata: {}: {e}", job.name);
+            return ExitCode::Failure;
+        }
+    };
+    let zone = super::zone::machine_zone();
+    let check = || lease.check().map_err(|e| Box::new(e).into());
+    let report = prune_remote(
+        &remote,
+        job.retention.as_ref(),
+        &zone,
+        dry_run,
+        &config.faults,
+        &check,
+    );
+    lease.release();
+    match report {
+        Ok(report) => show(config, job, dry_run, &report),
+        Err(e) => {
+            eprintln!("strata: {}: {e}", job.name);
+            ExitCode::Failure
+        }
+    }
+}
+
+fn show(config: &Config, job: &Job, dry_run: bool, report: &PruneReport) -> ExitCode {
     if config.json {
         let status = if dry_run { "dry_run" } else { "pruned" };
-        let mut value = serde_json::to_value(&report).expect("report serializes");
+        let mut value = serde_json::to_value(report).expect("report serializes");
         value["job"] = json!(job.name);
         value["status"] = json!(status);
         print_json(&value);
     } else {
-        print!("{}", text(&job.name, &report));
+        print!("{}", text(&job.name, report));
     }
     ExitCode::Success
 }

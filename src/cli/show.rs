@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use super::diff::{Found, find, load_history};
-use super::{Config, ExitCode, find_job, open_store, parse_point, print_json};
+use super::diff::{Found, find, load_history_of};
+use super::{Config, ExitCode, find_job, open_destination, parse_point, print_json};
 use crate::history::Increment;
 use crate::report::{human_bytes, plural};
 use crate::tz::Zone;
@@ -18,11 +18,11 @@ pub fn run(config: &Config, name: &str, increment: &str) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let history = match load_history(&store) {
+    let history = match load_history_of(&dest) {
         Ok(h) => h,
         Err(code) => return code,
     };

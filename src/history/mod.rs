@@ -13,6 +13,7 @@
 pub mod at;
 pub mod diff;
 pub mod prune;
+pub mod prune_remote;
 pub mod restore;
 pub mod retention;
 pub mod usage;
@@ -325,7 +326,19 @@ impl History {
     /// whose metadata object is there, except that of a staged run the
     /// committed index does not bear (its metadata was written, its index
     /// not: it never committed, and the next run rolls it back).
+    /// Fails, naming the journal, while an interrupted prune is unfinished.
     pub fn load_remote(remote: &Remote) -> Result<History, HistoryError> {
+        if prune_remote::read_journal(remote)?.is_some() {
+            return Err(HistoryError::PendingPrune {
+                path: prune_remote::journal_shown(remote),
+            });
+        }
+        History::load_remote_all(remote)
+    }
+
+    /// [`History::load_remote`] without the check for an interrupted
+    /// prune (the prune that finishes it reads this).
+    pub fn load_remote_all(remote: &Remote) -> Result<History, HistoryError> {
         use rayon::prelude::*;
         let committed = remote.fetch_index()?.and_then(|r| r.run);
         let staged = remote.staged()?;

@@ -66,6 +66,9 @@ pub enum PruneError {
     /// A file could not be moved, or metadata written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The destination's lease was lost (an object-store prune stops).
+    #[error(transparent)]
+    Lease(#[from] Box<crate::store::object::lease::LeaseError>),
     /// The policy does not parse.
     #[error(transparent)]
     Policy(#[from] BadDuration),
@@ -360,7 +363,7 @@ pub struct Merge {
 /// Where a record's file lives inside its increment folder:
 /// `track/<path>` or `deleted/<path>`; `None` for a directory (its record
 /// is all there is of it).
-fn part_of(record: &FileRecord) -> Option<(Part, RelPath)> {
+pub(crate) fn part_of(record: &FileRecord) -> Option<(Part, RelPath)> {
     if record.kind == "dir" {
         return None;
     }

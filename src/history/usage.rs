@@ -11,13 +11,15 @@
 //! add up to what the destination takes. `du -B1 -c mirror backup_* .strata`
 //! prints the same.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::prune::Merge;
 use crate::entry::RelPath;
 use crate::fs::{Dir, FileTypeOf, Stat, walk_tree};
+use crate::store::meta::IncrementMeta;
+use crate::store::object::Remote;
 use crate::store::{IncrementName, Part, Store, StoreError};
 
 /// What one part of the destination takes.
@@ -129,6 +131,61 @@ pub fn usage(store: &Store) -> Result<Usage, StoreError> {
         .count(store.state(), First::Elsewhere)
         .map_err(|e| StoreError::io(&store.state_path(b""), e))?
         .0;
+    out.total = out.mirror;
+    for i in &out.increments {
+        out.total += i.own;
+    }
+    out.total += out.state;
+    Ok(out)
+}
+
+/// Measure an object-store destination, from one listing of its prefix:
+/// `mirror/`, each committed increment (a folder with its metadata
+/// object), and the rest (`.strata/`, and what an interrupted run left,
+/// which the next run deletes) as the state. Every object is billed for
+/// what it holds, server-side copies too: `disk` is `bytes`, and nothing
+/// is shared with the mirror.
+pub fn usage_remote(remote: &Remote) -> Result<Usage, StoreError> {
+    let objects = remote.bucket.list(&remote.bucket.key(""))?;
+    let keys: Vec<(String, u64)> = objects
+        .iter()
+        .map(|o| (remote.bucket.shown(&o.location), o.size))
+        .collect();
+    let committed: HashSet<&str> = keys
+        .iter()
+        .filter_map(|(k, _)| {
+            let (top, rest) = k.split_once('/')?;
+            (IncrementName::parse(top).is_some() && rest == IncrementMeta::file_name(top))
+                .then_some(top)
+        })
+        .collect();
+    let mut out = Usage::default();
+    let mut increments: BTreeMap<IncrementName, Share> = BTreeMap::new();
+    for (key, size) in &keys {
+        let one = Share {
+            files: 1,
+            bytes: *size,
+            disk: *size,
+        };
+        let top = key.split_once('/').map_or(key.as_str(), |(t, _)| t);
+        if top == crate::store::object::MIRROR_TOP {
+            out.mirror += one;
+        } else if committed.contains(top)
+            && let Some(name) = IncrementName::parse(top)
+        {
+            *increments.entry(name).or_default() += one;
+        } else {
+            out.state += one;
+        }
+    }
+    out.increments = increments
+        .into_iter()
+        .map(|(name, own)| IncrementUsage {
+            increment: name.to_string(),
+            own,
+            shared_with_mirror: 0,
+        })
+        .collect();
     out.total = out.mirror;
     for i in &out.increments {
         out.total += i.own;

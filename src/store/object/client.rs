@@ -51,6 +51,19 @@ pub struct ObjectError {
     pub message: String,
 }
 
+/// One segment of a source path as a key segment: the name as it is
+/// (UTF-8, so that `aws s3 ls` and rclone show `mirror/über.txt`), unless
+/// it holds a `%` or a control character, which are percent-encoded with
+/// what else `object_store` encodes (`100%25.txt`). A plain name never
+/// holds `%` and an encoded one always does, so no two names share a key,
+/// and [`Bucket::key`] reads either back as the same key.
+pub fn key_part(name: &str) -> String {
+    if !name.contains('%') && PathPart::parse(name).is_ok() {
+        return name.to_string();
+    }
+    PathPart::from(name).as_ref().to_string()
+}
+
 /// What a conditional get found.
 #[derive(Debug)]
 pub enum Fetched {
@@ -185,11 +198,19 @@ impl Bucket {
 
     /// The key of `rel` (`/`-separated plain segments, e.g. `.strata/index`)
     /// below the prefix.
+    ///
+    /// The segments are taken as keys spell them, so that what
+    /// [`Bucket::shown`] printed (a plan's entries, say) names the same key
+    /// again: see [`key_part`].
     pub fn key(&self, rel: &str) -> Key {
         self.root
             .iter()
             .map(|s| PathPart::from(s.as_str()))
-            .chain(rel.split('/').filter(|s| !s.is_empty()).map(PathPart::from))
+            .chain(
+                rel.split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| PathPart::parse(s).unwrap_or_else(|_| PathPart::from(s))),
+            )
             .collect()
     }
 
@@ -198,28 +219,25 @@ impl Bucket {
     /// bytes in hex: keys are text, and the index and the records keep the
     /// exact bytes.
     pub fn path_key(&self, top: &str, path: &RelPath) -> Key {
-        let mut parts: Vec<PathPart<'static>> = self
+        let mut parts: Vec<String> = self
             .root
             .iter()
-            .chain(
-                top.split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|s| PathPart::from(s.clone()))
+            .map(|s| PathPart::from(s.as_str()).as_ref().to_string())
             .collect();
+        parts.extend(top.split('/').filter(|s| !s.is_empty()).map(key_part));
         for c in path.components() {
-            parts.push(PathPart::from(match std::str::from_utf8(c) {
-                Ok(text) => text.to_string(),
+            parts.push(match std::str::from_utf8(c) {
+                Ok(text) => key_part(text),
                 Err(_) => format!("\u{FFFD}hex:{}", crate::entry::hex(c)),
-            }));
+            });
         }
-        parts.into_iter().collect()
+        parts
+            .iter()
+            .map(|p| PathPart::parse(p).expect("a key segment, checked or encoded"))
+            .collect()
     }
 
-    /// A key shown relative to the prefix, for messages.
+    /// A key shown relative to the prefix, for messages (and the plan).
     pub fn shown(&self, key: &Key) -> String {
         let text = key.as_ref();
         let prefix = self.root.join("/");
@@ -400,6 +418,15 @@ impl Bucket {
     pub fn copy(&self, from: &Key, to: &Key) -> Result<(), ObjectError> {
         self.block(self.store.copy(from, to))
             .map_err(|e| self.error("COPY", from, &e))
+    }
+
+    /// Whether an object is there (a HEAD request).
+    pub fn exists(&self, key: &Key) -> Result<bool, ObjectError> {
+        match self.block(self.store.head(key)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("HEAD", key, &e)),
+        }
     }
 
     /// Delete an object (one that is not there is no error).

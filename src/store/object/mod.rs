@@ -8,6 +8,7 @@
 //! backup_X/backup_X.json              the increment's metadata (IncrementMeta)
 //! .strata/index                       the index, format v2 (`index`): the commit
 //! .strata/lease                       the writer's lease (`lease`)
+//! .strata/pruning/merge.json          the journal of a prune in progress
 //! .strata/xattrs/<digest>             extended attributes, content-addressed
 //! .strata/staging/<run>/data/<path>   the bytes a run uploaded, not yet in mirror/
 //! .strata/staging/<run>/plan          what the run does to mirror/ once committed
@@ -59,6 +60,8 @@ use client::{Fetched, Write};
 
 /// The index's key.
 pub const INDEX_KEY: &str = ".strata/index";
+/// The journal of a prune in progress (see `crate::history::prune_remote`).
+pub const PRUNE_JOURNAL: &str = ".strata/pruning/merge.json";
 /// Where runs stage their uploads.
 pub const STAGING: &str = ".strata/staging";
 /// Where extended attributes are kept, by digest.
