@@ -416,7 +416,9 @@ fn restore_items(
         }
     }
     for path in implied.iter().rev() {
-        if let Ok(d) = ctx.target.open_dir(path.as_bytes()) {
+        if let Ok(d) = ctx.target.open_dir(path.as_bytes())
+            && ctx.check_made(path, &d).is_ok()
+        {
             let _ = rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(0o755));
         }
     }
@@ -802,15 +804,27 @@ impl Ctx<'_> {
     /// swap a folder strata made (0700, so what goes in stays private) for
     /// one of their own between two opens; the restored files must never
     /// land in it.
+    ///
+    /// Every folder below the target's root that holds something restored
+    /// is made (or found) first; one that is not known here could not be
+    /// made, or was replaced before it could be told apart, and is not
+    /// written into either.
     fn check_made(&self, path: &RelPath, dir: &Dir) -> io::Result<()> {
+        if path.is_root() {
+            // The target itself, opened once (see `open_target`).
+            return Ok(());
+        }
         let want = self.made.read().expect("not poisoned").get(path).copied();
-        if let Some(want) = want {
-            let st = dir.stat()?;
-            if (st.dev, st.ino) != want {
-                return Err(io::Error::other(
-                    "it was replaced by another folder during the restore",
-                ));
-            }
+        let Some(want) = want else {
+            return Err(io::Error::other(
+                "the folder could not be made as this restore's own",
+            ));
+        };
+        let st = dir.stat()?;
+        if (st.dev, st.ino) != want {
+            return Err(io::Error::other(
+                "it was replaced by another folder during the restore",
+            ));
         }
         Ok(())
     }
