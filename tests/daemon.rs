@@ -55,25 +55,19 @@ impl Daemon {
     /// `start` (Unix seconds) by faketime; `None` (with the reason printed)
     /// when faketime is not installed.
     fn start_at(env: &Env, tz: &str, start: i64) -> Option<Daemon> {
-        let installed = Command::new("faketime")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            eprintln!("skipping: faketime is not installed (scripts/test-deps.sh installs it)");
-            return None;
-        }
+        // libfaketime preloaded into strata itself (not the wrapper, which
+        // forks): the child killed on drop is the daemon.
+        let lib = common::libfaketime()?;
         let log = env.path("daemon.log");
-        let child = Command::new("faketime")
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .current_dir(env.root())
             .env("TZ", tz)
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME", format!("@{start}"))
             .env("FAKETIME_FMT", "%s")
             .env_remove("STRATA_JOBS_DIR")
             .env_remove("STRATA_FAULT_UNREADABLE")
             .env_remove("RUST_LOG")
-            .arg("-f")
-            .arg(format!("@{start}"))
-            .arg(env!("CARGO_BIN_EXE_strata"))
             .arg("--jobs-dir")
             .arg(env.jobs())
             .arg("daemon")

@@ -357,6 +357,33 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// libfaketime itself, for a process the test will kill: the `faketime`
+/// wrapper forks, so killing the wrapper leaves the program running and
+/// the wrapper's semaphore behind in /dev/shm (a later wrapper that gets
+/// the same PID then fails with "sem_open: File exists"). `None`, with the
+/// reason printed, when it is not installed.
+#[allow(dead_code)]
+pub fn libfaketime() -> Option<PathBuf> {
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/faketime"),
+        PathBuf::from("/usr/local/lib/faketime"),
+    ];
+    if let Ok(lib) = fs::read_dir("/usr/lib") {
+        // Debian's multiarch folders: /usr/lib/x86_64-linux-gnu/faketime.
+        dirs.extend(lib.flatten().map(|e| e.path().join("faketime")));
+    }
+    let found = dirs
+        .into_iter()
+        .map(|d| d.join("libfaketime.so.1"))
+        .find(|lib| lib.is_file());
+    if found.is_none() {
+        eprintln!(
+            "skipping: libfaketime is not installed (scripts/test-deps.sh installs faketime)"
+        );
+    }
+    found
+}
+
 /// A tmpfs mounted for a test's lifetime (lazily unmounted on drop).
 pub struct Tmpfs(pub PathBuf);
 
