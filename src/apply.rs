@@ -35,8 +35,8 @@ use rayon::prelude::*;
 use crate::diff::Change;
 use crate::entry::Stats;
 use crate::entry::{
-    Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath, Timestamp,
-    Xattrs,
+    Digests, Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath,
+    Timestamp, Xattrs,
 };
 use crate::faults::Faults;
 use crate::fs::copy::{CopyError, copy_data};
@@ -204,8 +204,7 @@ impl Applied {
             entry.meta = meta;
             entry.ctime = ctime;
         }
-        entry.hash = self.hash;
-        entry.xattrs = self.xattrs();
+        entry.digests = Digests::new(self.hash, self.xattrs());
         Some(entry)
     }
 
@@ -432,8 +431,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                     &changes[i],
                     Some(Leader {
                         path: &entry.path,
-                        hash: entry.hash,
-                        xattrs: entry.xattrs,
+                        hash: entry.hash(),
+                        xattrs: entry.xattrs(),
                         meta: None,
                     }),
                     folder,
@@ -468,12 +467,12 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
         if outcomes[i].is_none() {
             outcomes[i] = Some(match change {
                 Change::Touch { old, new } => {
-                    Outcome::Applied(Applied::new(None, new.hash.or(old.hash), old.xattrs))
+                    Outcome::Applied(Applied::new(None, new.hash().or(old.hash()), old.xattrs()))
                 }
                 _ => Outcome::Applied(Applied::new(
                     change.history_op(),
-                    change.old().and_then(|o| o.hash),
-                    change.old().and_then(|o| o.xattrs),
+                    change.old().and_then(|o| o.hash()),
+                    change.old().and_then(|o| o.xattrs()),
                 )),
             });
         }
@@ -1116,8 +1115,8 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
     };
     let mut applied = Applied::new(
         history,
-        change.old().and_then(|o| o.hash),
-        change.old().and_then(|o| o.xattrs),
+        change.old().and_then(|o| o.hash()),
+        change.old().and_then(|o| o.xattrs()),
     );
     // Leaving the tracked set: the current mirror version is the last one;
     // keep it in deleted/ before anything replaces it.

@@ -462,12 +462,12 @@ impl Ctx<'_> {
         let remote = self.remote;
         let mut applied = Applied::new(
             history,
-            change.old().and_then(|o| o.hash),
-            change.old().and_then(|o| o.xattrs),
+            change.old().and_then(|o| o.hash()),
+            change.old().and_then(|o| o.xattrs()),
         );
         if let Change::Touch { old, new } = change {
             applied.recorded = None;
-            applied.hash = new.hash.or(old.hash);
+            applied.hash = new.hash().or(old.hash());
             return Outcome::Applied(applied);
         }
         // The last version of a tracked path that leaves the tracked set

@@ -185,7 +185,7 @@ fn locate(job: &Job, store: &Store, point: &Point, rel: &RelPath) -> Result<Want
             Ok(Wanted {
                 kind: e.meta.kind,
                 size: e.meta.size,
-                hash: e.hash,
+                hash: e.hash(),
                 dir,
                 shown: store.mirror_path().join(rel.as_path()),
             })
