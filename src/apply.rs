@@ -72,7 +72,8 @@ pub struct Target<'a> {
     pub progress: &'a dyn Progress,
     /// What could not be kept, reported once per run.
     pub degraded: &'a Degraded,
-    /// Bytes copied from the source, counted as copies finish.
+    /// Bytes copied from the source by the changes done (a failed change
+    /// counts none).
     pub copied: &'a AtomicU64,
 }
 
@@ -1118,6 +1119,8 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
         change.old().and_then(|o| o.hash()),
         change.old().and_then(|o| o.xattrs()),
     );
+    // Counted once the change is done, as a failed change counts none.
+    let mut bytes = 0;
     // Leaving the tracked set: the current mirror version is the last one;
     // keep it in deleted/ before anything replaces it.
     let mut kept_last = false;
@@ -1179,7 +1182,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
                     if copied.meta != new.meta || copied.ctime != new.ctime {
                         applied.set_meta((copied.meta, copied.ctime));
                     }
-                    target.copied.fetch_add(copied.bytes, Ordering::Relaxed);
+                    bytes = copied.bytes;
                 }
                 Err((kind, message)) => {
                     undo(target);
@@ -1203,6 +1206,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
             Err(e) => return write_err(path, "cannot record it in the increment", e),
         }
     }
+    target.copied.fetch_add(bytes, Ordering::Relaxed);
     Outcome::Applied(applied)
 }
 

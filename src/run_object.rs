@@ -426,7 +426,8 @@ struct Ctx<'a> {
     run: &'a str,
     faults: &'a crate::faults::Faults,
     progress: &'a dyn Progress,
-    /// Bytes read from the source.
+    /// Bytes read from the source by the changes done (a failed change
+    /// counts none).
     copied: AtomicU64,
 }
 
@@ -486,6 +487,8 @@ impl Ctx<'_> {
         let Some(new) = change.new_entry() else {
             return Outcome::Applied(applied);
         };
+        // Counted once the change is done, as a failed change counts none.
+        let mut bytes = 0;
         if change.needs_source() {
             match self.read_up(new) {
                 Ok(read) => {
@@ -497,7 +500,7 @@ impl Ctx<'_> {
                     if read.meta != new.meta || read.ctime != new.ctime {
                         applied.set_meta((read.meta, read.ctime));
                     }
-                    self.copied.fetch_add(read.bytes, Ordering::Relaxed);
+                    bytes = read.bytes;
                 }
                 Err(outcome) => {
                     if history == Some(Op::Deleted) {
@@ -537,6 +540,7 @@ impl Ctx<'_> {
                 Err(e) => return store_failed(path, e),
             }
         }
+        self.copied.fetch_add(bytes, Ordering::Relaxed);
         Outcome::Applied(applied)
     }
 
