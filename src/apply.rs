@@ -35,8 +35,8 @@ use rayon::prelude::*;
 use crate::diff::Change;
 use crate::entry::Stats;
 use crate::entry::{
-    Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath, Timestamp,
-    Xattrs,
+    Digests, Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath,
+    Timestamp, Xattrs,
 };
 use crate::faults::Faults;
 use crate::fs::copy::{CopyError, copy_data};
@@ -72,6 +72,9 @@ pub struct Target<'a> {
     pub progress: &'a dyn Progress,
     /// What could not be kept, reported once per run.
     pub degraded: &'a Degraded,
+    /// Bytes copied from the source by the changes done (a failed change
+    /// counts none).
+    pub copied: &'a AtomicU64,
 }
 
 /// What happened to one change.
@@ -85,39 +88,124 @@ pub enum Outcome {
 
 /// A change carried out. Together with its [`Change`] it gives the mirror's
 /// new state for the path and the increment's record; it holds only what
-/// the change does not, as a first run has one per file.
+/// the change does not, as a first run has one per file. Packed to 32
+/// bytes: what nearly every file has (a hash, no xattrs) is held inline,
+/// the rest in one box that most outcomes do not have; the bytes copied
+/// are counted once per run ([`Target::copied`]), not per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// What the increment recorded (`None`: nothing, for an included-only
     /// entry, or a removed file that was already gone).
     pub recorded: Option<Op>,
+    /// The increment got a copy because the filesystem refused a link.
+    pub copied_not_linked: bool,
     /// Content hash of the mirror's new version: of the copy, or the old
     /// version's when nothing was copied.
     pub hash: Option<Hash>,
-    /// Digest of the xattrs the mirror's version has.
-    pub xattrs: Option<Hash>,
+    /// Where [`Applied::xattrs`] is.
+    xattrs: XattrsDigest,
+    /// The fields that few outcomes have.
+    rare: Option<Box<Rare>>,
+}
+
+// One outcome per change of a first run: keep it small.
+const _: () = assert!(std::mem::size_of::<Option<Outcome>>() <= 32);
+
+/// How an [`Applied`] holds its xattrs digest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum XattrsDigest {
+    /// Not known.
+    #[default]
+    Unknown,
+    /// [`NO_XATTRS`]: nearly every file's.
+    Empty,
+    /// Another digest, in [`Rare::xattrs`].
+    Rare,
+}
+
+/// What few [`Applied`]s have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    /// The xattrs digest, when it is not [`NO_XATTRS`].
+    xattrs: Option<Hash>,
     /// The xattrs themselves, for the increment's record (none: empty).
-    pub xattr_data: Option<Box<Xattrs>>,
+    xattr_data: Option<Xattrs>,
     /// The metadata and ctime of what was copied when they are not the
     /// scan's (the entry changed between the scan and the copy, and not
     /// during it).
-    pub meta: Option<Box<(Meta, Timestamp)>>,
-    /// Bytes copied from the source.
-    pub bytes: u64,
-    /// The increment got a copy because the filesystem refused a link.
-    pub copied_not_linked: bool,
+    meta: Option<(Meta, Timestamp)>,
 }
 
 impl Applied {
+    /// An outcome that records `recorded` and leaves the mirror's version
+    /// with `hash` and the xattrs digest `xattrs`.
+    pub fn new(recorded: Option<Op>, hash: Option<Hash>, xattrs: Option<Hash>) -> Applied {
+        let mut applied = Applied {
+            recorded,
+            hash,
+            ..Applied::default()
+        };
+        applied.set_xattrs(xattrs);
+        applied
+    }
+
+    /// Digest of the xattrs the mirror's version has.
+    pub fn xattrs(&self) -> Option<Hash> {
+        match self.xattrs {
+            XattrsDigest::Unknown => None,
+            XattrsDigest::Empty => Some(NO_XATTRS),
+            XattrsDigest::Rare => self.rare.as_ref().and_then(|r| r.xattrs),
+        }
+    }
+
+    /// Set [`Applied::xattrs`].
+    pub fn set_xattrs(&mut self, digest: Option<Hash>) {
+        self.xattrs = match digest {
+            None => XattrsDigest::Unknown,
+            Some(NO_XATTRS) => XattrsDigest::Empty,
+            Some(_) => XattrsDigest::Rare,
+        };
+        if self.xattrs == XattrsDigest::Rare {
+            self.rare_mut().xattrs = digest;
+        } else if let Some(rare) = &mut self.rare {
+            rare.xattrs = None;
+        }
+    }
+
+    /// The xattrs themselves, for the increment's record (none: empty).
+    pub fn xattr_data(&self) -> Option<&Xattrs> {
+        self.rare.as_ref()?.xattr_data.as_ref()
+    }
+
+    /// Set [`Applied::xattr_data`].
+    pub fn set_xattr_data(&mut self, xattrs: Xattrs) {
+        self.rare_mut().xattr_data = Some(xattrs);
+    }
+
+    /// The metadata and ctime of what was copied when they are not the
+    /// scan's (the entry changed between the scan and the copy, and not
+    /// during it).
+    pub fn meta(&self) -> Option<(Meta, Timestamp)> {
+        self.rare.as_ref()?.meta
+    }
+
+    /// Set [`Applied::meta`].
+    pub fn set_meta(&mut self, meta: (Meta, Timestamp)) {
+        self.rare_mut().meta = Some(meta);
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     /// The mirror's new state for `change`'s path (`None`: removed).
     pub fn entry(&self, change: &Change<'_>) -> Option<Entry> {
         let mut entry = change.new_entry()?.clone();
-        if let Some(m) = &self.meta {
-            entry.meta = m.0;
-            entry.ctime = m.1;
+        if let Some((meta, ctime)) = self.meta() {
+            entry.meta = meta;
+            entry.ctime = ctime;
         }
-        entry.hash = self.hash;
-        entry.xattrs = self.xattrs;
+        entry.digests = Digests::new(self.hash, self.xattrs());
         Some(entry)
     }
 
@@ -137,7 +225,7 @@ impl Applied {
                 Some(FileRecord::new(
                     &entry,
                     op,
-                    self.xattr_data.as_deref().unwrap_or(&none),
+                    self.xattr_data().unwrap_or(&none),
                 ))
             }
         }
@@ -234,7 +322,9 @@ fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
 /// `indexes` (into `changes`) sorted by folder, and the ranges of it that
 /// are the batches: at most [`BATCH`] changes of one folder each.
 fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> (Vec<usize>, Vec<Range<usize>>) {
-    indexes.sort_by(|&a, &b| {
+    // Unstable (the index breaks ties, so the order is the same): a stable
+    // sort takes a scratch buffer as large as the list.
+    indexes.sort_unstable_by(|&a, &b| {
         parent_bytes(&changes[a])
             .cmp(parent_bytes(&changes[b]))
             .then(a.cmp(&b))
@@ -342,8 +432,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                     &changes[i],
                     Some(Leader {
                         path: &entry.path,
-                        hash: entry.hash,
-                        xattrs: entry.xattrs,
+                        hash: entry.hash(),
+                        xattrs: entry.xattrs(),
                         meta: None,
                     }),
                     folder,
@@ -354,8 +444,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                         Some(Leader {
                             path: changes[j].path(),
                             hash: a.hash,
-                            xattrs: a.xattrs,
-                            meta: a.meta.as_deref().copied(),
+                            xattrs: a.xattrs(),
+                            meta: a.meta(),
                         }),
                         folder,
                     ),
@@ -377,17 +467,14 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     for (i, change) in changes.iter().enumerate() {
         if outcomes[i].is_none() {
             outcomes[i] = Some(match change {
-                Change::Touch { old, new } => Outcome::Applied(Applied {
-                    hash: new.hash.or(old.hash),
-                    xattrs: old.xattrs,
-                    ..Applied::default()
-                }),
-                _ => Outcome::Applied(Applied {
-                    recorded: change.history_op(),
-                    hash: change.old().and_then(|o| o.hash),
-                    xattrs: change.old().and_then(|o| o.xattrs),
-                    ..Applied::default()
-                }),
+                Change::Touch { old, new } => {
+                    Outcome::Applied(Applied::new(None, new.hash().or(old.hash()), old.xattrs()))
+                }
+                _ => Outcome::Applied(Applied::new(
+                    change.history_op(),
+                    change.old().and_then(|o| o.hash()),
+                    change.old().and_then(|o| o.xattrs()),
+                )),
             });
         }
     }
@@ -469,9 +556,16 @@ pub fn fresh_records<'a>(
 
 impl Tally {
     /// Add up `outcomes` of `changes`, on top of the scan's counts in
-    /// `scanned` (its new, changed, removed and deleted are recounted here).
-    pub fn of(changes: &[Change<'_>], scanned: Stats, outcomes: &[Outcome]) -> Tally {
+    /// `scanned` (its new, changed, removed and deleted are recounted here),
+    /// with the `bytes_copied` the apply counted.
+    pub fn of(
+        changes: &[Change<'_>],
+        scanned: Stats,
+        outcomes: &[Outcome],
+        bytes_copied: u64,
+    ) -> Tally {
         let mut stats = scanned;
+        stats.bytes_copied += bytes_copied;
         stats.new = 0;
         stats.changed = 0;
         stats.removed = 0;
@@ -505,7 +599,6 @@ impl Tally {
                                 s.deleted += 1;
                             }
                         }
-                        s.bytes_copied += a.bytes;
                         if a.copied_not_linked {
                             s.copied_not_linked += 1;
                             tally.copied_not_linked.push(change.path().clone());
@@ -1021,12 +1114,13 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
         Ok(found) => found,
         Err(e) => return write_err(path, "cannot open its mirror folder", e),
     };
-    let mut applied = Applied {
-        recorded: history,
-        hash: change.old().and_then(|o| o.hash),
-        xattrs: change.old().and_then(|o| o.xattrs),
-        ..Applied::default()
-    };
+    let mut applied = Applied::new(
+        history,
+        change.old().and_then(|o| o.hash()),
+        change.old().and_then(|o| o.xattrs()),
+    );
+    // Counted once the change is done, as a failed change counts none.
+    let mut bytes = 0;
     // Leaving the tracked set: the current mirror version is the last one;
     // keep it in deleted/ before anything replaces it.
     let mut kept_last = false;
@@ -1063,8 +1157,10 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
                 match linked {
                     Ok(()) => {
                         applied.hash = leader.hash;
-                        applied.xattrs = leader.xattrs;
-                        applied.meta = leader.meta.map(Box::new);
+                        applied.set_xattrs(leader.xattrs);
+                        if let Some(meta) = leader.meta {
+                            applied.set_meta(meta);
+                        }
                     }
                     Err(e) => {
                         undo(target);
@@ -1079,14 +1175,14 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
             None => match copy_in(change, folder) {
                 Ok(copied) => {
                     applied.hash = Some(copied.hash);
-                    applied.xattrs = Some(copied.xattrs.digest());
+                    applied.set_xattrs(Some(copied.xattrs.digest()));
                     if !copied.xattrs.is_empty() {
-                        applied.xattr_data = Some(Box::new(copied.xattrs));
+                        applied.set_xattr_data(copied.xattrs);
                     }
                     if copied.meta != new.meta || copied.ctime != new.ctime {
-                        applied.meta = Some(Box::new((copied.meta, copied.ctime)));
+                        applied.set_meta((copied.meta, copied.ctime));
                     }
-                    applied.bytes = copied.bytes;
+                    bytes = copied.bytes;
                 }
                 Err((kind, message)) => {
                     undo(target);
@@ -1096,20 +1192,21 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
         }
     }
     if let Some(Op::New | Op::Changed) = history {
-        if applied.xattr_data.is_none()
-            && applied.xattrs.is_some_and(|x| x != NO_XATTRS)
+        if applied.xattr_data().is_none()
+            && applied.xattrs().is_some_and(|x| x != NO_XATTRS)
             && let Ok(file) = mdir.open_read(mname)
             && let Ok(x) = xattr::read_all(&file)
         {
             // A version recorded without a copy (entering the tracked set,
             // or a hardlink of a copied file): its xattrs from the mirror.
-            applied.xattr_data = Some(Box::new(x));
+            applied.set_xattr_data(x);
         }
         match link_into(folder, Part::Track, mdir, mname, path) {
             Ok(copied) => applied.copied_not_linked |= copied,
             Err(e) => return write_err(path, "cannot record it in the increment", e),
         }
     }
+    target.copied.fetch_add(bytes, Ordering::Relaxed);
     Outcome::Applied(applied)
 }
 
@@ -1182,9 +1279,9 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target:
                 Ok(xattrs) => {
                     if let Some(Outcome::Applied(a)) = &mut outcomes[i] {
                         let x = xattrs.unwrap_or_default();
-                        a.xattrs = Some(x.digest());
+                        a.set_xattrs(Some(x.digest()));
                         if !x.is_empty() {
-                            a.xattr_data = Some(Box::new(x));
+                            a.set_xattr_data(x);
                         }
                     }
                 }

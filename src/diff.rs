@@ -239,7 +239,7 @@ fn same(old: &EntryRef<'_>, new: &Entry, compare: Compare) -> Sameness {
     }
     if compare == Compare::Checksum
         && new.meta.kind != Kind::Dir
-        && (old.hash.is_none() || old.hash != new.hash)
+        && (old.hash.is_none() || old.hash != new.hash())
     {
         return Sameness::Different;
     }
@@ -251,7 +251,7 @@ fn same(old: &EntryRef<'_>, new: &Entry, compare: Compare) -> Sameness {
 
 /// Whether the old entry's data must be copied afresh for the new one.
 fn needs_copy(old: &EntryRef<'_>, new: &Entry) -> bool {
-    old.meta != new.meta || (new.hash.is_some() && old.hash != new.hash)
+    old.meta != new.meta || (new.hash().is_some() && old.hash != new.hash())
 }
 
 /// Compare the scan with the index walked in order (an index file read as
@@ -330,7 +330,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     let mut resolved = Vec::with_capacity(rechecks.len());
     for (r, digest) in rechecks.into_iter().zip(digests) {
         match digest {
-            Some(d) if r.old.xattrs == Some(*d) => resolved.push(Change::Touch {
+            Some(d) if r.old.xattrs() == Some(*d) => resolved.push(Change::Touch {
                 old: r.old,
                 new: r.new,
             }),
@@ -367,7 +367,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Meta, NO_XATTRS, SliceWalk, Timestamp};
+    use crate::entry::{Digests, Meta, NO_XATTRS, SliceWalk, Timestamp};
 
     fn e(path: &str, size: u64, tracked: bool) -> Entry {
         Entry {
@@ -386,8 +386,7 @@ mod tests {
             },
             ctime: Timestamp::default(),
             tracked,
-            hash: None,
-            xattrs: Some(NO_XATTRS),
+            digests: Digests::new(None, Some(NO_XATTRS)),
         }
     }
 
@@ -508,9 +507,9 @@ mod tests {
     #[test]
     fn checksum_compare_sees_same_metadata_other_content() {
         let mut old = e("a", 1, true);
-        old.hash = Some(Hash::of(b"x"));
+        old.set_hash(Some(Hash::of(b"x")));
         let mut new = e("a", 1, true);
-        new.hash = Some(Hash::of(b"y"));
+        new.set_hash(Some(Hash::of(b"y")));
         let index = [old];
         let scan = [new];
         let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Metadata);

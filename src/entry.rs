@@ -388,14 +388,48 @@ pub struct Entry {
     pub ctime: Timestamp,
     /// Versioned (a track rule) or mirrored only.
     pub tracked: bool,
-    /// Content hash, when known (after a copy, or with `compare: checksum`).
-    pub hash: Option<Hash>,
-    /// Digest of the extended attributes ([`NO_XATTRS`] for none), when
-    /// known: always in the index; in a scan, only where they were read.
-    pub xattrs: Option<Hash>,
+    /// [`Entry::hash`] and [`Entry::xattrs`].
+    pub digests: Digests,
+}
+
+// The scan holds one per selected entry: keep it small.
+const _: () = assert!(std::mem::size_of::<Entry>() <= 88);
+
+/// An entry's content hash and xattrs digest, when known; boxed, as a
+/// scan knows neither for nearly every entry and a first run holds an
+/// entry per file (88 bytes, not 112). Neither known: no box.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Digests(Option<Box<(Option<Hash>, Option<Hash>)>>);
+
+impl Digests {
+    /// A content `hash` and an xattrs digest `xattrs`.
+    pub fn new(hash: Option<Hash>, xattrs: Option<Hash>) -> Digests {
+        Digests((hash.is_some() || xattrs.is_some()).then(|| Box::new((hash, xattrs))))
+    }
 }
 
 impl Entry {
+    /// Content hash, when known (after a copy, or with `compare: checksum`).
+    pub fn hash(&self) -> Option<Hash> {
+        self.digests.0.as_ref()?.0
+    }
+
+    /// Digest of the extended attributes ([`NO_XATTRS`] for none), when
+    /// known: always in the index; in a scan, only where they were read.
+    pub fn xattrs(&self) -> Option<Hash> {
+        self.digests.0.as_ref()?.1
+    }
+
+    /// Set [`Entry::hash`].
+    pub fn set_hash(&mut self, hash: Option<Hash>) {
+        self.digests = Digests::new(hash, self.xattrs());
+    }
+
+    /// Set [`Entry::xattrs`].
+    pub fn set_xattrs(&mut self, xattrs: Option<Hash>) {
+        self.digests = Digests::new(self.hash(), xattrs);
+    }
+
     /// Borrow it as an [`EntryRef`].
     pub fn view(&self) -> EntryRef<'_> {
         EntryRef {
@@ -403,8 +437,8 @@ impl Entry {
             meta: self.meta,
             ctime: self.ctime,
             tracked: self.tracked,
-            hash: self.hash,
-            xattrs: self.xattrs,
+            hash: self.hash(),
+            xattrs: self.xattrs(),
         }
     }
 }
@@ -436,8 +470,7 @@ impl EntryRef<'_> {
             meta: self.meta,
             ctime: self.ctime,
             tracked: self.tracked,
-            hash: self.hash,
-            xattrs: self.xattrs,
+            digests: Digests::new(self.hash, self.xattrs),
         }
     }
 }

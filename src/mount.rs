@@ -340,7 +340,7 @@ impl HistoryFs {
                     } else {
                         Backing::Mirror
                     };
-                    (e.path.clone(), e.meta, e.hash, None, backing)
+                    (e.path.clone(), e.meta, e.hash(), None, backing)
                 })
                 .collect();
             return Tree::build(entries, implicit);

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -604,6 +605,7 @@ fn execute(
     let txn = Transaction::begin(store, &name, faults)?;
     let carried_paths: HashSet<RelPath> = carried.keys().cloned().collect();
     let degraded = Degraded::default();
+    let copied = AtomicU64::new(0);
     let changes = &prepared.plan.changes;
     // Progress counts files (directories are quick, and made by the way).
     let file_changes = changes
@@ -638,11 +640,17 @@ fn execute(
             faults,
             progress,
             degraded: &degraded,
+            copied: &copied,
         },
     );
     timing.apply = timing.lap();
     report.warnings.extend(degraded.warnings());
-    let tally = Tally::of(changes, planned_stats(&prepared), &outcomes);
+    let tally = Tally::of(
+        changes,
+        planned_stats(&prepared),
+        &outcomes,
+        copied.into_inner(),
+    );
     report.stats = tally.stats;
     report.errors.extend(tally.errors);
     for path in &tally.copied_not_linked {

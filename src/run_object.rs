@@ -19,6 +19,7 @@
 //! concerned, or the root), so the crash sweep stops a run at every step.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -287,9 +288,15 @@ fn execute(
         run: &run,
         faults,
         progress,
+        copied: AtomicU64::new(0),
     };
     let outcomes: Vec<Outcome> = changes.par_iter().map(|c| ctx.apply(c)).collect();
-    let tally = Tally::of(changes, planned_stats(&prepared), &outcomes);
+    let tally = Tally::of(
+        changes,
+        planned_stats(&prepared),
+        &outcomes,
+        ctx.copied.into_inner(),
+    );
     report.stats = tally.stats;
     report.errors.extend(tally.errors);
     finish(&mut report);
@@ -461,6 +468,9 @@ struct Ctx<'a> {
     run: &'a str,
     faults: &'a crate::faults::Faults,
     progress: &'a dyn Progress,
+    /// Bytes read from the source by the changes done (a failed change
+    /// counts none).
+    copied: AtomicU64,
 }
 
 fn failed(path: &RelPath, kind: ErrorKind, message: impl Into<String>) -> Outcome {
@@ -493,15 +503,14 @@ impl Ctx<'_> {
         let path = change.path();
         let history = change.history_op();
         let remote = self.remote;
-        let mut applied = Applied {
-            recorded: history,
-            hash: change.old().and_then(|o| o.hash),
-            xattrs: change.old().and_then(|o| o.xattrs),
-            ..Applied::default()
-        };
+        let mut applied = Applied::new(
+            history,
+            change.old().and_then(|o| o.hash()),
+            change.old().and_then(|o| o.xattrs()),
+        );
         if let Change::Touch { old, new } = change {
             applied.recorded = None;
-            applied.hash = new.hash.or(old.hash);
+            applied.hash = new.hash().or(old.hash());
             return Outcome::Applied(applied);
         }
         // The last version of a tracked path that leaves the tracked set
@@ -520,18 +529,20 @@ impl Ctx<'_> {
         let Some(new) = change.new_entry() else {
             return Outcome::Applied(applied);
         };
+        // Counted once the change is done, as a failed change counts none.
+        let mut bytes = 0;
         if change.needs_source() {
             match self.read_up(new) {
                 Ok(read) => {
                     applied.hash = (new.meta.kind != Kind::Dir).then_some(read.hash);
-                    applied.xattrs = Some(read.xattrs.digest());
+                    applied.set_xattrs(Some(read.xattrs.digest()));
                     if !read.xattrs.is_empty() {
-                        applied.xattr_data = Some(Box::new(read.xattrs));
+                        applied.set_xattr_data(read.xattrs);
                     }
                     if read.meta != new.meta || read.ctime != new.ctime {
-                        applied.meta = Some(Box::new((read.meta, read.ctime)));
+                        applied.set_meta((read.meta, read.ctime));
                     }
-                    applied.bytes = read.bytes;
+                    bytes = read.bytes;
                 }
                 Err(outcome) => {
                     if history == Some(Op::Deleted) {
@@ -562,15 +573,16 @@ impl Ctx<'_> {
             }
         }
         if let Some(Op::New | Op::Changed) = history
-            && applied.xattr_data.is_none()
-            && let Some(digest) = applied.xattrs.filter(|x| *x != NO_XATTRS)
+            && applied.xattr_data().is_none()
+            && let Some(digest) = applied.xattrs().filter(|x| *x != NO_XATTRS)
         {
             // A version recorded without a read: its xattrs from the store.
             match remote.load_xattrs(digest) {
-                Ok(x) => applied.xattr_data = Some(Box::new(x)),
+                Ok(x) => applied.set_xattr_data(x),
                 Err(e) => return store_failed(path, e),
             }
         }
+        self.copied.fetch_add(bytes, Ordering::Relaxed);
         Outcome::Applied(applied)
     }
 

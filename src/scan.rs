@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::FileType;
 
-use crate::entry::{Entry, ErrorKind, Kind, PathError, RelPath, by_path};
+use crate::entry::{Digests, Entry, ErrorKind, Kind, PathError, RelPath, by_path};
 use crate::fs::{Dir, FileTypeOf, Stat};
 use crate::select::{DirDecision, DirState, Matcher, Selection};
 
@@ -142,8 +142,7 @@ fn dir_entry(path: RelPath, st: &Stat, tracked: bool) -> Option<Entry> {
         meta: st.meta()?,
         ctime: st.ctime,
         tracked,
-        hash: None,
-        xattrs: None,
+        digests: Digests::new(None, None),
     })
 }
 
@@ -434,8 +433,7 @@ impl<'a> Walk<'a> {
                 meta,
                 ctime: st.ctime,
                 tracked: selection == Selection::Tracked,
-                hash,
-                xattrs: None,
+                digests: Digests::new(hash, None),
             });
         }
         // Into the one list right away: a directory's own list is freed

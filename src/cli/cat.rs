@@ -240,7 +240,7 @@ fn locate(job: &Job, dest: &Destination, point: &Point, rel: &RelPath) -> Result
             Ok(Wanted {
                 kind: e.meta.kind,
                 size: e.meta.size,
-                hash: e.hash,
+                hash: e.hash(),
                 stored,
                 shown,
             })

@@ -70,8 +70,8 @@ pub fn side_latest(index: &Index) -> Side {
                 Item {
                     meta: e.meta,
                     has_owner: e.meta.uid != UNKNOWN_OWNER,
-                    hash: e.hash,
-                    xattrs: e.xattrs,
+                    hash: e.hash(),
+                    xattrs: e.xattrs(),
                     version: None,
                 },
             )

@@ -238,7 +238,7 @@ pub fn restore_remote(
             let mut xattrs: HashMap<Hash, Xattrs> = HashMap::new();
             let mut items = Vec::with_capacity(index.len());
             for e in index {
-                let digest = e.xattrs.unwrap_or(crate::entry::NO_XATTRS);
+                let digest = e.xattrs().unwrap_or(crate::entry::NO_XATTRS);
                 let x = match xattrs.entry(digest) {
                     std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
                     std::collections::hash_map::Entry::Vacant(v) => {
@@ -248,9 +248,9 @@ pub fn restore_remote(
                 items.push(Item {
                     has_owner: e.meta.uid != UNKNOWN_OWNER,
                     xattrs: Some(x),
+                    hash: e.hash(),
                     path: e.path,
                     meta: e.meta,
-                    hash: e.hash,
                     from: Source::Mirror,
                 });
             }
@@ -500,7 +500,7 @@ fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
     let lost_xattrs = index
         .entries
         .iter()
-        .any(|e| e.xattrs.is_some_and(|x| x != NO_XATTRS))
+        .any(|e| e.xattrs().is_some_and(|x| x != NO_XATTRS))
         && matches!(store.mirror(), Ok(Some(m)) if !xattr::supported(&m));
     let recorded: HashMap<RelPath, Xattrs> = if lost_xattrs {
         let history = History::load(store)?;
@@ -523,11 +523,11 @@ fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
             has_owner: e.meta.uid != UNKNOWN_OWNER,
             xattrs: recorded
                 .get(&e.path)
-                .filter(|x| e.xattrs == Some(x.digest()))
+                .filter(|x| e.xattrs() == Some(x.digest()))
                 .cloned(),
+            hash: e.hash(),
             path: e.path,
             meta: e.meta,
-            hash: e.hash,
             from: Source::Mirror,
         })
         .collect())

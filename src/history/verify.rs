@@ -178,7 +178,7 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
     let mut expected: HashSet<String> = HashSet::new();
     let mut digests: HashSet<Hash> = HashSet::new();
     for e in &index {
-        if let Some(d) = e.xattrs.filter(|d| *d != NO_XATTRS) {
+        if let Some(d) = e.xattrs().filter(|d| *d != NO_XATTRS) {
             digests.insert(d);
         }
         if e.meta.kind == Kind::Dir {
@@ -195,7 +195,7 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
                 format!("size {size} (recorded {})", e.meta.size),
             ),
             Some(_) => {
-                if let Some(h) = e.hash {
+                if let Some(h) = e.hash() {
                     checks.push((key, h));
                 }
             }
@@ -467,7 +467,7 @@ fn check_mirror(
         }
         if deep
             && entry.meta.kind != Kind::Symlink
-            && let Some(want) = entry.xattrs
+            && let Some(want) = entry.xattrs()
         {
             let got = if entry.meta.kind == Kind::Dir {
                 mirror
@@ -485,7 +485,7 @@ fn check_mirror(
                 out.problem(&shown, "its extended attributes differ from the index");
             }
         }
-        if let Some(want) = entry.hash
+        if let Some(want) = entry.hash()
             && entry.meta.kind != Kind::Dir
         {
             checks.push(HashCheck {

@@ -461,7 +461,7 @@ pub fn dirty_marker(store: &Store) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Entry, Kind, Xattrs};
+    use crate::entry::{Digests, Entry, Kind, Xattrs};
     use crate::store::meta::FileRecord;
 
     fn rec(path: &str, op: Op, kind: Kind) -> FileRecord {
@@ -478,8 +478,7 @@ mod tests {
             },
             ctime: Default::default(),
             tracked: true,
-            hash: None,
-            xattrs: None,
+            digests: Digests::new(None, None),
         };
         FileRecord::new(&e, op, &Xattrs::default())
     }

@@ -793,7 +793,7 @@ pub fn load(state: &Dir, path: &std::path::Path) -> Result<Option<Index>, StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{NO_XATTRS, RelPath};
+    use crate::entry::{Digests, NO_XATTRS, RelPath};
 
     fn entries() -> Index {
         Index {
@@ -813,8 +813,7 @@ mod tests {
                     },
                     ctime: Timestamp { sec: 8, nsec: 2 },
                     tracked: true,
-                    hash: None,
-                    xattrs: Some(NO_XATTRS),
+                    digests: Digests::new(None, Some(NO_XATTRS)),
                 },
                 Entry {
                     path: RelPath::from_bytes(b"a/b\xff c"),
@@ -832,8 +831,7 @@ mod tests {
                     },
                     ctime: Timestamp { sec: 9, nsec: 3 },
                     tracked: true,
-                    hash: Some(Hash::of(b"x")),
-                    xattrs: Some(Hash([3; 16])),
+                    digests: Digests::new(Some(Hash::of(b"x")), Some(Hash([3; 16]))),
                 },
                 Entry {
                     path: RelPath::from_bytes(b"z"),
@@ -851,8 +849,7 @@ mod tests {
                     },
                     ctime: Timestamp::default(),
                     tracked: false,
-                    hash: None,
-                    xattrs: None,
+                    digests: Digests::new(None, None),
                 },
             ],
         }
@@ -931,8 +928,8 @@ mod tests {
         assert_eq!(e.path, RelPath::from_bytes(b"a"));
         assert_eq!(e.meta.size, 5);
         assert_eq!(e.meta.uid, UNKNOWN_OWNER);
-        assert_eq!(e.xattrs, None);
-        assert_eq!(e.hash, Some(Hash::of(b"hello")));
+        assert_eq!(e.xattrs(), None);
+        assert_eq!(e.hash(), Some(Hash::of(b"hello")));
     }
 
     #[test]
@@ -947,11 +944,12 @@ mod tests {
             ..entries().entries[1].clone()
         });
         for i in 0..20_000 {
-            index.entries.push(Entry {
+            let mut entry = Entry {
                 path: RelPath::from_bytes(format!("y/{i:08}").as_bytes()),
-                hash: (i % 3 == 0).then(|| Hash::of(b"h")),
                 ..entries().entries[2].clone()
-            });
+            };
+            entry.set_hash((i % 3 == 0).then(|| Hash::of(b"h")));
+            index.entries.push(entry);
         }
         save(&state, &path, &index).unwrap();
         let file = IndexFile::open(&state, &path).unwrap().unwrap();

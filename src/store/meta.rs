@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::entry::Stats;
 use crate::entry::{
-    BadPath, Entry, Hash, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs, hex, unhex,
+    BadPath, Digests, Entry, Hash, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs, hex,
+    unhex,
 };
 
 /// The metadata format version strata writes.
@@ -127,7 +128,7 @@ impl FileRecord {
             mtime: entry.meta.mtime.to_rfc3339(),
             hash: match (op, entry.meta.kind) {
                 (Op::Deleted, _) | (_, Kind::Dir) => None,
-                _ => entry.hash.map(Hash::to_hex),
+                _ => entry.hash().map(Hash::to_hex),
             },
             uid: Some(entry.meta.uid),
             gid: Some(entry.meta.gid),
@@ -203,12 +204,14 @@ impl Record {
             meta: self.meta,
             ctime: Timestamp::default(),
             tracked: true,
-            hash: self.hash,
-            xattrs: Some(if self.xattrs.is_empty() {
-                NO_XATTRS
-            } else {
-                self.xattrs.digest()
-            }),
+            digests: Digests::new(
+                self.hash,
+                Some(if self.xattrs.is_empty() {
+                    NO_XATTRS
+                } else {
+                    self.xattrs.digest()
+                }),
+            ),
         }
     }
 }
@@ -380,8 +383,7 @@ mod tests {
             },
             ctime: Timestamp::default(),
             tracked: true,
-            hash: Some(Hash::of(b"abc")),
-            xattrs: None,
+            digests: Digests::new(Some(Hash::of(b"abc")), None),
         }
     }
 
@@ -402,7 +404,7 @@ mod tests {
         assert_eq!(r.path, entry().path);
         assert_eq!(r.meta, entry().meta);
         assert!(r.has_owner);
-        assert_eq!(r.hash, entry().hash);
+        assert_eq!(r.hash, entry().hash());
         assert_eq!(r.xattrs, xattrs);
     }
 

@@ -43,7 +43,7 @@ use super::commit::{StartIndex, clear_dirty, save_index};
 use super::index::{Index, IndexFile, UNKNOWN_OWNER};
 use super::meta::{FileRecord, Record};
 use super::{DIRTY, INPROGRESS, IncrementName, IoContext, Part, Store, StoreError, TMP};
-use crate::entry::{Entry, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs};
+use crate::entry::{Digests, Entry, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs};
 use crate::faults::Faults;
 use crate::fs::{Dir, FileTypeOf, Stat, is_root, xattr};
 
@@ -341,7 +341,7 @@ pub fn assess(store: &Store) -> Result<Assessment, StoreError> {
                 };
                 let mut entry = stat_entry(&rel, &st);
                 entry.tracked = true;
-                entry.hash = Some(hash);
+                entry.set_hash(Some(hash));
                 let op = match committed.tracked_kind(&rel) {
                     Some(k) if same_class(k, kind) => Op::Changed,
                     _ => Op::New,
@@ -446,8 +446,7 @@ fn stat_entry(rel: &RelPath, st: &Stat) -> Entry {
         meta,
         ctime: Timestamp::default(),
         tracked: false,
-        hash: None,
-        xattrs: None,
+        digests: Digests::new(None, None),
     }
 }
 
@@ -478,7 +477,7 @@ fn rebuild_entry(
                 .and_then(|(f, _)| xattr::read_all(&f).ok()),
             Kind::Symlink => Some(Xattrs::default()),
         });
-        e.xattrs = xattrs.map(|x| x.digest());
+        e.set_xattrs(xattrs.map(|x| x.digest()));
         e
     };
     let kind = st.kind().expect("special files are left out");
@@ -513,8 +512,7 @@ fn rebuild_entry(
             meta: stale(Kind::Dir),
             ctime: Timestamp::default(),
             tracked: tracked_then,
-            hash: None,
-            xattrs: Some(NO_XATTRS),
+            digests: Digests::new(None, Some(NO_XATTRS)),
         };
     }
     if let Some(c) = carried.get(rel)
@@ -545,7 +543,7 @@ fn rebuild_entry(
             // strata kept none), and a ctime that makes the next run look.
             e.meta.uid = st.uid;
             e.meta.gid = st.gid;
-            e.xattrs = Some(NO_XATTRS);
+            e.set_xattrs(Some(NO_XATTRS));
             e.ctime = Timestamp::default();
         }
         return e;
@@ -558,8 +556,7 @@ fn rebuild_entry(
         meta: stale(kind),
         ctime: Timestamp::default(),
         tracked: tracked_then,
-        hash: None,
-        xattrs: Some(NO_XATTRS),
+        digests: Digests::new(None, Some(NO_XATTRS)),
     }
 }
 
