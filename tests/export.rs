@@ -920,3 +920,59 @@ fn stdout_separates_the_files() {
         ]
     );
 }
+
+#[test]
+fn an_object_store_destination_is_neither_mounted_nor_waited_for_as_a_path() {
+    let env = Env::new();
+    env.write("src/a.txt", "a");
+    env.job(
+        "cloud",
+        r#"{"source": "../src", "destination": "s3://bkt/home", "s3": {"endpoint": "http://127.0.0.1:9000"}, "track_dirs": ["."], "schedule": "0 3 * * *"}"#,
+    );
+    let run = |engine: &str, tz: &str| {
+        let out = env
+            .std_command()
+            .env("TZ", tz)
+            .args(["export", engine, "cloud"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let source = std::fs::canonicalize(env.path("src")).unwrap();
+    let units = run("systemd", "UTC");
+    let requires: Vec<&str> = units
+        .lines()
+        .filter(|l| l.starts_with("RequiresMountsFor="))
+        .collect();
+    assert_eq!(
+        requires,
+        [format!("RequiresMountsFor={}", source.display())],
+        "{units}"
+    );
+    assert!(
+        units.lines().any(|l| l == "Wants=network-online.target"),
+        "{units}"
+    );
+    let yaml = run("kubernetes", "Europe/Berlin");
+    let docs = yaml_docs(&yaml);
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").expect(&yaml);
+    let volumes = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect(&yaml);
+    let paths: Vec<&str> = volumes
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    assert!(paths.contains(&source.to_str().unwrap()), "{yaml}");
+    assert!(
+        !paths.iter().any(|p| p.contains("s3:") || p.contains("bkt")),
+        "{yaml}"
+    );
+    // The job file the pod reads keeps the URL.
+    assert!(yaml.contains("s3://bkt/home"), "{yaml}");
+}

@@ -69,19 +69,22 @@ pub(super) fn files(
     if job.source.parent().is_none() {
         return Err("its source is /, which a container cannot mount at /".to_string());
     }
-    let destination = job
-        .destination
-        .parent()
-        .filter(|p| *p != Path::new("/"))
-        .unwrap_or(&job.destination);
     let mut mounts = Mounts::default();
     mounts.add("source", source, true, "Directory");
-    mounts.add(
-        "destination",
-        path_text(destination, "destination")?,
-        false,
-        "Directory",
-    );
+    // An object-store destination is reached over the network, not mounted.
+    if job.object.is_none() {
+        let destination = job
+            .destination
+            .parent()
+            .filter(|p| *p != Path::new("/"))
+            .unwrap_or(&job.destination);
+        mounts.add(
+            "destination",
+            path_text(destination, "destination")?,
+            false,
+            "Directory",
+        );
+    }
     mounts.add("state", STATE_DIR, false, "DirectoryOrCreate");
     let metrics = settings
         .metrics_file

@@ -43,7 +43,20 @@ pub(super) fn files(
     let jobs_dir = path_text(&settings.jobs_dir, "jobs directory")?;
     let strata = path_text(&settings.strata, "strata executable")?;
     let source = path_text(&job.source, "source")?;
-    let destination = path_text(&job.destination, "destination")?;
+    // An object-store destination is no mount: wait for the network.
+    let (after, mounts) = if job.object.is_some() {
+        (
+            "After=local-fs.target remote-fs.target network-online.target\n\
+             Wants=network-online.target\n",
+            mount_word(source),
+        )
+    } else {
+        let destination = path_text(&job.destination, "destination")?;
+        (
+            "After=local-fs.target remote-fs.target\n",
+            format!("{} {}", mount_word(source), mount_word(destination)),
+        )
+    };
 
     let mut exec = vec![exec_word(strata)];
     for arg in global_args(jobs_dir, settings.metrics_file.as_deref())? {
@@ -60,8 +73,8 @@ pub(super) fn files(
          Documentation=man:strata(1)\n\
          # Sources and destinations are usually local disks: wait for them, and\n\
          # fail rather than back up an empty mount point.\n\
-         After=local-fs.target remote-fs.target\n\
-         RequiresMountsFor={source} {destination}\n\
+         {after}\
+         RequiresMountsFor={mounts}\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
@@ -88,8 +101,6 @@ pub(super) fn files(
          # mirror keeps setuid and setgid bits), CapabilityBoundingSet= (owners,\n\
          # ACLs and extended attributes need root's capabilities).\n",
         name = job.name,
-        source = mount_word(source),
-        destination = mount_word(destination),
         exec = exec.join(" "),
     );
     if !job.enabled {
