@@ -498,6 +498,34 @@ fn read_xattrs(source: &Dir, path: &RelPath, kind: Kind) -> Option<crate::entry:
     }
 }
 
+/// The report a run starts from once its plan stands: successful so far,
+/// the repairs as warnings, the scan's problems and the missing mount
+/// points as errors; and the mount points to remember (present and
+/// missing, sorted). Shared by local and object-store runs.
+pub(crate) fn opening_report(
+    job: &Job,
+    prepared: &Prepared<'_>,
+    repairs: Vec<String>,
+) -> (JobReport, Vec<RelPath>) {
+    let mut report = JobReport::failed(&job.name, "");
+    report.message = None;
+    report.status = Status::Success;
+    report.warnings = repairs;
+    report.errors = prepared.scan.problems.clone();
+    for m in &prepared.missing_mounts {
+        report.errors.push(PathError::new(
+            m,
+            ErrorKind::Read,
+            "was a mount point and is now an empty folder: is its disk unmounted? Its part of \
+             the mirror is kept; run with --force to accept it as empty",
+        ));
+    }
+    let mut mounts = prepared.scan.mounts.clone();
+    mounts.extend(prepared.missing_mounts.iter().cloned());
+    mounts.sort();
+    (report, mounts)
+}
+
 /// `max_delete`: files the plan removes from the mirror, against the files
 /// the mirror holds (counted only when there is a limit and a removal).
 pub(crate) fn check_deletions(
@@ -573,22 +601,7 @@ fn execute(
     if !options.force {
         check_deletions(job, &prepared, &index)?;
     }
-    let mut report = JobReport::failed(&job.name, "");
-    report.message = None;
-    report.status = Status::Success;
-    report.warnings = repairs;
-    report.errors = prepared.scan.problems.clone();
-    for m in &prepared.missing_mounts {
-        report.errors.push(PathError::new(
-            m,
-            ErrorKind::Read,
-            "was a mount point and is now an empty folder: is its disk unmounted? Its part of \
-             the mirror is kept; run with --force to accept it as empty",
-        ));
-    }
-    let mut mounts = prepared.scan.mounts.clone();
-    mounts.extend(prepared.missing_mounts.iter().cloned());
-    mounts.sort();
+    let (mut report, mounts) = opening_report(job, &prepared, repairs);
 
     if prepared.plan.is_empty() && carried.is_empty() && !redo_dirs {
         report.stats = planned_stats(&prepared);

@@ -32,10 +32,10 @@ use crate::history::prune_remote;
 use crate::hooks::Around;
 use crate::job::Job;
 use crate::progress::Progress;
-use crate::report::{JobReport, Status};
+use crate::report::JobReport;
 use crate::run::{
     Failure, JobRun, RunError, RunOptions, check_deletions, dry_run_report, finish, log,
-    planned_stats, prepare, scan_source,
+    opening_report, planned_stats, prepare, scan_source,
 };
 use crate::store::commit::{StartIndex, merge_records, write_index};
 use crate::store::meta::{IncrementMeta, META_VERSION, format_time};
@@ -229,22 +229,7 @@ fn execute(
     if !options.force {
         check_deletions(job, &prepared, &index)?;
     }
-    let mut report = JobReport::failed(&job.name, "");
-    report.message = None;
-    report.status = Status::Success;
-    report.warnings = repairs;
-    report.errors = prepared.scan.problems.clone();
-    for m in &prepared.missing_mounts {
-        report.errors.push(PathError::new(
-            m,
-            ErrorKind::Read,
-            "was a mount point and is now an empty folder: is its disk unmounted? Its part of \
-             the mirror is kept; run with --force to accept it as empty",
-        ));
-    }
-    let mut mounts = prepared.scan.mounts.clone();
-    mounts.extend(prepared.missing_mounts.iter().cloned());
-    mounts.sort();
+    let (mut report, mounts) = opening_report(job, &prepared, repairs);
 
     if prepared.plan.is_empty() {
         report.stats = planned_stats(&prepared);

@@ -304,26 +304,12 @@ pub fn execute(
 ) -> Result<PruneReport, PruneError> {
     let merges = plan_merges(history, &plan.remove);
     let freed = super::usage::freed_by(store, &merges)?;
-    let mut removed = Vec::new();
     for merge in merges.iter().rev() {
         if !dry_run {
             apply_merge(store, merge, faults)?;
         }
     }
-    for merge in &merges {
-        for name in &merge.removed {
-            let moved = merge.moves.iter().filter(|m| m.from == *name).count() as u64;
-            let records = history
-                .find(name)
-                .map_or(0, |i| history.increments[i].meta.files.len() as u64);
-            removed.push(Removed {
-                increment: name.clone(),
-                into: merge.into.clone(),
-                moved,
-                dropped: records - moved,
-            });
-        }
-    }
+    let removed = removed_by(history, &merges);
     Ok(PruneReport {
         dry_run,
         finished: Vec::new(),
@@ -696,6 +682,28 @@ fn finish_merge(store: &Store, merge: &Merge, faults: &Faults) -> Result<(), Sto
     step(faults, "prune.done", &root)?;
     pruning.unlink(JOURNAL).at(&journal_path(store))?;
     pruning.sync().at(&pruning_path)
+}
+
+/// What each merge removes, for the report: per removed increment, where
+/// its live files went and how many records it dropped. Shared with the
+/// object-store prune, which carries out the same merges.
+pub(crate) fn removed_by(history: &History, merges: &[Merge]) -> Vec<Removed> {
+    let mut removed = Vec::new();
+    for merge in merges {
+        for name in &merge.removed {
+            let moved = merge.moves.iter().filter(|m| m.from == *name).count() as u64;
+            let records = history
+                .find(name)
+                .map_or(0, |i| history.increments[i].meta.files.len() as u64);
+            removed.push(Removed {
+                increment: name.clone(),
+                into: merge.into.clone(),
+                moved,
+                dropped: records - moved,
+            });
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::prune::{self, Merge, PruneError, PrunePlan, PruneReport, Removed, part_of};
+use super::prune::{self, Merge, PruneError, PrunePlan, PruneReport, part_of};
 use super::usage::Share;
 use super::{History, HistoryError};
 use crate::entry::RelPath;
@@ -134,21 +134,7 @@ fn execute(
             finish_merge(remote, merge, faults)?;
         }
     }
-    let mut removed = Vec::new();
-    for merge in &merges {
-        for name in &merge.removed {
-            let moved = merge.moves.iter().filter(|m| m.from == *name).count() as u64;
-            let records = history
-                .find(name)
-                .map_or(0, |i| history.increments[i].meta.files.len() as u64);
-            removed.push(Removed {
-                increment: name.clone(),
-                into: merge.into.clone(),
-                moved,
-                dropped: records - moved,
-            });
-        }
-    }
+    let removed = prune::removed_by(history, &merges);
     Ok(PruneReport {
         dry_run,
         finished: Vec::new(),

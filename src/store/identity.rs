@@ -101,6 +101,56 @@ fn refuse(destination: &Path, message: String) -> StoreError {
     }
 }
 
+/// What each refusal tells the user to do when the history is meant to
+/// start anew.
+const INIT_HINT: &str = "run with --init to start a new history there on purpose";
+
+/// The destination is missing where the job has backed up before.
+fn gone(destination: &Path, job: &str) -> StoreError {
+    let shown = destination.display();
+    refuse(
+        destination,
+        format!(
+            "{shown} does not exist, but job {job} has backed up there before: is the disk \
+             mounted? Nothing was written; {INIT_HINT}"
+        ),
+    )
+}
+
+/// The destination is an empty folder where the job has backed up before.
+fn emptied(destination: &Path, job: &str) -> StoreError {
+    let shown = destination.display();
+    refuse(
+        destination,
+        format!(
+            "{shown} is empty, but job {job} has backed up there before: is the disk \
+             mounted? Nothing was written; {INIT_HINT}"
+        ),
+    )
+}
+
+/// A `mirror/` without strata's state: never touched.
+fn foreign_mirror(destination: &Path) -> StoreError {
+    let shown = destination.display();
+    refuse(
+        destination,
+        format!(
+            "{shown} holds a mirror/ folder but no strata state (.strata/): strata did not \
+             write it, or its state was lost. Refusing to touch it (a run would delete what \
+             strata does not know); move it away or point the job elsewhere"
+        ),
+    )
+}
+
+/// Files, but no strata backup.
+fn not_empty(destination: &Path) -> StoreError {
+    let shown = destination.display();
+    refuse(
+        destination,
+        format!("{shown} holds files but no strata backup: refusing to write into it; {INIT_HINT}"),
+    )
+}
+
 /// Whether a run of `job` may use `destination`, the guards asked without
 /// writing anything (what a dry run says, and what [`open_for_run`] asks
 /// first): `Err` is the refusal a real run would give.
@@ -111,7 +161,6 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
         .as_deref()
         .and_then(|k| read_record(k, job, destination));
     let was_here = remembered.as_ref().is_some_and(|r| !r.ids.is_empty());
-    let init_hint = "run with --init to start a new history there on purpose";
     if let Some(parent) = destination.parent().filter(|p| !p.as_os_str().is_empty())
         && let Err(e) = std::fs::metadata(parent)
     {
@@ -131,13 +180,7 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
     let entries = match std::fs::read_dir(destination) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if was_here && !guard.init {
-                return Err(refuse(
-                    destination,
-                    format!(
-                        "{shown} does not exist, but job {job} has backed up there before: \
-                         is the disk mounted? Nothing was written; {init_hint}"
-                    ),
-                ));
+                return Err(gone(destination, job));
             }
             return Ok(());
         }
@@ -149,33 +192,13 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
     let has = |name: &str| entries.iter().any(|n| n == name);
     if !has(".strata") {
         if has("mirror") {
-            return Err(refuse(
-                destination,
-                format!(
-                    "{shown} holds a mirror/ folder but no strata state (.strata/): strata \
-                     did not write it, or its state was lost. Refusing to touch it (a run \
-                     would delete what strata does not know); move it away or point the \
-                     job elsewhere"
-                ),
-            ));
+            return Err(foreign_mirror(destination));
         }
         if !entries.is_empty() && !guard.init {
-            return Err(refuse(
-                destination,
-                format!(
-                    "{shown} holds files but no strata backup: refusing to write into it; \
-                     {init_hint}"
-                ),
-            ));
+            return Err(not_empty(destination));
         }
         if entries.is_empty() && was_here && !guard.init {
-            return Err(refuse(
-                destination,
-                format!(
-                    "{shown} is empty, but job {job} has backed up there before: is the \
-                     disk mounted? Nothing was written; {init_hint}"
-                ),
-            ));
+            return Err(emptied(destination, job));
         }
         return Ok(());
     }
@@ -219,35 +242,12 @@ pub fn open_for_run(
         .as_deref()
         .and_then(|k| read_record(k, job, destination));
     let was_here = remembered.as_ref().is_some_and(|r| !r.ids.is_empty());
-    if let Some(parent) = destination.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Err(e) = std::fs::metadata(parent)
-    {
-        return Err(refuse(
-            destination,
-            if e.kind() == io::ErrorKind::NotFound {
-                format!(
-                    "{shown}: its parent folder {} does not exist: is the disk mounted? \
-                     strata never creates a destination's parent folders",
-                    parent.display()
-                )
-            } else {
-                format!("{}: {e}", parent.display())
-            },
-        ));
-    }
-    let init_hint = "run with --init to start a new history there on purpose";
     let mut fresh = false;
     let root = match Dir::open_root(destination) {
         Ok(root) => root,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if was_here && !guard.init {
-                return Err(refuse(
-                    destination,
-                    format!(
-                        "{shown} does not exist, but job {job} has backed up there before: \
-                         is the disk mounted? Nothing was written; {init_hint}"
-                    ),
-                ));
+                return Err(gone(destination, job));
             }
             match std::fs::DirBuilder::new().mode(0o700).create(destination) {
                 Ok(()) => {}
@@ -264,33 +264,13 @@ pub fn open_for_run(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let entries = root.entries().at(destination)?;
             if entries.iter().any(|(n, _)| n == MIRROR) {
-                return Err(refuse(
-                    destination,
-                    format!(
-                        "{shown} holds a mirror/ folder but no strata state (.strata/): strata \
-                         did not write it, or its state was lost. Refusing to touch it (a run \
-                         would delete what strata does not know); move it away or point the \
-                         job elsewhere"
-                    ),
-                ));
+                return Err(foreign_mirror(destination));
             }
             if !entries.is_empty() && !guard.init {
-                return Err(refuse(
-                    destination,
-                    format!(
-                        "{shown} holds files but no strata backup: refusing to write into it; \
-                         {init_hint}"
-                    ),
-                ));
+                return Err(not_empty(destination));
             }
             if entries.is_empty() && was_here && !fresh && !guard.init {
-                return Err(refuse(
-                    destination,
-                    format!(
-                        "{shown} is empty, but job {job} has backed up there before: is the \
-                         disk mounted? Nothing was written; {init_hint}"
-                    ),
-                ));
+                return Err(emptied(destination, job));
             }
             match root.mkdir(STATE, 0o700) {
                 Ok(()) => {}
