@@ -56,6 +56,46 @@ fn prune_keeps_by_policy_and_merges_forward() {
     assert!(out.contains("(newest, keep_last)"), "{out}");
     assert!(out.contains(&format!("remove  {}", runs[1].0)), "{out}");
     assert!(out.contains("would remove 1"), "{out}");
+
+    // Times as `history` and `list` show them: in the machine's zone, to
+    // the second (JSON keeps RFC 3339 UTC).
+    let (_, json) = env.run_json(&["prune", "home", "--dry-run"]);
+    let out = env
+        .strata()
+        .env("TZ", "Etc/GMT-3")
+        .args(["prune", "home", "--dry-run"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let local = |rfc3339: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+        let plus3 = chrono::FixedOffset::east_opt(3 * 3600).unwrap();
+        t.with_timezone(&plus3)
+            .format("%Y-%m-%d %H:%M:%S +03:00")
+            .to_string()
+    };
+    let kept = json["kept"][0]["time"].as_str().unwrap();
+    assert!(
+        out.contains(&format!("keep    {}  {}", runs[2].0, local(kept))),
+        "{out}"
+    );
+    // A removed increment's time is its name's (UTC).
+    let name = &runs[1].0;
+    let n = &name["backup_".len()..];
+    let utc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &n[0..4],
+        &n[4..6],
+        &n[6..8],
+        &n[9..11],
+        &n[11..13],
+        &n[13..15]
+    );
+    assert!(
+        out.contains(&format!("remove  {name}  {}", local(&utc))),
+        "{out}"
+    );
+    assert!(!out.contains('Z'), "no UTC times in the text: {out}");
 }
 
 #[test]

@@ -3,13 +3,14 @@
 
 use serde_json::json;
 
+use super::history::local_time;
 use super::{Config, ExitCode, lock_job, open_store, print_json};
 use crate::history::prune::{PruneReport, prune};
 use crate::history::prune_remote::prune_remote;
 use crate::job::Job;
 use crate::report::{human_bytes, plural};
-use crate::store::meta::format_time;
 use crate::store::{increment_time, parse_increment_name};
+use crate::tz::Zone;
 
 /// Prune one job.
 pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
@@ -40,7 +41,7 @@ pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
             return ExitCode::Failure;
         }
     };
-    show(config, job, dry_run, &report)
+    show(config, job, dry_run, &report, &zone)
 }
 
 /// Prune an object-store destination, with its lease held.
@@ -81,7 +82,7 @@ fn run_object(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
     );
     lease.release();
     match report {
-        Ok(report) => show(config, job, dry_run, &report),
+        Ok(report) => show(config, job, dry_run, &report, &zone),
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);
             ExitCode::Failure
@@ -89,7 +90,7 @@ fn run_object(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
     }
 }
 
-fn show(config: &Config, job: &Job, dry_run: bool, report: &PruneReport) -> ExitCode {
+fn show(config: &Config, job: &Job, dry_run: bool, report: &PruneReport, zone: &Zone) -> ExitCode {
     if config.json {
         let status = if dry_run { "dry_run" } else { "pruned" };
         let mut value = serde_json::to_value(report).expect("report serializes");
@@ -97,13 +98,15 @@ fn show(config: &Config, job: &Job, dry_run: bool, report: &PruneReport) -> Exit
         value["status"] = json!(status);
         print_json(&value);
     } else {
-        print!("{}", text(&job.name, report));
+        print!("{}", text(&job.name, report, zone));
     }
     ExitCode::Success
 }
 
-/// The decisions, one line per increment in time order, then the totals.
-fn text(job: &str, report: &PruneReport) -> String {
+/// The decisions, one line per increment in time order (its time as
+/// `history` and `list` show times: in the machine's zone, to the second),
+/// then the totals. `--json` keeps RFC 3339 UTC.
+fn text(job: &str, report: &PruneReport, zone: &Zone) -> String {
     let plan = &report.plan;
     let mut out = String::new();
     let title = if report.dry_run {
@@ -136,12 +139,16 @@ fn text(job: &str, report: &PruneReport) -> String {
         };
         lines.push((
             k.increment.clone(),
-            format!("  keep    {}  {}{why}\n", k.increment, k.time),
+            format!(
+                "  keep    {}  {}{why}\n",
+                k.increment,
+                local_time(&k.time, zone)
+            ),
         ));
     }
     for r in &report.removed {
         let time = increment_time(&r.increment)
-            .map(format_time)
+            .map(|t| zone.format(&t))
             .unwrap_or_default();
         lines.push((
             r.increment.clone(),
