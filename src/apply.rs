@@ -320,13 +320,15 @@ fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
 }
 
 /// `indexes` (into `changes`) sorted by folder, and the ranges of it that
-/// are the batches: at most [`BATCH`] changes of one folder each.
-fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> (Vec<usize>, Vec<Range<usize>>) {
+/// are the batches: at most [`BATCH`] changes of one folder each. Indexes
+/// are `u32`, as a first run has one per file (a plan of 4 billion
+/// changes would need a scan of hundreds of GiB first).
+fn batches(changes: &[Change<'_>], mut indexes: Vec<u32>) -> (Vec<u32>, Vec<Range<usize>>) {
     // Unstable (the index breaks ties, so the order is the same): a stable
     // sort takes a scratch buffer as large as the list.
     indexes.sort_unstable_by(|&a, &b| {
-        parent_bytes(&changes[a])
-            .cmp(parent_bytes(&changes[b]))
+        parent_bytes(&changes[a as usize])
+            .cmp(parent_bytes(&changes[b as usize]))
             .then(a.cmp(&b))
     });
     let mut out: Vec<Range<usize>> = Vec::new();
@@ -334,7 +336,8 @@ fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> (Vec<usize>, Vec<
         match out.last_mut() {
             Some(b)
                 if b.len() < BATCH
-                    && parent_bytes(&changes[indexes[b.start]]) == parent_bytes(&changes[i]) =>
+                    && parent_bytes(&changes[indexes[b.start] as usize])
+                        == parent_bytes(&changes[i as usize]) =>
             {
                 b.end = k + 1
             }
@@ -349,7 +352,7 @@ fn batches(changes: &[Change<'_>], mut indexes: Vec<usize>) -> (Vec<usize>, Vec<
 /// all the outcomes is ever held).
 fn in_batches(
     changes: &[Change<'_>],
-    indexes: Vec<usize>,
+    indexes: Vec<u32>,
     target: &Target<'_>,
     slots: &std::sync::Mutex<&mut [Option<Outcome>]>,
     each: impl Fn(usize, &Folder<'_>) -> Outcome + Sync,
@@ -357,9 +360,15 @@ fn in_batches(
     let (indexes, ranges) = batches(changes, indexes);
     ranges.par_iter().for_each(|range| {
         let batch = &indexes[range.clone()];
-        let parent = changes[batch[0]].path().parent().unwrap_or_default();
+        let parent = changes[batch[0] as usize]
+            .path()
+            .parent()
+            .unwrap_or_default();
         let folder = Folder::new(target, parent);
-        let done: Vec<(usize, Outcome)> = batch.iter().map(|&i| (i, each(i, &folder))).collect();
+        let done: Vec<(usize, Outcome)> = batch
+            .iter()
+            .map(|&i| (i as usize, each(i as usize, &folder)))
+            .collect();
         let mut slots = slots.lock().unwrap();
         for (i, o) in done {
             slots[i] = Some(o);
@@ -372,12 +381,12 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
 
     // Phase 1: removals, files in parallel, then directories deepest first.
-    let removals: Vec<usize> = (0..changes.len())
-        .filter(|&i| matches!(changes[i], Change::Deleted(_)))
+    let removals: Vec<u32> = (0..changes.len() as u32)
+        .filter(|&i| matches!(changes[i as usize], Change::Deleted(_)))
         .collect();
-    let (dir_removals, file_removals): (Vec<usize>, Vec<usize>) = removals
+    let (dir_removals, file_removals): (Vec<u32>, Vec<u32>) = removals
         .into_iter()
-        .partition(|&i| changes[i].kind() == Kind::Dir);
+        .partition(|&i| changes[i as usize].kind() == Kind::Dir);
     {
         let slots = std::sync::Mutex::new(&mut outcomes[..]);
         in_batches(changes, file_removals, target, &slots, |i, folder| {
@@ -385,8 +394,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
         });
     }
     let mut dirs = dir_removals;
-    dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i].path().depth()));
-    for i in dirs {
+    dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i as usize].path().depth()));
+    for i in dirs.into_iter().map(|i| i as usize) {
         outcomes[i] = Some(remove_dir(&changes[i], target));
     }
 
@@ -402,13 +411,14 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     // Phase 3: files and symlinks; the names of a hardlink group after the
     // one that carries its data.
     let groups = Groups::of(changes, target.scan);
-    let (followers, firsts): (Vec<usize>, Vec<usize>) = (0..changes.len())
+    let (followers, firsts): (Vec<u32>, Vec<u32>) = (0..changes.len() as u32)
         .filter(|&i| {
+            let i = i as usize;
             outcomes[i].is_none()
                 && changes[i].kind() != Kind::Dir
                 && !matches!(changes[i], Change::Touch { .. })
         })
-        .partition(|&i| groups.follows(i).is_some());
+        .partition(|&i| groups.follows(i as usize).is_some());
     {
         let slots = std::sync::Mutex::new(&mut outcomes[..]);
         in_batches(changes, firsts, target, &slots, |i, folder| {
@@ -669,7 +679,9 @@ impl<'a> Groups<'a> {
             .collect();
         let mut unchanged: HashMap<LinkKey, &'a Entry> = HashMap::new();
         for e in scan {
-            if e.meta.link != 0 && by_key.contains_key(&e.meta.link) && !changing.contains(&e.path)
+            if e.meta.link != 0
+                && by_key.contains_key(&{ e.meta.link })
+                && !changing.contains(&e.path)
             {
                 unchanged.entry(e.meta.link).or_insert(e);
             }

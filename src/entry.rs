@@ -354,8 +354,11 @@ pub fn link_key(dev: u64, ino: u64, nlink: u64, kind: Kind) -> LinkKey {
 /// The metadata that decides whether an entry changed (SPEC §3): kind,
 /// size, mtime, permission bits, owner and group, and the hardlink group.
 /// Extended attributes are compared separately (see [`Entry::xattrs`]),
-/// since reading them costs more than an `lstat`.
+/// since reading them costs more than an `lstat`. Packed (41 bytes, not
+/// 48): an [`Entry`] holds one, and a first run an entry per file; read
+/// its fields by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
 pub struct Meta {
     /// File, symlink or directory.
     pub kind: Kind,
@@ -393,11 +396,11 @@ pub struct Entry {
 }
 
 // The scan holds one per selected entry: keep it small.
-const _: () = assert!(std::mem::size_of::<Entry>() <= 88);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 80);
 
 /// An entry's content hash and xattrs digest, when known; boxed, as a
 /// scan knows neither for nearly every entry and a first run holds an
-/// entry per file (88 bytes, not 112). Neither known: no box.
+/// entry per file (80 bytes, not 104). Neither known: no box.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digests(Option<Box<(Option<Hash>, Option<Hash>)>>);
 

@@ -125,7 +125,7 @@ impl Tree {
                 nlink: if meta.kind == Kind::Dir { 2 } else { 1 },
             };
             if meta.kind == Kind::File && meta.link != 0 {
-                match groups.get(&meta.link) {
+                match groups.get(&{ meta.link }) {
                     Some(&first) => {
                         node.same_as = Some(first);
                         tree.nodes[first as usize].nlink += 1;

@@ -153,7 +153,7 @@ impl Facts {
         Facts {
             kind: item.meta.kind,
             size: item.meta.size,
-            mode: format!("{:04o}", item.meta.mode),
+            mode: format!("{:04o}", { item.meta.mode }),
             uid: item.has_owner.then_some(item.meta.uid),
             gid: item.has_owner.then_some(item.meta.gid),
             mtime: item.meta.mtime.to_rfc3339(),
@@ -210,7 +210,7 @@ pub fn changes(a: &Item, b: &Item) -> Vec<What> {
     {
         out.push(What::Xattrs);
     }
-    if x.mtime != y.mtime && x.kind == y.kind {
+    if { x.mtime } != { y.mtime } && x.kind == y.kind {
         out.push(What::Mtime);
     }
     if x.kind == Kind::File && y.kind == Kind::File && (x.link == 0) != (y.link == 0) {

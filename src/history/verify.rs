@@ -113,9 +113,11 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
         return Some(diffs.join(", "));
     }
     if got.kind != Kind::Dir && got.size != want.size {
-        diffs.push(format!("size {} (recorded {})", got.size, want.size));
+        diffs.push(format!("size {} (recorded {})", { got.size }, {
+            want.size
+        }));
     }
-    if got.mtime != want.mtime && got.kind != Kind::Dir {
+    if { got.mtime } != { want.mtime } && got.kind != Kind::Dir {
         diffs.push(format!(
             "mtime {} (recorded {})",
             format_mtime(got.mtime),
@@ -123,12 +125,17 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
         ));
     }
     if got.mode != want.mode && got.kind != Kind::Symlink {
-        diffs.push(format!("mode {:o} (recorded {:o})", got.mode, want.mode));
+        diffs.push(format!("mode {:o} (recorded {:o})", { got.mode }, {
+            want.mode
+        }));
     }
     if is_root() && want.uid != UNKNOWN_OWNER && (got.uid, got.gid) != (want.uid, want.gid) {
         diffs.push(format!(
             "owner {}:{} (recorded {}:{})",
-            got.uid, got.gid, want.uid, want.gid
+            { got.uid },
+            { got.gid },
+            { want.uid },
+            { want.gid }
         ));
     }
     (!diffs.is_empty()).then(|| diffs.join(", "))
@@ -192,7 +199,7 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
             None => v.problem(shown(&key), "missing from the mirror"),
             Some(&size) if size != e.meta.size => v.problem(
                 shown(&key),
-                format!("size {size} (recorded {})", e.meta.size),
+                format!("size {size} (recorded {})", { e.meta.size }),
             ),
             Some(_) => {
                 if let Some(h) = e.hash() {
@@ -242,7 +249,7 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
                 None => v.problem(shown(&key), "missing from its increment"),
                 Some(&size) if size != r.meta.size => v.problem(
                     shown(&key),
-                    format!("size {size} (recorded {})", r.meta.size),
+                    format!("size {size} (recorded {})", { r.meta.size }),
                 ),
                 Some(_) => {
                     if record.op != Op::Deleted
@@ -359,7 +366,7 @@ fn check_latest_state(
             Some(r) => {
                 let same = r.meta.kind == e.meta.kind
                     && r.meta.size == e.meta.size
-                    && r.meta.mtime == e.meta.mtime
+                    && { r.meta.mtime } == { e.meta.mtime }
                     && r.meta.mode == e.meta.mode;
                 if !same {
                     out.problem(
@@ -367,9 +374,9 @@ fn check_latest_state(
                         format!(
                             "the history's latest version (size {}, mtime {}) is not the \
                              mirror's (size {}, mtime {}): are the increments out of order?",
-                            r.meta.size,
+                            { r.meta.size },
                             format_mtime(r.meta.mtime),
-                            e.meta.size,
+                            { e.meta.size },
                             format_mtime(e.meta.mtime)
                         ),
                     );
@@ -447,7 +454,7 @@ fn check_mirror(
             continue;
         }
         if entry.meta.link != 0 {
-            match groups.get(&entry.meta.link) {
+            match groups.get(&{ entry.meta.link }) {
                 Some((dev, ino, first)) if (*dev, *ino) != (actual.dev, actual.ino) => {
                     out.problem(
                         &shown,

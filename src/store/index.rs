@@ -926,8 +926,8 @@ mod tests {
         assert_eq!(index.version, 1);
         let e = &index.entries[0];
         assert_eq!(e.path, RelPath::from_bytes(b"a"));
-        assert_eq!(e.meta.size, 5);
-        assert_eq!(e.meta.uid, UNKNOWN_OWNER);
+        assert_eq!({ e.meta.size }, 5);
+        assert_eq!({ e.meta.uid }, UNKNOWN_OWNER);
         assert_eq!(e.xattrs(), None);
         assert_eq!(e.hash(), Some(Hash::of(b"hello")));
     }

@@ -137,7 +137,7 @@ impl FileRecord {
                 .iter()
                 .map(|(n, v)| (xattr_name(n), b64.encode(v)))
                 .collect(),
-            link: (entry.meta.link != 0).then(|| format!("{:016x}", entry.meta.link)),
+            link: (entry.meta.link != 0).then(|| format!("{:016x}", { entry.meta.link })),
         }
     }
 

@@ -138,7 +138,7 @@ fn matches(want: &Meta, got: &Stat) -> bool {
     let owner = !is_root() || want.uid == UNKNOWN_OWNER || (want.uid, want.gid) == (m.uid, m.gid);
     m.kind == want.kind
         && m.size == want.size
-        && m.mtime == want.mtime
+        && { m.mtime } == { want.mtime }
         && m.mode == want.mode
         && owner
 }
