@@ -538,6 +538,33 @@ impl Xattrs {
             digest
         }
     }
+
+    /// As kept by digest (`.strata/xattrs/<digest>` of a destination whose
+    /// filesystem refuses xattrs, and of an object store): JSON pairs of the
+    /// name in hex and the value in base64.
+    pub fn encode(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let pairs: Vec<(String, String)> = self
+            .0
+            .iter()
+            .map(|(n, v)| (hex(n), b64.encode(v)))
+            .collect();
+        serde_json::to_vec(&pairs).expect("pairs of strings serialize")
+    }
+
+    /// What [`Xattrs::encode`] wrote; `None`: not that.
+    pub fn decode(bytes: &[u8]) -> Option<Xattrs> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let pairs: Vec<(String, String)> = serde_json::from_slice(bytes).ok()?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for (n, v) in pairs {
+            out.push((unhex(&n)?, b64.decode(v).ok()?));
+        }
+        out.sort();
+        Some(Xattrs(out))
+    }
 }
 
 /// What the increment records for a path.

@@ -658,6 +658,9 @@ fn execute(
     );
     timing.apply = timing.lap();
     report.warnings.extend(degraded.warnings());
+    if !xattr::supported(&mirror) {
+        keep_xattrs(store, &outcomes)?;
+    }
     let tally = Tally::of(
         changes,
         planned_stats(&prepared),
@@ -694,6 +697,24 @@ fn execute(
     timing.commit = timing.lap();
     timing.log(&job.name, changes.len());
     Ok(report)
+}
+
+/// The mirror's filesystem refuses xattrs: keep each set this run copied
+/// by its digest (`Store::save_xattrs`), before the commit names it in the
+/// index, so that a restore of the latest state gives every entry its
+/// xattrs, included-only ones too (a tracked one's are in its record as
+/// well).
+fn keep_xattrs(store: &Store, outcomes: &[crate::apply::Outcome]) -> Result<(), StoreError> {
+    let mut kept = HashSet::new();
+    for outcome in outcomes {
+        if let crate::apply::Outcome::Applied(a) = outcome
+            && let Some(x) = a.xattr_data()
+            && kept.insert(x.digest())
+        {
+            store.save_xattrs(x)?;
+        }
+    }
+    Ok(())
 }
 
 /// The increment's name: the interrupted one, continued, or a new one that

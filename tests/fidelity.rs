@@ -477,7 +477,9 @@ fn as_another_user_owners_are_reported_once_and_recorded() {
 
 /// A destination whose filesystem refuses xattrs (ramfs): the run succeeds
 /// and says so once, `verify --deep` does not call the copies damaged, and
-/// a restore gives the files their xattrs from the increment's records.
+/// a restore gives the files their xattrs: tracked ones from the
+/// increment's records, included-only ones (no record) from the sets the
+/// run kept by digest in `.strata/xattrs/`.
 #[test]
 fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
     if !common::running_as_root("a_destination_without_xattrs_is_reported_once_and_restores_them")
@@ -492,11 +494,18 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
             return;
         }
         sh(&format!("setfattr -n user.note -v note{k} {}", f.display()));
+        let g = env.write(&format!("src-home/notes/g{k}"), &format!("note {k}"));
+        sh(&format!("setfattr -n user.tag -v tag{k} {}", g.display()));
     }
+    sh(&format!(
+        "setfattr -n user.shelf -v top {}",
+        env.path("src-home/notes").display()
+    ));
     let _ramfs = RamFs::mount(&env.path("dest-fs"));
     env.job(
         "home",
-        r#"{"source": "../src-home", "destination": "../dest-fs/home", "track_dirs": ["docs"]}"#,
+        r#"{"source": "../src-home", "destination": "../dest-fs/home", "track_dirs": ["docs"],
+            "include_dirs": ["notes"]}"#,
     );
     let (code, out, err) = env.run(&["run", "home"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -530,6 +539,29 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&got.stdout), format!("note{k}"));
     }
+    // The latest state, included-only files and their folder too.
+    let latest = env.path("latest");
+    let (code, out, err) = env.run(&["restore", "home", "--to", latest.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let value = |path: &Path, name: &str| {
+        let got = Command::new("getfattr")
+            .args(["--only-values", "-n", name])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&got.stdout).into_owned()
+    };
+    for k in 0..4 {
+        assert_eq!(
+            value(&latest.join(format!("docs/f{k}")), "user.note"),
+            format!("note{k}")
+        );
+        assert_eq!(
+            value(&latest.join(format!("notes/g{k}")), "user.tag"),
+            format!("tag{k}")
+        );
+    }
+    assert_eq!(value(&latest.join("notes"), "user.shelf"), "top");
 }
 
 /// A ramfs (no xattrs at all) mounted for a test's lifetime.

@@ -493,7 +493,8 @@ fn restore_items(
 /// The latest state: every index entry, read from `mirror/`. The xattrs
 /// are the mirror inode's; where the destination's filesystem cannot hold
 /// them, a tracked entry's come from its latest record (the one whose
-/// digest the index holds).
+/// digest the index holds), any other's from the set the run that copied
+/// it kept by digest (`Store::save_xattrs`).
 fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
     let path = store.index_path();
     let index = index::load(store.state(), &path)?.ok_or(RestoreError::NothingBackedUp { path })?;
@@ -516,21 +517,39 @@ fn mirror_items(store: &Store) -> Result<Vec<Item>, RestoreError> {
     } else {
         HashMap::new()
     };
-    Ok(index
-        .entries
-        .into_iter()
-        .map(|e| Item {
+    // The rest (included-only entries, whose xattrs no record holds) from
+    // the sets the runs kept by digest.
+    let mut kept: HashMap<Hash, Option<Xattrs>> = HashMap::new();
+    let mut from_kept = |e: &crate::entry::Entry| -> Result<Option<Xattrs>, RestoreError> {
+        let Some(digest) = e.xattrs().filter(|&x| lost_xattrs && x != NO_XATTRS) else {
+            return Ok(None);
+        };
+        if let Some(x) = kept.get(&digest) {
+            return Ok(x.clone());
+        }
+        let x = store.load_xattrs(digest)?;
+        kept.insert(digest, x.clone());
+        Ok(x)
+    };
+    let mut items = Vec::with_capacity(index.entries.len());
+    for e in index.entries {
+        let xattrs = match recorded
+            .get(&e.path)
+            .filter(|x| e.xattrs() == Some(x.digest()))
+        {
+            Some(x) => Some(x.clone()),
+            None => from_kept(&e)?,
+        };
+        items.push(Item {
             has_owner: e.meta.uid != UNKNOWN_OWNER,
-            xattrs: recorded
-                .get(&e.path)
-                .filter(|x| e.xattrs() == Some(x.digest()))
-                .cloned(),
+            xattrs,
             hash: e.hash(),
             path: e.path,
             meta: e.meta,
             from: Source::Mirror,
-        })
-        .collect())
+        });
+    }
+    Ok(items)
 }
 
 /// Open the target: absent (made, mode 0700 until its metadata is set) or

@@ -59,6 +59,9 @@ pub const DIRTY: &[u8] = b"dirty";
 pub const PRUNING: &[u8] = b"pruning";
 /// `.strata/mounts`: the mount points seen inside the source.
 pub const MOUNTS: &[u8] = b"mounts";
+/// `.strata/xattrs/<digest>`: extended attributes the mirror's filesystem
+/// refuses, kept by digest (see [`Store::save_xattrs`]).
+pub const XATTRS: &[u8] = b"xattrs";
 /// The prefix of every increment folder.
 pub const INCREMENT_PREFIX: &str = "backup_";
 
@@ -529,6 +532,58 @@ impl Store {
                 Ok(())
             })
             .at(&self.state_path(MOUNTS))
+    }
+
+    /// Keep a set of extended attributes in `.strata/xattrs/<digest>`
+    /// (once: a set already there is the same). For a mirror on a
+    /// filesystem that refuses xattrs: the index keeps each entry's digest,
+    /// and a restore of the latest state finds the set here (an
+    /// included-only entry has no increment record to hold it).
+    pub fn save_xattrs(&self, xattrs: &crate::entry::Xattrs) -> Result<(), StoreError> {
+        let digest = xattrs.digest();
+        if digest == crate::entry::NO_XATTRS {
+            return Ok(());
+        }
+        let name = digest.to_hex();
+        let shown = self.state_path(XATTRS).join(&name);
+        let dir = self
+            .state
+            .create_dirs(XATTRS, 0o700)
+            .at(&self.state_path(XATTRS))?;
+        if dir.stat_at(name.as_bytes()).is_ok() {
+            return Ok(());
+        }
+        let tmp = self.tmp()?;
+        dir.write_atomic(
+            name.as_bytes(),
+            &tmp,
+            format!("xattrs-{name}.new").as_bytes(),
+            |w| w.write_all(&xattrs.encode()),
+        )
+        .at(&shown)
+    }
+
+    /// The set [`Store::save_xattrs`] kept under `digest` (`None`: none
+    /// kept).
+    pub fn load_xattrs(
+        &self,
+        digest: crate::entry::Hash,
+    ) -> Result<Option<crate::entry::Xattrs>, StoreError> {
+        let name = digest.to_hex();
+        let shown = self.state_path(XATTRS).join(&name);
+        let Some(dir) = self.state_dir(XATTRS)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = dir.read(name.as_bytes()).at(&shown)? else {
+            return Ok(None);
+        };
+        match crate::entry::Xattrs::decode(&bytes) {
+            Some(x) if x.digest() == digest => Ok(Some(x)),
+            _ => Err(StoreError::Corrupt {
+                path: shown,
+                message: "not the extended attributes of its digest".into(),
+            }),
+        }
     }
 
     /// Take the job's lock without waiting.

@@ -43,7 +43,6 @@ pub mod url;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 pub use client::{Bucket, ObjectError};
@@ -54,7 +53,7 @@ use super::commit::StartIndex;
 use super::index::{INDEX, IndexFile};
 use super::meta::IncrementMeta;
 use super::{IncrementName, Part, Store, StoreError};
-use crate::entry::{Hash, NO_XATTRS, RelPath, Xattrs, hex, unhex};
+use crate::entry::{Hash, NO_XATTRS, RelPath, Xattrs};
 use crate::faults::Faults;
 use client::{Fetched, Write};
 
@@ -280,13 +279,7 @@ impl Remote {
         if digest == NO_XATTRS {
             return Ok(digest);
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let pairs: Vec<(String, String)> = xattrs
-            .0
-            .iter()
-            .map(|(n, v)| (hex(n), b64.encode(v)))
-            .collect();
-        let body = serde_json::to_vec(&pairs).expect("xattrs serialize");
+        let body = xattrs.encode();
         let key = self.bucket.key(&format!("{XATTRS}/{}", digest.to_hex()));
         // Content-addressed: one already there is the same.
         let _ = self.bucket.put(&key, body, Write::Create)?;
@@ -309,24 +302,10 @@ impl Remote {
                 });
             }
         };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let pairs: Vec<(String, String)> =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                path: shown(),
-                message: e.to_string(),
-            })?;
-        let mut out = Vec::new();
-        for (n, v) in pairs {
-            let (Some(n), Ok(v)) = (unhex(&n), b64.decode(v)) else {
-                return Err(StoreError::Corrupt {
-                    path: shown(),
-                    message: "not extended attributes as strata writes them".into(),
-                });
-            };
-            out.push((n, v));
-        }
-        out.sort();
-        Ok(Xattrs(out))
+        Xattrs::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
+            path: shown(),
+            message: "not extended attributes as strata writes them".into(),
+        })
     }
 
     /// The committed increments' names, oldest first (a folder without its
