@@ -762,7 +762,7 @@ fn open_store(job: &Job) -> Result<Store, ExitCode> {
     if job.object.is_some() {
         eprintln!(
             "strata: {}: this command does not read object-store destinations ({}) yet; \
-             run, history, restore, verify, prune, diff, show, du and cat do",
+             run, history, restore, verify, prune, diff, show, du, cat and mount do",
             job.name,
             job.destination.display()
         );
