@@ -1128,3 +1128,120 @@ fn names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds() {
         },
     );
 }
+
+/// Every object of job `name` whose key ends with `tail`.
+fn keys_ending(b: &s3::Bucket, name: &str, tail: &str) -> Vec<String> {
+    b.keys(&format!("jobs/{name}/"))
+        .into_iter()
+        .filter(|k| k.ends_with(tail))
+        .collect()
+}
+
+#[test]
+fn verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot() {
+    let test = "verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot";
+    let Some(b) = s3::bucket(test) else {
+        return eprintln!("{test}: skipped (no S3 server)");
+    };
+    let dest = Dest::Object(b.clone());
+    let env = Env::new();
+    let name = "r";
+    build_source(&env, name);
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    common::copy_tree(&env.path("src-r"), &env.path("at-first"));
+    mutate_source(&env, name);
+    run_ok(&env, name);
+    common::copy_tree(&env.path("src-r"), &env.path("at-second"));
+    let incs = dest.increments(&env, name);
+    assert_eq!(incs.len(), 2, "{incs:?}");
+    let (code, out, err) = env.run(&["verify", "--deep", name]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let root = format!("jobs/{name}");
+    // Other bytes of the same size, and a source that moved on: only the
+    // first increment's copy holds the mirror's version.
+    b.put(
+        &format!("{root}/mirror/docs/deep/b.txt"),
+        b"BRAVO, A LITTLE LONGER",
+    );
+    env.write("src-r/docs/deep/b.txt", "bravo, rewritten since");
+    // The first version of a.txt: its hardlink's object holds it too.
+    b.put(&format!("{root}/{}/track/docs/a.txt", incs[0]), b"ALPHA");
+    // Missing everywhere but in the source: a file and a symlink (the
+    // link's version of the second run: the first's is a target the
+    // source no longer holds).
+    for k in keys_ending(&b, name, "new/c.txt") {
+        b.delete(&k);
+    }
+    for k in [
+        format!("{root}/mirror/link"),
+        format!("{root}/{}/track/link", incs[1]),
+    ] {
+        b.delete(&k);
+    }
+    // Every xattrs object: the records or the source hold the sets.
+    let xattrs = b.keys(&format!("{root}/.strata/xattrs/"));
+    for k in &xattrs {
+        b.delete(k);
+    }
+    // Every copy of big.bin damaged, and the source holds another
+    // version: this one cannot be repaired.
+    let big = keys_ending(&b, name, "keep/big.bin");
+    assert!(!big.is_empty());
+    for k in &big {
+        b.put(k, "y".repeat(70_000).as_bytes());
+    }
+    env.write("src-r/keep/big.bin", &"z".repeat(70_000));
+
+    let (code, out, err) = env.run(&["verify", "--repair", name]);
+    assert_eq!(code, 1, "big.bin cannot be repaired: {out}{err}");
+    for k in &big {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&k[root.len() + 1..]) && !l.contains(": repaired"))
+            .unwrap_or_else(|| panic!("{k} not reported: {out}"));
+        assert!(line.contains("could not be repaired"), "{line}");
+    }
+    for key in [
+        "mirror/docs/deep/b.txt".to_string(),
+        format!("{}/track/docs/a.txt", incs[0]),
+        "mirror/new/c.txt".into(),
+        "mirror/link".into(),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.ends_with(&format!("/{key}: repaired"))),
+            "{key} not repaired: {out}"
+        );
+    }
+    for k in &xattrs {
+        assert!(
+            out.contains(&format!("{}: repaired", &k[root.len() + 1..])),
+            "{k}: {out}"
+        );
+    }
+    assert_eq!(b.get(&format!("{root}/mirror/link")).unwrap(), b"new/c.txt");
+
+    // The source holds big.bin's version again: now all is repaired.
+    fs::write(env.path("src-r/keep/big.bin"), "x".repeat(70_000)).unwrap();
+    let (code, out, err) = env.run(&["verify", "--repair", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mirror/keep/big.bin: repaired"), "{out}");
+    let (code, out, err) = env.run(&["verify", "--deep", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out) = restore(&env, name, "r-latest", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &snapshot_full(&env.path("at-second")),
+        &snapshot_full(&env.path("r-latest")),
+    );
+    let (code, out) = restore(&env, name, "r-first", &["--at", &incs[0]]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &snapshot_full(&env.path("at-first")),
+        &snapshot_full(&env.path("r-first")),
+    );
+    // Repair wrote as the one writer, and let go.
+    assert!(dest.leftovers(&env, name).is_empty());
+}
