@@ -756,13 +756,14 @@ fn load_jobs_dir(config: &Config) -> Result<crate::job::Loaded, ExitCode> {
     })
 }
 
-/// Open a job's destination for a command that reads it; when it cannot
-/// be had, prints why and returns the exit code (1).
+/// Open a job's local destination folder; when it cannot be had, prints
+/// why and returns the exit code (1). Every command sends an object-store
+/// job to its own path first ([`open_destination`], or a `run_object`):
+/// one that reaches here is refused, not opened as a folder.
 fn open_store(job: &Job) -> Result<Store, ExitCode> {
     if job.object.is_some() {
         eprintln!(
-            "strata: {}: this command does not read object-store destinations ({}) yet; \
-             run, history, restore, verify, prune, diff, show, du, cat and mount do",
+            "strata: {}: {} is an object-store destination, not a folder",
             job.name,
             job.destination.display()
         );
