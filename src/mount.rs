@@ -659,21 +659,17 @@ impl HistoryFs {
                 let Backend::Object { remote, .. } = &self.backend else {
                     return Err(Errno::EIO);
                 };
-                let end = offset.saturating_add(size as u64).min(file.size);
+                let (end, upto) = span(offset, size as u64, file.size);
                 if offset >= end {
                     return Ok(Vec::new());
                 }
                 let mut last = file.last.lock().map_err(|_| Errno::EIO)?;
-                if let Some((at, bytes)) = last.as_ref()
-                    && *at <= offset
-                    && end <= at + bytes.len() as u64
+                if let Some(bytes) = last
+                    .as_ref()
+                    .and_then(|(at, bytes)| cached(*at, bytes, offset, end))
                 {
-                    let from = (offset - at) as usize;
-                    return Ok(bytes[from..from + (end - offset) as usize].to_vec());
+                    return Ok(bytes.to_vec());
                 }
-                let upto = offset
-                    .saturating_add((size as u64).max(WINDOW))
-                    .min(file.size);
                 let shown = || format!("{}/{}", remote.url(), remote.bucket.shown(&file.key));
                 let bytes = match remote.bucket.get_range(&file.key, offset..upto) {
                     Ok(Some(b)) if b.len() as u64 == upto - offset => b,
@@ -901,6 +897,22 @@ impl Filesystem for HistoryFs {
     }
 }
 
+/// A read of `size` bytes at `offset` of an object of `len` bytes: it
+/// returns `offset..end`, and fetches `offset..upto` when the last range
+/// does not hold it (at least [`WINDOW`], never past the end).
+fn span(offset: u64, size: u64, len: u64) -> (u64, u64) {
+    let end = offset.saturating_add(size).min(len);
+    let upto = offset.saturating_add(size.max(WINDOW)).min(len);
+    (end, upto)
+}
+
+/// Bytes `offset..end` from a range fetched at `at`, if it holds them all.
+fn cached(at: u64, bytes: &[u8], offset: u64, end: u64) -> Option<&[u8]> {
+    let from = usize::try_from(offset.checked_sub(at)?).ok()?;
+    let to = usize::try_from(end.checked_sub(at)?).ok()?;
+    bytes.get(from..to)
+}
+
 fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
     if size == 0 {
         reply.size(value.len() as u32);
@@ -972,5 +984,25 @@ mod tests {
         assert_eq!(tree.nodes[0].children.len(), 2);
         assert_eq!(split(ino_of(3, 5)), Some((3, 5)));
         assert_eq!(split(1), None);
+    }
+
+    #[test]
+    fn a_read_fetches_a_window_and_the_next_reads_come_from_it() {
+        let k = 128 * 1024;
+        // A window at least, never past the end; what is returned, less.
+        assert_eq!(span(0, k, 10 * WINDOW), (k, WINDOW));
+        assert_eq!(span(0, 4 * WINDOW, 10 * WINDOW), (4 * WINDOW, 4 * WINDOW));
+        assert_eq!(
+            span(10 * WINDOW - 5, k, 10 * WINDOW),
+            (10 * WINDOW, 10 * WINDOW)
+        );
+        assert_eq!(span(20, k, 10), (10, 10));
+        assert_eq!(span(u64::MAX - 1, k, u64::MAX), (u64::MAX, u64::MAX));
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(cached(100, &bytes, 100, 104), Some(&bytes[..4]));
+        assert_eq!(cached(100, &bytes, 350, 356), Some(&bytes[250..]));
+        // Before the range, or running past it: fetch again.
+        assert_eq!(cached(100, &bytes, 99, 104), None);
+        assert_eq!(cached(100, &bytes, 350, 357), None);
     }
 }
