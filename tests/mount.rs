@@ -313,6 +313,19 @@ fn reads_as_its_restore(dest: &Dest) {
             panic!("{}: {name} differs:\n{diff}", dest.label());
         }
     }
+    // A read in the middle of a file is those bytes (on an object store, a
+    // ranged get).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(mounted.point.join("latest/docs/big.bin")).unwrap();
+        let mut buf = [0u8; 7];
+        f.read_exact_at(&mut buf, 250_003).unwrap();
+        assert_eq!(&buf, b"3456789");
+        let mut end = [0u8; 4];
+        f.read_exact_at(&mut end, 499_996).unwrap();
+        assert_eq!(&end, b"6789");
+        assert_eq!(f.read_at(&mut end, 500_000).unwrap(), 0);
+    }
     // latest/ is the mirror, included-only files too.
     let to = env.path("restored-latest");
     let (code, out, err) = env.run(&["restore", "home", "--to", to.to_str().unwrap()]);

@@ -1166,6 +1166,8 @@ fn verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot() {
         b"BRAVO, A LITTLE LONGER",
     );
     env.write("src-r/docs/deep/b.txt", "bravo, rewritten since");
+    // Resized: the second increment's copy holds the mirror's version.
+    b.put(&format!("{root}/mirror/docs/a.txt"), b"tiny");
     // The first version of a.txt: its hardlink's object holds it too.
     b.put(&format!("{root}/{}/track/docs/a.txt", incs[0]), b"ALPHA");
     // Missing everywhere but in the source: a file and a symlink (the
@@ -1205,6 +1207,7 @@ fn verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot() {
     }
     for key in [
         "mirror/docs/deep/b.txt".to_string(),
+        "mirror/docs/a.txt".into(),
         format!("{}/track/docs/a.txt", incs[0]),
         "mirror/new/c.txt".into(),
         "mirror/link".into(),
