@@ -387,3 +387,41 @@ fn a_mount_point_that_is_not_empty_is_refused() {
         assert!(err.contains("not empty"), "{err}");
     }
 }
+
+#[test]
+fn a_committed_run_whose_mirror_is_unfinished_is_warned_about_on_an_object_store() {
+    if let Some(why) = cannot_mount() {
+        return skip(&why);
+    }
+    let test = "a_committed_run_whose_mirror_is_unfinished_is_warned_about_on_an_object_store";
+    let Some(b) = common::s3::bucket(test) else {
+        return skip("no S3 server");
+    };
+    let env = Env::new();
+    let names = history(&env, &Dest::Object(b.clone()));
+    let mut mounted = match mount(&env) {
+        Ok(m) => m,
+        Err(e) if e.contains("Operation not permitted") || e.contains("Permission denied") => {
+            return skip(&format!("this machine refuses FUSE mounts: {e}"));
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut stderr = mounted.child.stderr.take().unwrap();
+    assert_eq!(mounted.stop(), Some(0));
+    // What a run killed after its commit, before its mirror, leaves: its
+    // staging prefix, named as the index's run.
+    b.put(
+        &format!("jobs/home/.strata/staging/{}/plan", names[2]),
+        br#"{"base":null,"puts":[],"removes":[]}"#,
+    );
+    let mut mounted = mount(&env).unwrap();
+    let mut again = mounted.child.stderr.take().unwrap();
+    assert_eq!(mounted.stop(), Some(0));
+    use std::io::Read;
+    let (mut before, mut after) = (String::new(), String::new());
+    stderr.read_to_string(&mut before).unwrap();
+    again.read_to_string(&mut after).unwrap();
+    let warning = format!("the run {} committed but was interrupted", names[2]);
+    assert!(!before.contains(&warning), "{before}");
+    assert!(after.contains(&warning), "{after}");
+}

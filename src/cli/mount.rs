@@ -59,10 +59,24 @@ pub fn run(config: &Config, name: &str, mountpoint: &Path) -> ExitCode {
         },
         Destination::Object(remote) => match remote.fetch_index() {
             Ok(None) => None,
-            Ok(Some(_)) => match load_index_of(&dest, &job.name) {
-                Ok(index) => Some(index),
-                Err(code) => return code,
-            },
+            Ok(Some(committed)) => {
+                // As restore says: the mirror lags the index until the
+                // interrupted run is finished.
+                if let Some(run) = &committed.run
+                    && remote.staged().is_ok_and(|s| s.contains(run))
+                {
+                    eprintln!(
+                        "strata: warning: {}: the run {run} committed but was interrupted before \
+                         its mirror was complete: some files of latest/ may read as I/O errors; \
+                         run the job, or read its increment's folder",
+                        job.name
+                    );
+                }
+                match load_index_of(&dest, &job.name) {
+                    Ok(index) => Some(index),
+                    Err(code) => return code,
+                }
+            }
             Err(e) => {
                 eprintln!("strata: {}: {e}", job.name);
                 return ExitCode::Failure;
