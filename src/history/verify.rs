@@ -149,28 +149,6 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
     (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
-/// What `verify --repair` of an object store needs: the job's source,
-/// and the lease (checked before each write, so that a verify that lost
-/// it writes nothing more).
-pub struct RemoteRepair<'a> {
-    /// The job's source.
-    pub source: &'a Dir,
-    /// The destination's lease, held.
-    pub lease: &'a Lease,
-}
-
-/// An object whose content verify knows: the version of `rel` recorded
-/// with `kind`, `size` and `hash`.
-#[derive(Debug, Clone)]
-struct Wanted {
-    /// The key, as [`object::Bucket::shown`] spells it.
-    key: String,
-    rel: RelPath,
-    kind: Kind,
-    size: u64,
-    hash: Hash,
-}
-
 /// Check an object-store destination: every index entry (file or
 /// symlink) has its `mirror/` object of the recorded size, nothing in
 /// `mirror/` is missing from the index, every increment's metadata reads
@@ -385,6 +363,28 @@ pub fn verify_remote(
     v.problems.sort_by(|a, b| a.path.cmp(&b.path));
     v.repaired.sort();
     Ok(v)
+}
+
+/// What `verify --repair` of an object store needs: the job's source,
+/// and the lease (checked before each write, so that a verify that lost
+/// it writes nothing more).
+pub struct RemoteRepair<'a> {
+    /// The job's source.
+    pub source: &'a Dir,
+    /// The destination's lease, held.
+    pub lease: &'a Lease,
+}
+
+/// An object whose content verify knows: the version of `rel` recorded
+/// with `kind`, `size` and `hash`.
+#[derive(Debug, Clone)]
+struct Wanted {
+    /// The key, as [`object::Bucket::shown`] spells it.
+    key: String,
+    rel: RelPath,
+    kind: Kind,
+    size: u64,
+    hash: Hash,
 }
 
 /// Put back each broken object: a server-side copy of a good object of

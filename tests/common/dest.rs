@@ -80,6 +80,7 @@ impl Dest {
             Dest::Object(b) => {
                 let prefix = format!("jobs/{name}/");
                 let incs = self.increments(env, name);
+                let named = segments(b, name);
                 b.keys(&prefix)
                     .into_iter()
                     .filter_map(|k| k.strip_prefix(&prefix).map(String::from))
@@ -87,6 +88,7 @@ impl Dest {
                         k.starts_with(".strata/staging/")
                             || k.starts_with(".strata/pruning/")
                             || k == ".strata/lease"
+                            || (k.starts_with(".strata/index.d/") && !named.contains(k))
                             || (k.starts_with("backup_")
                                 && !incs.iter().any(|i| k.starts_with(&format!("{i}/"))))
                     })
@@ -232,6 +234,23 @@ impl Dest {
                 .is_some(),
         }
     }
+}
+
+/// The index segments the committed manifest of job `name` names (none
+/// when the index is one object, as strata wrote it before manifests).
+fn segments(b: &Bucket, name: &str) -> Vec<String> {
+    let Some(bytes) = b.get(&format!("jobs/{name}/.strata/index")) else {
+        return Vec::new();
+    };
+    if bytes.starts_with(b"STRATA-INDEX") {
+        return Vec::new();
+    }
+    let m: Value = serde_json::from_slice(&bytes).expect("the index manifest is JSON");
+    let mut out = vec![m["base"]["key"].as_str().unwrap().to_string()];
+    for d in m["deltas"].as_array().unwrap() {
+        out.push(d["key"].as_str().unwrap().to_string());
+    }
+    out
 }
 
 /// Run `body` on a local destination, then on an object store (or say why
