@@ -22,7 +22,7 @@ use std::fs;
 use std::path::Path;
 
 use common::dest::{Dest, both};
-use common::s3;
+use common::s3::{self, Bucket};
 use common::{Env, assert_same_tree, set_mtime, snapshot_full};
 use serde_json::Value;
 
@@ -1130,7 +1130,7 @@ fn names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds() {
 }
 
 /// Every object of job `name` whose key ends with `tail`.
-fn keys_ending(b: &s3::Bucket, name: &str, tail: &str) -> Vec<String> {
+fn keys_ending(b: &Bucket, name: &str, tail: &str) -> Vec<String> {
     b.keys(&format!("jobs/{name}/"))
         .into_iter()
         .filter(|k| k.ends_with(tail))

@@ -238,7 +238,7 @@ impl Dest {
 
 /// The index segments the committed manifest of job `name` names (none
 /// when the index is one object, as strata wrote it before manifests).
-fn segments(b: &Bucket, name: &str) -> Vec<String> {
+pub fn segments(b: &Bucket, name: &str) -> Vec<String> {
     let Some(bytes) = b.get(&format!("jobs/{name}/.strata/index")) else {
         return Vec::new();
     };
