@@ -1,18 +1,26 @@
 //! `strata mount`: a job's history as a read-only filesystem (FUSE).
 //!
-//! Takes an opened [`Store`], its [`History`] and index; returns a
-//! [`HistoryFs`] that `fuser` serves. The root holds `latest/` (the
+//! Takes an opened [`Destination`] of either kind, its [`History`] and
+//! index; returns a [`HistoryFs`] that `fuser` serves. The root holds `latest/` (the
 //! mirror, as the index describes it) and one folder per increment, each
 //! the **whole** tracked tree as that run left it: the replay of the
 //! increments up to it ([`History::state_at`]), each entry with the mode,
 //! owner, mtime and xattrs its record holds. A file's bytes are read from
 //! where the backup keeps that version (`backup_K/track/<path>`, or the
-//! mirror for `latest/`), through the store's descriptors, never copied.
-//! Names of one hardlink group share one inode.
+//! mirror for `latest/`), never copied: on a local destination through
+//! the store's descriptors; on an object store by ranged gets of that
+//! version's object, each open file keeping the last range it fetched
+//! (at most [`WINDOW`] bytes, or the read asked for, up to 4 MiB), so
+//! memory is bounded per open file. There a symlink is an object holding
+//! its target, and `latest/`'s xattrs are the `.strata/xattrs/<digest>`
+//! object the index names (each digest fetched once). A stored copy that
+//! is missing, of another size, or unreadable is EIO, logged with its key
+//! or path, never a panic. Names of one hardlink group share one inode.
 //!
 //! A folder's tree is built the first time it is looked at and kept: what
 //! is shown is the history as it was when the mount started (restic's
-//! mount takes the same view of its snapshots). Nothing here writes.
+//! mount takes the same view of its snapshots). Nothing here writes, to
+//! the store or to the object store.
 //!
 //! Inode numbers: 1 is the root; tree `t` (0 `latest`, then the
 //! increments oldest first) numbers its nodes from `(t + 1) << 32`, its
@@ -33,10 +41,15 @@ use fuser::{
     ReplyOpen, ReplyXattr, Request,
 };
 
-use crate::entry::{Hash, Kind, Meta, RelPath, Timestamp, Xattrs};
+use std::sync::Arc;
+
+use crate::entry::{Hash, Kind, Meta, NO_XATTRS, RelPath, Timestamp, Xattrs};
 use crate::fs::Dir;
 use crate::history::History;
+use crate::store::dest::Destination;
 use crate::store::index::{Index, UNKNOWN_OWNER};
+use crate::store::object::Remote;
+use crate::store::object::client::Fetched;
 use crate::store::{Part, Store};
 
 /// How long the kernel may cache what it was told: nothing shown ever
@@ -45,6 +58,25 @@ const TTL: Duration = Duration::from_secs(3600);
 
 /// The name of the mirror's folder.
 pub const LATEST: &str = "latest";
+
+/// How much of an object a read fetches at least (the rest of the file
+/// when less is left): the kernel reads 128 KiB at a time, and one ranged
+/// get per read would make a sequential read a request per 128 KiB.
+pub const WINDOW: u64 = 1 << 20;
+
+/// The most a read returns at once (what the kernel asks is less).
+const MAX_READ: u32 = 4 << 20;
+
+/// A node's extended attributes.
+#[derive(Debug, Clone)]
+enum Attrs {
+    /// As recorded (an increment's record, a folder made implicitly).
+    Known(Xattrs),
+    /// Those of the stored inode (a local mirror's).
+    Inode,
+    /// The object-store index's digest: `.strata/xattrs/<digest>`.
+    Digest(Hash),
+}
 
 /// Where a file's bytes are.
 #[derive(Debug, Clone)]
@@ -66,8 +98,7 @@ struct Node {
     path: RelPath,
     meta: Meta,
     hash: Option<Hash>,
-    /// `None`: read them from the stored inode (the mirror's).
-    xattrs: Option<Xattrs>,
+    xattrs: Attrs,
     backing: Backing,
     /// The node whose inode this name shares (a hardlink group).
     same_as: Option<u32>,
@@ -75,8 +106,8 @@ struct Node {
 }
 
 /// What a tree is built from: a path, its metadata, content hash,
-/// xattrs (`None`: the stored inode's) and where its bytes are.
-type Source = (RelPath, Meta, Option<Hash>, Option<Xattrs>, Backing);
+/// xattrs and where its bytes are.
+type Source = (RelPath, Meta, Option<Hash>, Attrs, Backing);
 
 #[derive(Debug, Default)]
 struct Tree {
@@ -93,7 +124,7 @@ impl Tree {
             path: RelPath::root(),
             meta: dir,
             hash: None,
-            xattrs: Some(Xattrs::default()),
+            xattrs: Attrs::Known(Xattrs::default()),
             backing: Backing::None,
             same_as: None,
             nlink: 2,
@@ -175,7 +206,7 @@ impl Tree {
             path: parent.clone(),
             meta: dir,
             hash: None,
-            xattrs: Some(Xattrs::default()),
+            xattrs: Attrs::Known(Xattrs::default()),
             backing: Backing::None,
             same_as: None,
             nlink: 2,
@@ -194,17 +225,49 @@ impl Tree {
     }
 }
 
-/// The filesystem: the store's descriptors, the history, and the trees
-/// built so far.
+/// Where the stored bytes are read from.
+enum Backend {
+    /// A local destination, through its descriptors.
+    Local {
+        store: Store,
+        mirror: Option<Dir>,
+        /// Opened increment folders' parts, by (increment, part).
+        parts: Mutex<HashMap<(usize, Part), Option<Dir>>>,
+    },
+    /// An object store, by ranged gets.
+    Object {
+        remote: Remote,
+        /// The xattrs of the digests looked at so far.
+        xattrs: Mutex<HashMap<Hash, Xattrs>>,
+    },
+}
+
+/// An open file.
+enum Opened {
+    /// A local stored copy.
+    Local(File),
+    /// An object of the recorded size.
+    Object(RemoteFile),
+}
+
+/// An object opened for reading: its key, its size and the last range
+/// fetched.
+struct RemoteFile {
+    key: object_store::path::Path,
+    size: u64,
+    /// (offset, bytes) of the last ranged get: at most what one read asks
+    /// or [`WINDOW`], whichever is more.
+    last: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+/// The filesystem: the destination, the history, and the trees built so
+/// far.
 pub struct HistoryFs {
-    store: Store,
+    backend: Backend,
     history: History,
     index: Option<Index>,
-    mirror: Option<Dir>,
-    /// Opened increment folders' parts, by (increment, part).
-    parts: Mutex<HashMap<(usize, Part), Option<Dir>>>,
     trees: Vec<OnceLock<Tree>>,
-    files: Mutex<HashMap<u64, File>>,
+    files: Mutex<HashMap<u64, Arc<Opened>>>,
     next_handle: AtomicU64,
     /// The root folder's metadata: the mounter's, read-only.
     root: Meta,
@@ -268,10 +331,24 @@ fn attr(ino: u64, meta: &Meta, nlink: u32) -> FileAttr {
 }
 
 impl HistoryFs {
-    /// Serve `history` of `store`, with `index` (the mirror's entries) as
+    /// Serve `history` of `dest`, with `index` (the mirror's entries) as
     /// `latest/` when there is one.
-    pub fn new(store: Store, history: History, index: Option<Index>) -> std::io::Result<HistoryFs> {
-        let mirror = store.mirror()?;
+    pub fn new(
+        dest: Destination,
+        history: History,
+        index: Option<Index>,
+    ) -> std::io::Result<HistoryFs> {
+        let backend = match dest {
+            Destination::Local(store) => Backend::Local {
+                mirror: store.mirror()?,
+                store,
+                parts: Mutex::new(HashMap::new()),
+            },
+            Destination::Object(remote) => Backend::Object {
+                remote,
+                xattrs: Mutex::new(HashMap::new()),
+            },
+        };
         let newest = history
             .increments
             .last()
@@ -293,11 +370,9 @@ impl HistoryFs {
             .map(|_| OnceLock::new())
             .collect();
         Ok(HistoryFs {
-            store,
+            backend,
             history,
             index,
-            mirror,
-            parts: Mutex::new(HashMap::new()),
             trees,
             files: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -340,7 +415,12 @@ impl HistoryFs {
                     } else {
                         Backing::Mirror
                     };
-                    (e.path.clone(), e.meta, e.hash(), None, backing)
+                    let xattrs = match (&self.backend, e.xattrs()) {
+                        (Backend::Local { .. }, _) => Attrs::Inode,
+                        (Backend::Object { .. }, Some(d)) => Attrs::Digest(d),
+                        (Backend::Object { .. }, None) => Attrs::Known(Xattrs::default()),
+                    };
+                    (e.path.clone(), e.meta, e.hash(), xattrs, backing)
                 })
                 .collect();
             return Tree::build(entries, implicit);
@@ -357,7 +437,7 @@ impl HistoryFs {
             } else {
                 Backing::Increment(version.increment, part)
             };
-            entries.push((path, r.meta, r.hash, Some(r.xattrs), backing));
+            entries.push((path, r.meta, r.hash, Attrs::Known(r.xattrs), backing));
         }
         let time = self.history.increments[k].time;
         Tree::build(
@@ -393,21 +473,28 @@ impl HistoryFs {
         Some(attr(ino_of(t, id), &n.meta, n.nlink))
     }
 
-    /// The folder that holds a node's stored bytes.
+    /// The folder that holds a node's stored bytes (a local destination).
     fn stored_dir(&self, n: &Node) -> Result<Dir, Errno> {
+        let Backend::Local {
+            store,
+            mirror,
+            parts,
+        } = &self.backend
+        else {
+            return Err(Errno::EIO);
+        };
         match n.backing {
             Backing::None => Err(Errno::EISDIR),
-            Backing::Mirror => self
-                .mirror
+            Backing::Mirror => mirror
                 .as_ref()
                 .ok_or(Errno::EIO)?
                 .try_clone()
                 .map_err(|_| Errno::EIO),
             Backing::Increment(i, part) => {
-                let mut parts = self.parts.lock().map_err(|_| Errno::EIO)?;
+                let mut parts = parts.lock().map_err(|_| Errno::EIO)?;
                 let slot = parts.entry((i, part)).or_insert_with(|| {
                     let inc = self.history.increments.get(i)?;
-                    inc.open(&self.store).ok()?.part(part).ok()?
+                    inc.open(store).ok()?.part(part).ok()?
                 });
                 slot.as_ref()
                     .ok_or(Errno::EIO)?
@@ -417,29 +504,198 @@ impl HistoryFs {
         }
     }
 
-    fn xattrs_of(&self, n: &Node) -> Xattrs {
-        if let Some(x) = &n.xattrs {
-            return x.clone();
+    /// The object that holds a node's stored bytes (an object store).
+    fn stored_key(&self, remote: &Remote, n: &Node) -> Result<object_store::path::Path, Errno> {
+        match n.backing {
+            Backing::None => Err(Errno::EISDIR),
+            Backing::Mirror => Ok(remote.mirror_key(&n.path)),
+            Backing::Increment(i, part) => {
+                let inc = self.history.increments.get(i).ok_or(Errno::EIO)?;
+                Ok(remote.part_key(&inc.name, part, &n.path))
+            }
         }
-        // The mirror's entry: its own xattrs.
-        let Ok(dir) = self.stored_dir(n).or_else(|_| {
-            self.mirror
-                .as_ref()
-                .ok_or(Errno::EIO)
-                .and_then(|m| m.try_clone().map_err(|_| Errno::EIO))
-        }) else {
-            return Xattrs::default();
-        };
-        let read = match n.meta.kind {
-            Kind::Dir => dir
-                .open_dir(n.path.as_bytes())
-                .and_then(crate::fs::xattr::read_all),
-            Kind::File => dir
-                .open_file(n.path.as_bytes())
-                .and_then(|(f, _)| crate::fs::xattr::read_all(&f)),
-            Kind::Symlink => Ok(Xattrs::default()),
-        };
-        read.unwrap_or_default()
+    }
+
+    fn xattrs_of(&self, n: &Node) -> Result<Xattrs, Errno> {
+        match (&n.xattrs, &self.backend) {
+            (Attrs::Known(x), _) => Ok(x.clone()),
+            (Attrs::Digest(d), Backend::Object { remote, xattrs }) => {
+                if *d == NO_XATTRS {
+                    return Ok(Xattrs::default());
+                }
+                if let Some(x) = xattrs.lock().map_err(|_| Errno::EIO)?.get(d) {
+                    return Ok(x.clone());
+                }
+                match remote.load_xattrs(*d) {
+                    Ok(x) => {
+                        if let Ok(mut seen) = xattrs.lock() {
+                            seen.insert(*d, x.clone());
+                        }
+                        Ok(x)
+                    }
+                    Err(e) => {
+                        tracing::error!("mount: the extended attributes of {}: {e}", n.path);
+                        Err(Errno::EIO)
+                    }
+                }
+            }
+            (Attrs::Digest(_), Backend::Local { .. }) => Ok(Xattrs::default()),
+            (Attrs::Inode, Backend::Object { .. }) => Ok(Xattrs::default()),
+            (Attrs::Inode, Backend::Local { mirror, .. }) => {
+                // The mirror's entry: its own xattrs.
+                let Ok(dir) = self.stored_dir(n).or_else(|_| {
+                    mirror
+                        .as_ref()
+                        .ok_or(Errno::EIO)
+                        .and_then(|m| m.try_clone().map_err(|_| Errno::EIO))
+                }) else {
+                    return Ok(Xattrs::default());
+                };
+                let read = match n.meta.kind {
+                    Kind::Dir => dir
+                        .open_dir(n.path.as_bytes())
+                        .and_then(crate::fs::xattr::read_all),
+                    Kind::File => dir
+                        .open_file(n.path.as_bytes())
+                        .and_then(|(f, _)| crate::fs::xattr::read_all(&f)),
+                    Kind::Symlink => Ok(Xattrs::default()),
+                };
+                Ok(read.unwrap_or_default())
+            }
+        }
+    }
+
+    /// A symlink's stored target.
+    fn target_of(&self, n: &Node) -> Result<Vec<u8>, Errno> {
+        match &self.backend {
+            Backend::Local { .. } => self.stored_dir(n).and_then(|d| {
+                let (parent, leaf) = d.parent_of(n.path.as_bytes()).map_err(|_| Errno::EIO)?;
+                parent.read_link(leaf).map_err(|_| Errno::EIO)
+            }),
+            Backend::Object { remote, .. } => {
+                let key = self.stored_key(remote, n)?;
+                match remote.bucket.get(&key, None) {
+                    Ok(Fetched::Got { bytes, .. }) => Ok(bytes),
+                    Ok(_) => {
+                        tracing::error!(
+                            "mount: {}/{}: missing (the symlink {})",
+                            remote.url(),
+                            remote.bucket.shown(&key),
+                            n.path
+                        );
+                        Err(Errno::EIO)
+                    }
+                    Err(e) => {
+                        tracing::error!("mount: {e}");
+                        Err(Errno::EIO)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Open a node's stored copy, checking it has the recorded size.
+    fn open_stored(&self, n: &Node) -> Result<Opened, Errno> {
+        match &self.backend {
+            Backend::Local { .. } => self.stored_dir(n).and_then(|d| {
+                let (file, st) = d.open_file(n.path.as_bytes()).map_err(|_| Errno::EIO)?;
+                // A stored copy of another size is not the version recorded.
+                if st.size != n.meta.size {
+                    return Err(Errno::EIO);
+                }
+                Ok(Opened::Local(file))
+            }),
+            Backend::Object { remote, .. } => {
+                let key = self.stored_key(remote, n)?;
+                let shown = || format!("{}/{}", remote.url(), remote.bucket.shown(&key));
+                match remote.bucket.size(&key) {
+                    Ok(Some(size)) if size == n.meta.size => Ok(Opened::Object(RemoteFile {
+                        key,
+                        size,
+                        last: Mutex::new(None),
+                    })),
+                    Ok(Some(size)) => {
+                        tracing::error!(
+                            "mount: {}: size {size}, but {} was recorded with size {}: \
+                             not the version recorded",
+                            shown(),
+                            n.path,
+                            { n.meta.size }
+                        );
+                        Err(Errno::EIO)
+                    }
+                    Ok(None) => {
+                        tracing::error!("mount: {}: missing (the file {})", shown(), n.path);
+                        Err(Errno::EIO)
+                    }
+                    Err(e) => {
+                        tracing::error!("mount: {e}");
+                        Err(Errno::EIO)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to `size` bytes of an open file at `offset`.
+    fn read_opened(&self, file: &Opened, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let size = size.min(MAX_READ) as usize;
+        match file {
+            Opened::Local(file) => {
+                let mut buf = vec![0u8; size];
+                let mut got = 0;
+                while got < buf.len() {
+                    match file.read_at(&mut buf[got..], offset + got as u64) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return Err(Errno::EIO),
+                    }
+                }
+                buf.truncate(got);
+                Ok(buf)
+            }
+            Opened::Object(file) => {
+                let Backend::Object { remote, .. } = &self.backend else {
+                    return Err(Errno::EIO);
+                };
+                let (end, upto) = span(offset, size as u64, file.size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                let mut last = file.last.lock().map_err(|_| Errno::EIO)?;
+                if let Some(bytes) = last
+                    .as_ref()
+                    .and_then(|(at, bytes)| cached(*at, bytes, offset, end))
+                {
+                    return Ok(bytes.to_vec());
+                }
+                let shown = || format!("{}/{}", remote.url(), remote.bucket.shown(&file.key));
+                let bytes = match remote.bucket.get_range(&file.key, offset..upto) {
+                    Ok(Some(b)) if b.len() as u64 == upto - offset => b,
+                    Ok(Some(b)) => {
+                        tracing::error!(
+                            "mount: {}: {} bytes at {offset}, {} asked for: it changed or is damaged",
+                            shown(),
+                            b.len(),
+                            upto - offset
+                        );
+                        return Err(Errno::EIO);
+                    }
+                    Ok(None) => {
+                        tracing::error!("mount: {}: missing", shown());
+                        return Err(Errno::EIO);
+                    }
+                    Err(e) => {
+                        tracing::error!("mount: {e}");
+                        return Err(Errno::EIO);
+                    }
+                };
+                let out = bytes[..(end - offset) as usize].to_vec();
+                *last = Some((offset, bytes));
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -477,11 +733,7 @@ impl Filesystem for HistoryFs {
         if n.meta.kind != Kind::Symlink {
             return reply.error(Errno::EINVAL);
         }
-        let target = self.stored_dir(n).and_then(|d| {
-            let (parent, leaf) = d.parent_of(n.path.as_bytes()).map_err(|_| Errno::EIO)?;
-            parent.read_link(leaf).map_err(|_| Errno::EIO)
-        });
-        match target {
+        match self.target_of(n) {
             // A target that is not the one recorded is damage, not data.
             Ok(t) if n.hash.is_some_and(|h| Hash::of(&t) != h) => reply.error(Errno::EIO),
             Ok(t) => reply.data(&t),
@@ -499,19 +751,11 @@ impl Filesystem for HistoryFs {
         if n.meta.kind != Kind::File {
             return reply.error(Errno::EINVAL);
         }
-        let opened = self.stored_dir(n).and_then(|d| {
-            let (file, st) = d.open_file(n.path.as_bytes()).map_err(|_| Errno::EIO)?;
-            // A stored copy of another size is not the version recorded.
-            if st.size != n.meta.size {
-                return Err(Errno::EIO);
-            }
-            Ok(file)
-        });
-        match opened {
+        match self.open_stored(n) {
             Ok(file) => {
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut files) = self.files.lock() {
-                    files.insert(fh, file);
+                    files.insert(fh, Arc::new(file));
                     reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
                 } else {
                     reply.error(Errno::EIO);
@@ -532,23 +776,19 @@ impl Filesystem for HistoryFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Ok(files) = self.files.lock() else {
-            return reply.error(Errno::EIO);
+        // The table is held only to find the file: a slow fetch of one
+        // file does not hold up the others.
+        let file = match self.files.lock() {
+            Ok(files) => files.get(&fh.0).cloned(),
+            Err(_) => return reply.error(Errno::EIO),
         };
-        let Some(file) = files.get(&fh.0) else {
+        let Some(file) = file else {
             return reply.error(Errno::EBADF);
         };
-        let mut buf = vec![0u8; size.min(4 << 20) as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match file.read_at(&mut buf[got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return reply.error(Errno::EIO),
-            }
+        match self.read_opened(&file, offset, size) {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
         }
-        reply.data(&buf[..got]);
     }
 
     fn flush(
@@ -629,7 +869,10 @@ impl Filesystem for HistoryFs {
         let Some((_, _, n)) = self.node(ino.0) else {
             return reply.error(Errno::ENODATA);
         };
-        let xattrs = self.xattrs_of(n);
+        let xattrs = match self.xattrs_of(n) {
+            Ok(x) => x,
+            Err(e) => return reply.error(e),
+        };
         let Some((_, value)) = xattrs
             .0
             .iter()
@@ -641,17 +884,33 @@ impl Filesystem for HistoryFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let names: Vec<u8> = match self.node(ino.0) {
-            Some((_, _, n)) => self
-                .xattrs_of(n)
-                .0
-                .iter()
-                .flat_map(|(k, _)| k.iter().copied().chain([0]))
-                .collect(),
+        let names: Vec<u8> = match self.node(ino.0).map(|(_, _, n)| self.xattrs_of(n)) {
+            Some(Ok(x)) => {
+                x.0.iter()
+                    .flat_map(|(k, _)| k.iter().copied().chain([0]))
+                    .collect()
+            }
+            Some(Err(e)) => return reply.error(e),
             None => Vec::new(),
         };
         xattr_reply(&names, size, reply);
     }
+}
+
+/// A read of `size` bytes at `offset` of an object of `len` bytes: it
+/// returns `offset..end`, and fetches `offset..upto` when the last range
+/// does not hold it (at least [`WINDOW`], never past the end).
+fn span(offset: u64, size: u64, len: u64) -> (u64, u64) {
+    let end = offset.saturating_add(size).min(len);
+    let upto = offset.saturating_add(size.max(WINDOW)).min(len);
+    (end, upto)
+}
+
+/// Bytes `offset..end` from a range fetched at `at`, if it holds them all.
+fn cached(at: u64, bytes: &[u8], offset: u64, end: u64) -> Option<&[u8]> {
+    let from = usize::try_from(offset.checked_sub(at)?).ok()?;
+    let to = usize::try_from(end.checked_sub(at)?).ok()?;
+    bytes.get(from..to)
 }
 
 fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
@@ -684,10 +943,34 @@ mod tests {
     fn a_tree_has_every_folder_on_the_way_and_one_inode_per_group() {
         let p = |s: &str| RelPath::from_bytes(s.as_bytes());
         let entries = vec![
-            (p("a/b/x"), meta(Kind::File, 7), None, None, Backing::Mirror),
-            (p("a/b/y"), meta(Kind::File, 7), None, None, Backing::Mirror),
-            (p("a/b"), meta(Kind::Dir, 0), None, None, Backing::None),
-            (p("z"), meta(Kind::Symlink, 0), None, None, Backing::Mirror),
+            (
+                p("a/b/x"),
+                meta(Kind::File, 7),
+                None,
+                Attrs::Inode,
+                Backing::Mirror,
+            ),
+            (
+                p("a/b/y"),
+                meta(Kind::File, 7),
+                None,
+                Attrs::Inode,
+                Backing::Mirror,
+            ),
+            (
+                p("a/b"),
+                meta(Kind::Dir, 0),
+                None,
+                Attrs::Inode,
+                Backing::None,
+            ),
+            (
+                p("z"),
+                meta(Kind::Symlink, 0),
+                None,
+                Attrs::Inode,
+                Backing::Mirror,
+            ),
         ];
         let tree = Tree::build(entries, meta(Kind::Dir, 0));
         let a = tree.child(0, b"a").unwrap();
@@ -701,5 +984,25 @@ mod tests {
         assert_eq!(tree.nodes[0].children.len(), 2);
         assert_eq!(split(ino_of(3, 5)), Some((3, 5)));
         assert_eq!(split(1), None);
+    }
+
+    #[test]
+    fn a_read_fetches_a_window_and_the_next_reads_come_from_it() {
+        let k = 128 * 1024;
+        // A window at least, never past the end; what is returned, less.
+        assert_eq!(span(0, k, 10 * WINDOW), (k, WINDOW));
+        assert_eq!(span(0, 4 * WINDOW, 10 * WINDOW), (4 * WINDOW, 4 * WINDOW));
+        assert_eq!(
+            span(10 * WINDOW - 5, k, 10 * WINDOW),
+            (10 * WINDOW, 10 * WINDOW)
+        );
+        assert_eq!(span(20, k, 10), (10, 10));
+        assert_eq!(span(u64::MAX - 1, k, u64::MAX), (u64::MAX, u64::MAX));
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(cached(100, &bytes, 100, 104), Some(&bytes[..4]));
+        assert_eq!(cached(100, &bytes, 350, 356), Some(&bytes[250..]));
+        // Before the range, or running past it: fetch again.
+        assert_eq!(cached(100, &bytes, 99, 104), None);
+        assert_eq!(cached(100, &bytes, 350, 357), None);
     }
 }

@@ -1,6 +1,8 @@
 //! `strata mount`: every file of every increment, read through the mount,
-//! is what `restore --at` of that increment gives, with its metadata; the
-//! mount is read-only and goes away on SIGTERM.
+//! is what `restore --at` of that increment gives, with its metadata, on
+//! both kinds of destination (a local folder and an object store, moto on
+//! loopback: `common::dest::both`); the mount is read-only and goes away on
+//! SIGTERM; a damaged object reads as an error, never as other bytes.
 //!
 //! Runs for real where `/dev/fuse` and `fusermount3` exist; elsewhere it
 //! prints why it skips.
@@ -15,6 +17,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use common::dest::{Dest, both};
 
 /// Why this machine cannot mount, if it cannot.
 fn cannot_mount() -> Option<String> {
@@ -135,7 +138,7 @@ fn run(env: &Env) -> String {
 
 /// Three runs: files, a symlink, an empty folder, a hardlink pair, an
 /// xattr, a chmod, changes, a deletion; plus an include-only file.
-fn history(env: &Env) -> Vec<String> {
+fn history(env: &Env, dest: &Dest) -> Vec<String> {
     env.write("src-home/docs/a.txt", "alpha");
     env.write("src-home/docs/sub/b.txt", "beta");
     env.write("src-home/docs/big.bin", &"0123456789".repeat(50_000));
@@ -148,7 +151,8 @@ fn history(env: &Env) -> Vec<String> {
     )
     .unwrap();
     let _ = set_xattr(&env.path("src-home/docs/a.txt"), "user.note", "first");
-    env.simple_job(
+    dest.job(
+        env,
         "home",
         r#""track_dirs": ["docs"], "include_dirs": ["music"]"#,
     );
@@ -256,9 +260,13 @@ fn every_increment_reads_as_its_restore() {
     if let Some(why) = cannot_mount() {
         return skip(&why);
     }
+    both("every_increment_reads_as_its_restore", reads_as_its_restore);
+}
+
+fn reads_as_its_restore(dest: &Dest) {
     let env = Env::new();
-    let names = history(&env);
-    let mounted = match mount(&env) {
+    let names = history(&env, dest);
+    let mut mounted = match mount(&env) {
         Ok(m) => m,
         // A container without the right to mount: say so, do not fail.
         Err(e) if e.contains("Operation not permitted") || e.contains("Permission denied") => {
@@ -302,8 +310,21 @@ fn every_increment_reads_as_its_restore() {
             for k in through.keys().filter(|k| !restored.contains_key(*k)) {
                 diff.push_str(&format!("{k}: only in the mount\n"));
             }
-            panic!("{name} differs:\n{diff}");
+            panic!("{}: {name} differs:\n{diff}", dest.label());
         }
+    }
+    // A read in the middle of a file is those bytes (on an object store, a
+    // ranged get).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(mounted.point.join("latest/docs/big.bin")).unwrap();
+        let mut buf = [0u8; 7];
+        f.read_exact_at(&mut buf, 250_003).unwrap();
+        assert_eq!(&buf, b"3456789");
+        let mut end = [0u8; 4];
+        f.read_exact_at(&mut end, 499_996).unwrap();
+        assert_eq!(&end, b"6789");
+        assert_eq!(f.read_at(&mut end, 500_000).unwrap(), 0);
     }
     // latest/ is the mirror, included-only files too.
     let to = env.path("restored-latest");
@@ -321,10 +342,31 @@ fn every_increment_reads_as_its_restore() {
     let err = fs::write(first.join("a.txt"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     assert!(fs::write(first.join("fresh"), "x").is_err());
+    // A damaged or missing object is an error naming its key, not other
+    // bytes; the rest still reads.
+    let mut stderr = mounted.child.stderr.take().unwrap();
+    if let Dest::Object(b) = dest {
+        b.put("jobs/home/mirror/docs/a.txt", b"short");
+        b.delete("jobs/home/mirror/music/song");
+        let latest = mounted.point.join("latest");
+        for path in ["docs/a.txt", "music/song"] {
+            let err = fs::read(latest.join(path)).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EIO), "{path}: {err}");
+        }
+        assert_eq!(fs::read(latest.join("docs/sub/b.txt")).unwrap(), b"beta");
+    }
     // SIGTERM unmounts and exits 0.
     let point = mounted.point.clone();
     assert!(is_mounted(&point));
     assert_eq!(mounted.stop(), Some(0));
+    let mut logged = String::new();
+    use std::io::Read;
+    stderr.read_to_string(&mut logged).unwrap();
+    if let Dest::Object(_) = dest {
+        for key in ["mirror/docs/a.txt", "mirror/music/song"] {
+            assert!(logged.contains(key), "{key} not named: {logged}");
+        }
+    }
     assert!(!is_mounted(&point), "still mounted after SIGTERM");
     assert_eq!(fs::read_dir(&point).unwrap().count(), 0);
 }
@@ -344,4 +386,42 @@ fn a_mount_point_that_is_not_empty_is_refused() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("not empty"), "{err}");
     }
+}
+
+#[test]
+fn a_committed_run_whose_mirror_is_unfinished_is_warned_about_on_an_object_store() {
+    if let Some(why) = cannot_mount() {
+        return skip(&why);
+    }
+    let test = "a_committed_run_whose_mirror_is_unfinished_is_warned_about_on_an_object_store";
+    let Some(b) = common::s3::bucket(test) else {
+        return skip("no S3 server");
+    };
+    let env = Env::new();
+    let names = history(&env, &Dest::Object(b.clone()));
+    let mut mounted = match mount(&env) {
+        Ok(m) => m,
+        Err(e) if e.contains("Operation not permitted") || e.contains("Permission denied") => {
+            return skip(&format!("this machine refuses FUSE mounts: {e}"));
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut stderr = mounted.child.stderr.take().unwrap();
+    assert_eq!(mounted.stop(), Some(0));
+    // What a run killed after its commit, before its mirror, leaves: its
+    // staging prefix, named as the index's run.
+    b.put(
+        &format!("jobs/home/.strata/staging/{}/plan", names[2]),
+        br#"{"base":null,"puts":[],"removes":[]}"#,
+    );
+    let mut mounted = mount(&env).unwrap();
+    let mut again = mounted.child.stderr.take().unwrap();
+    assert_eq!(mounted.stop(), Some(0));
+    use std::io::Read;
+    let (mut before, mut after) = (String::new(), String::new());
+    stderr.read_to_string(&mut before).unwrap();
+    again.read_to_string(&mut after).unwrap();
+    let warning = format!("the run {} committed but was interrupted", names[2]);
+    assert!(!before.contains(&warning), "{before}");
+    assert!(after.contains(&warning), "{after}");
 }

@@ -21,186 +21,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use common::dest::{Dest, both};
 use common::s3::{self, Bucket};
 use common::{Env, assert_same_tree, set_mtime, snapshot_full};
 use serde_json::Value;
-
-/// A kind of destination.
-#[derive(Debug, Clone)]
-enum Dest {
-    Local,
-    Object(Bucket),
-}
-
-impl Dest {
-    /// The job-file fragment naming the destination of job `name`.
-    fn fragment(&self, name: &str) -> String {
-        match self {
-            Dest::Local => format!(r#""destination": "../dest-{name}""#),
-            Dest::Object(b) => b.destination(&format!("jobs/{name}")),
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Dest::Local => "local",
-            Dest::Object(_) => "object store",
-        }
-    }
-
-    /// Committed increments of job `name` (those with their metadata).
-    fn increments(&self, env: &Env, name: &str) -> Vec<String> {
-        match self {
-            Dest::Local => env.increments(&format!("dest-{name}")),
-            Dest::Object(b) => {
-                let prefix = format!("jobs/{name}/");
-                let mut out: Vec<String> = b
-                    .keys(&prefix)
-                    .iter()
-                    .filter_map(|k| {
-                        let rest = k.strip_prefix(&prefix)?;
-                        let (dir, file) = rest.split_once('/')?;
-                        (dir.starts_with("backup_") && file == format!("{dir}.json"))
-                            .then(|| dir.to_string())
-                    })
-                    .collect();
-                out.sort();
-                out
-            }
-        }
-    }
-
-    /// What no committed state should hold after a repairing run: temp
-    /// and in-progress files, staged objects, half increments, a lease.
-    fn leftovers(&self, env: &Env, name: &str) -> Vec<String> {
-        match self {
-            Dest::Local => {
-                let mut out = Vec::new();
-                for sub in [".strata/tmp", ".strata/inprogress", ".strata/pruning"] {
-                    let p = env.path(&format!("dest-{name}/{sub}"));
-                    if let Ok(d) = fs::read_dir(&p) {
-                        for e in d.flatten() {
-                            out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
-                        }
-                    }
-                }
-                if env.path(&format!("dest-{name}/.strata/dirty")).exists() {
-                    out.push(".strata/dirty".into());
-                }
-                out
-            }
-            Dest::Object(b) => {
-                let prefix = format!("jobs/{name}/");
-                let incs = self.increments(env, name);
-                b.keys(&prefix)
-                    .into_iter()
-                    .filter_map(|k| k.strip_prefix(&prefix).map(String::from))
-                    .filter(|k| {
-                        k.starts_with(".strata/staging/")
-                            || k.starts_with(".strata/pruning/")
-                            || k == ".strata/lease"
-                            || (k.starts_with("backup_")
-                                && !incs.iter().any(|i| k.starts_with(&format!("{i}/"))))
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// Objects or files in committed increments that their metadata does
-    /// not name (`extra ...`), and versions it names that are not there
-    /// (`missing ...`): a prune must leave neither.
-    fn orphans(&self, env: &Env, name: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for inc in self.increments(env, name) {
-            let meta_name = format!("{inc}.json");
-            let meta: Value = match self {
-                Dest::Local => serde_json::from_slice(
-                    &fs::read(env.path(&format!("dest-{name}/{inc}/{meta_name}"))).unwrap(),
-                )
-                .unwrap(),
-                Dest::Object(b) => serde_json::from_slice(
-                    &b.get(&format!("jobs/{name}/{inc}/{meta_name}")).unwrap(),
-                )
-                .unwrap(),
-            };
-            let mut want: Vec<String> = meta["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["kind"] != "dir")
-                .map(|r| {
-                    let part = if r["op"] == "deleted" {
-                        "deleted"
-                    } else {
-                        "track"
-                    };
-                    format!("{part}/{}", r["path"].as_str().unwrap())
-                })
-                .collect();
-            want.push(meta_name);
-            want.sort();
-            let mut have: Vec<String> = match self {
-                Dest::Local => {
-                    let root = env.path(&format!("dest-{name}/{inc}"));
-                    walkdir::WalkDir::new(&root)
-                        .into_iter()
-                        .map(|e| e.unwrap())
-                        .filter(|e| !e.file_type().is_dir())
-                        .map(|e| {
-                            e.path()
-                                .strip_prefix(&root)
-                                .unwrap()
-                                .to_string_lossy()
-                                .into_owned()
-                        })
-                        .collect()
-                }
-                Dest::Object(b) => {
-                    let prefix = format!("jobs/{name}/{inc}/");
-                    b.keys(&prefix)
-                        .into_iter()
-                        .map(|k| k[prefix.len()..].to_string())
-                        .collect()
-                }
-            };
-            have.sort();
-            for k in have.iter().filter(|k| !want.contains(k)) {
-                out.push(format!("extra {inc}/{k}"));
-            }
-            for k in want.iter().filter(|k| !have.contains(k)) {
-                out.push(format!("missing {inc}/{k}"));
-            }
-        }
-        out
-    }
-
-    /// Whether an interrupted prune's journal is there.
-    fn journal(&self, env: &Env, name: &str) -> bool {
-        match self {
-            Dest::Local => env
-                .path(&format!("dest-{name}/.strata/pruning/merge.json"))
-                .exists(),
-            Dest::Object(b) => b
-                .get(&format!("jobs/{name}/.strata/pruning/merge.json"))
-                .is_some(),
-        }
-    }
-}
-
-/// Run `body` on a local destination, then on an object store (or say why
-/// that half skips).
-fn both(test: &str, body: impl Fn(&Dest)) {
-    eprintln!("{test}: local destination");
-    body(&Dest::Local);
-    match s3::bucket(test) {
-        Some(b) => {
-            eprintln!("{test}: object-store destination");
-            body(&Dest::Object(b));
-        }
-        None => eprintln!("{test}: object-store half skipped (no S3 server)"),
-    }
-}
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -1303,4 +1127,124 @@ fn names_beyond_ascii_and_with_percent_signs_round_trip_on_both_kinds() {
             }
         },
     );
+}
+
+/// Every object of job `name` whose key ends with `tail`.
+fn keys_ending(b: &Bucket, name: &str, tail: &str) -> Vec<String> {
+    b.keys(&format!("jobs/{name}/"))
+        .into_iter()
+        .filter(|k| k.ends_with(tail))
+        .collect()
+}
+
+#[test]
+fn verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot() {
+    let test = "verify_repair_puts_back_damaged_objects_and_reports_what_it_cannot";
+    let Some(b) = s3::bucket(test) else {
+        return eprintln!("{test}: skipped (no S3 server)");
+    };
+    let dest = Dest::Object(b.clone());
+    let env = Env::new();
+    let name = "r";
+    build_source(&env, name);
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    common::copy_tree(&env.path("src-r"), &env.path("at-first"));
+    mutate_source(&env, name);
+    run_ok(&env, name);
+    common::copy_tree(&env.path("src-r"), &env.path("at-second"));
+    let incs = dest.increments(&env, name);
+    assert_eq!(incs.len(), 2, "{incs:?}");
+    let (code, out, err) = env.run(&["verify", "--deep", name]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let root = format!("jobs/{name}");
+    // Other bytes of the same size, and a source that moved on: only the
+    // first increment's copy holds the mirror's version.
+    b.put(
+        &format!("{root}/mirror/docs/deep/b.txt"),
+        b"BRAVO, A LITTLE LONGER",
+    );
+    env.write("src-r/docs/deep/b.txt", "bravo, rewritten since");
+    // Resized: the second increment's copy holds the mirror's version.
+    b.put(&format!("{root}/mirror/docs/a.txt"), b"tiny");
+    // The first version of a.txt: its hardlink's object holds it too.
+    b.put(&format!("{root}/{}/track/docs/a.txt", incs[0]), b"ALPHA");
+    // Missing everywhere but in the source: a file and a symlink (the
+    // link's version of the second run: the first's is a target the
+    // source no longer holds).
+    for k in keys_ending(&b, name, "new/c.txt") {
+        b.delete(&k);
+    }
+    for k in [
+        format!("{root}/mirror/link"),
+        format!("{root}/{}/track/link", incs[1]),
+    ] {
+        b.delete(&k);
+    }
+    // Every xattrs object: the records or the source hold the sets.
+    let xattrs = b.keys(&format!("{root}/.strata/xattrs/"));
+    for k in &xattrs {
+        b.delete(k);
+    }
+    // Every copy of big.bin damaged, and the source holds another
+    // version: this one cannot be repaired.
+    let big = keys_ending(&b, name, "keep/big.bin");
+    assert!(!big.is_empty());
+    for k in &big {
+        b.put(k, "y".repeat(70_000).as_bytes());
+    }
+    env.write("src-r/keep/big.bin", &"z".repeat(70_000));
+
+    let (code, out, err) = env.run(&["verify", "--repair", name]);
+    assert_eq!(code, 1, "big.bin cannot be repaired: {out}{err}");
+    for k in &big {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&k[root.len() + 1..]) && !l.contains(": repaired"))
+            .unwrap_or_else(|| panic!("{k} not reported: {out}"));
+        assert!(line.contains("could not be repaired"), "{line}");
+    }
+    for key in [
+        "mirror/docs/deep/b.txt".to_string(),
+        "mirror/docs/a.txt".into(),
+        format!("{}/track/docs/a.txt", incs[0]),
+        "mirror/new/c.txt".into(),
+        "mirror/link".into(),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.ends_with(&format!("/{key}: repaired"))),
+            "{key} not repaired: {out}"
+        );
+    }
+    for k in &xattrs {
+        assert!(
+            out.contains(&format!("{}: repaired", &k[root.len() + 1..])),
+            "{k}: {out}"
+        );
+    }
+    assert_eq!(b.get(&format!("{root}/mirror/link")).unwrap(), b"new/c.txt");
+
+    // The source holds big.bin's version again: now all is repaired.
+    fs::write(env.path("src-r/keep/big.bin"), "x".repeat(70_000)).unwrap();
+    let (code, out, err) = env.run(&["verify", "--repair", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mirror/keep/big.bin: repaired"), "{out}");
+    let (code, out, err) = env.run(&["verify", "--deep", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out) = restore(&env, name, "r-latest", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &snapshot_full(&env.path("at-second")),
+        &snapshot_full(&env.path("r-latest")),
+    );
+    let (code, out) = restore(&env, name, "r-first", &["--at", &incs[0]]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &snapshot_full(&env.path("at-first")),
+        &snapshot_full(&env.path("r-first")),
+    );
+    // Repair wrote as the one writer, and let go.
+    assert!(dest.leftovers(&env, name).is_empty());
 }

@@ -35,14 +35,6 @@ pub(super) fn find(history: &History, point: &Point) -> Result<Found, ExitCode> 
     }
 }
 
-/// The history of a job's store; prints why it cannot be read (exit 1).
-pub(super) fn load_history(store: &Store) -> Result<History, ExitCode> {
-    History::load(store).map_err(|e: HistoryError| {
-        eprintln!("strata: {e}");
-        ExitCode::Failure
-    })
-}
-
 /// The history of a destination of either kind; prints why it cannot be
 /// read (exit 1).
 pub(super) fn load_history_of(dest: &Destination) -> Result<History, ExitCode> {

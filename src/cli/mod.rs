@@ -365,7 +365,9 @@ pub enum Command {
         #[arg(long)]
         deep: bool,
         /// Put damaged files back from the source where it still holds the
-        /// recorded version (implies --deep); says what it could not repair.
+        /// recorded version (on an object store, also by server-side copy
+        /// of an object holding it; missing objects too) (implies --deep);
+        /// says what it could not repair.
         #[arg(long)]
         repair: bool,
     },
@@ -441,9 +443,9 @@ pub enum Command {
     /// MOUNTPOINT/latest is the mirror; MOUNTPOINT/backup_… is the whole
     /// tracked tree as that run left it, with the mode, owner, mtime and
     /// xattrs recorded for each entry. Files are read from where the backup
-    /// keeps them, never copied. What is shown is the history when the
-    /// mount started. Runs until SIGTERM or Ctrl-C (or `fusermount3 -u
-    /// MOUNTPOINT`), then unmounts. Needs /dev/fuse and fusermount3 (Debian:
+    /// keeps them (on an object store, by ranged gets), never copied. What
+    /// is shown is the history when the mount started. Runs until SIGTERM
+    /// or Ctrl-C (or `fusermount3 -u MOUNTPOINT`), then unmounts. Needs /dev/fuse and fusermount3 (Debian:
     /// fuse3).
     ///
     /// Example: strata mount home /mnt/home-history
@@ -756,13 +758,14 @@ fn load_jobs_dir(config: &Config) -> Result<crate::job::Loaded, ExitCode> {
     })
 }
 
-/// Open a job's destination for a command that reads it; when it cannot
-/// be had, prints why and returns the exit code (1).
+/// Open a job's local destination folder; when it cannot be had, prints
+/// why and returns the exit code (1). Every command sends an object-store
+/// job to its own path first ([`open_destination`], or a `run_object`):
+/// one that reaches here is refused, not opened as a folder.
 fn open_store(job: &Job) -> Result<Store, ExitCode> {
     if job.object.is_some() {
         eprintln!(
-            "strata: {}: this command does not read object-store destinations ({}) yet; \
-             run, history, restore, verify, prune, diff, show, du and cat do",
+            "strata: {}: {} is an object-store destination, not a folder",
             job.name,
             job.destination.display()
         );

@@ -1,6 +1,8 @@
 //! `strata mount NAME MOUNTPOINT`: serve the job's history read-only over
 //! FUSE until SIGTERM, SIGINT, SIGHUP or an unmount from outside, then
-//! unmount (lazily, exit 1, if a program still uses the mount).
+//! unmount (lazily, exit 1, if a program still uses the mount). The
+//! destination may be a local folder or an object store (`s3://`), whose
+//! history and index are read as `diff` and `cat` read them.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +10,10 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::diff::load_history;
-use super::{Config, ExitCode, find_job, open_store};
+use super::diff::{load_history_of, load_index_of};
+use super::{Config, ExitCode, find_job, open_destination};
 use crate::mount::HistoryFs;
+use crate::store::dest::Destination;
 use crate::store::index;
 
 /// Mount one job's history.
@@ -37,20 +40,48 @@ pub fn run(config: &Config, name: &str, mountpoint: &Path) -> ExitCode {
             return ExitCode::Usage;
         }
     }
-    let store = match open_store(&job) {
-        Ok(store) => store,
+    let dest = match open_destination(config, &job) {
+        Ok(dest) => dest,
         Err(code) => return code,
     };
-    let history = match load_history(&store) {
+    let history = match load_history_of(&dest) {
         Ok(h) => h,
         Err(code) => return code,
     };
-    let index = match index::load(store.state(), &store.index_path()) {
-        Ok(index) => index,
-        Err(e) => {
-            eprintln!("strata: {}: {e}", job.name);
-            return ExitCode::Failure;
-        }
+    // No index yet: no `latest/`.
+    let index = match &dest {
+        Destination::Local(store) => match index::load(store.state(), &store.index_path()) {
+            Ok(index) => index,
+            Err(e) => {
+                eprintln!("strata: {}: {e}", job.name);
+                return ExitCode::Failure;
+            }
+        },
+        Destination::Object(remote) => match remote.fetch_index() {
+            Ok(None) => None,
+            Ok(Some(committed)) => {
+                // As restore says: the mirror lags the index until the
+                // interrupted run is finished.
+                if let Some(run) = &committed.run
+                    && remote.staged().is_ok_and(|s| s.contains(run))
+                {
+                    eprintln!(
+                        "strata: warning: {}: the run {run} committed but was interrupted before \
+                         its mirror was complete: some files of latest/ may read as I/O errors; \
+                         run the job, or read its increment's folder",
+                        job.name
+                    );
+                }
+                match load_index_of(&dest, &job.name) {
+                    Ok(index) => Some(index),
+                    Err(code) => return code,
+                }
+            }
+            Err(e) => {
+                eprintln!("strata: {}: {e}", job.name);
+                return ExitCode::Failure;
+            }
+        },
     };
     let increments = history.increments.len();
     // Signals first, so that one during the mount is not lost.
@@ -61,7 +92,7 @@ pub fn run(config: &Config, name: &str, mountpoint: &Path) -> ExitCode {
             return ExitCode::Failure;
         }
     };
-    let fs = match HistoryFs::new(store, history, index) {
+    let fs = match HistoryFs::new(dest, history, index) {
         Ok(fs) => fs,
         Err(e) => {
             eprintln!("strata: {}: {e}", job.name);

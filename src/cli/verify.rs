@@ -1,6 +1,7 @@
 //! `strata verify NAME... [--deep] [--repair]`: check, under each job's
 //! lock, that mirror, increments and index agree (with `--repair`, put
-//! damaged files back from the source); exit 1 if they do not.
+//! damaged files back from the source; on an object store also from an
+//! object that holds the same version); exit 1 if they do not.
 
 use serde_json::json;
 
@@ -50,16 +51,24 @@ pub fn run(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
 }
 
 /// Verify an object-store destination, with its lease held (a run in
-/// progress is not reported as damage).
+/// progress is not reported as damage, and a repair writes as the one
+/// writer).
 fn run_object(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
-    if repair {
-        eprintln!(
-            "strata: {}: verify --repair does not repair object-store destinations yet; \
-             verify --deep finds the damage",
-            job.name
-        );
-        return ExitCode::Failure;
-    }
+    let source = if repair {
+        match crate::fs::Dir::open_root(&job.source) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!(
+                    "strata: {}: cannot repair: source {}: {e}",
+                    job.name,
+                    job.source.display()
+                );
+                return ExitCode::Failure;
+            }
+        }
+    } else {
+        None
+    };
     let remote = match super::open_destination(config, job) {
         Ok(crate::store::dest::Destination::Object(remote)) => remote,
         Ok(_) => unreachable!("an object-store job opens an object store"),
@@ -86,7 +95,13 @@ fn run_object(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode 
             return ExitCode::Failure;
         }
     };
-    let verified = crate::history::verify::verify_remote(&remote, deep);
+    let repair = source
+        .as_ref()
+        .map(|source| crate::history::verify::RemoteRepair {
+            source,
+            lease: &lease,
+        });
+    let verified = crate::history::verify::verify_remote(&remote, deep, repair.as_ref());
     lease.release();
     match verified {
         Ok(verified) => show(config, job, deep, &verified),
@@ -111,7 +126,7 @@ fn show(
         print_json(&value);
     } else {
         for p in &verified.repaired {
-            println!("{}: repaired from the source", p.display());
+            println!("{}: repaired", p.display());
         }
         for p in &verified.problems {
             println!("{}: {}", p.path.display(), p.message);

@@ -24,8 +24,14 @@
 //! still holds the recorded version: a new inode, with every name that
 //! shared the damaged one relinked to it. What cannot be repaired is said.
 //!
-//! Verify only reads (but for `repair`). The caller holds the job's lock, so
-//! that a run in progress is not reported as damage.
+//! An object store ([`verify_remote`]) is checked the same way, key by
+//! key; its repair puts back missing, resized or damaged objects by
+//! server-side copy of an object verified to hold the same version, or
+//! from the source, and rewrites missing xattrs objects.
+//!
+//! Verify only reads (but for `repair`). The caller holds the job's lock
+//! (an object store's lease), so that a run in progress is not reported as
+//! damage.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -40,6 +46,7 @@ use crate::fs::copy::hash_file;
 use crate::fs::{Dir, FileTypeOf, Stat, is_root, walk_tree, xattr};
 use crate::store::index::{self, UNKNOWN_OWNER};
 use crate::store::meta::format_mtime;
+use crate::store::object::lease::Lease;
 use crate::store::object::{self, Remote};
 use crate::store::{DIRTY, INPROGRESS, Part, Store, StoreError, TMP};
 
@@ -78,6 +85,14 @@ impl Verified {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    /// Say why the problem of `path` could not be repaired, on its line.
+    fn unrepaired(&mut self, path: PathBuf, why: &str) {
+        match self.problems.iter_mut().find(|p| p.path == path) {
+            Some(p) => p.message = format!("{}; could not be repaired: {why}", p.message),
+            None => self.problem(path, format!("could not be repaired: {why}")),
+        }
     }
 }
 
@@ -148,8 +163,23 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
 /// no object of an increment is missing from its metadata, no interrupted
 /// run waits to be repaired, and every xattr digest the index names has
 /// its object. With `deep`, every mirror and `track/` object is streamed
-/// and its content compared with the recorded hash. Only reads.
-pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError> {
+/// and its content compared with the recorded hash. Only reads, but for
+/// `repair` (which implies `deep`).
+///
+/// With `repair`, an object that is missing, of another size or of other
+/// content is put back: by a server-side copy of another object that
+/// verify found holds the same recorded hash (a `track/` copy of the
+/// mirror's version, or the reverse), else by an upload from the source
+/// where the source still holds the recorded version (its hash checked
+/// before and while it goes up). A missing xattrs object is rewritten from
+/// an increment record holding the same set, else from the source. What
+/// cannot be repaired stays a problem, saying why.
+pub fn verify_remote(
+    remote: &Remote,
+    deep: bool,
+    repair: Option<&RemoteRepair<'_>>,
+) -> Result<Verified, StoreError> {
+    let deep = deep || repair.is_some();
     let mut v = Verified::default();
     let url = remote.url();
     let shown = |key: &str| PathBuf::from(format!("{url}/{key}"));
@@ -181,12 +211,16 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
         .into_iter()
         .map(|m| (bucket.shown(&m.location), m.size))
         .collect();
-    let mut checks: Vec<(String, Hash)> = Vec::new();
+    let mut checks: Vec<Wanted> = Vec::new();
+    // Missing or of another size: repairable where a hash is recorded.
+    let mut broken: Vec<Wanted> = Vec::new();
     let mut expected: HashSet<String> = HashSet::new();
-    let mut digests: HashSet<Hash> = HashSet::new();
+    let mut digests: HashMap<Hash, (RelPath, Kind)> = HashMap::new();
     for e in &index {
         if let Some(d) = e.xattrs().filter(|d| *d != NO_XATTRS) {
-            digests.insert(d);
+            digests
+                .entry(d)
+                .or_insert_with(|| (e.path.clone(), e.meta.kind));
         }
         if e.meta.kind == Kind::Dir {
             v.mirror_dirs += 1;
@@ -195,28 +229,39 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
         v.mirror_files += 1;
         let key = bucket.shown(&remote.mirror_key(&e.path));
         expected.insert(key.clone());
+        let wanted = e.hash().map(|hash| Wanted {
+            key: key.clone(),
+            rel: e.path.clone(),
+            kind: e.meta.kind,
+            size: e.meta.size,
+            hash,
+        });
         match listed.get(&key) {
-            None => v.problem(shown(&key), "missing from the mirror"),
-            Some(&size) if size != e.meta.size => v.problem(
-                shown(&key),
-                format!("size {size} (recorded {})", { e.meta.size }),
-            ),
-            Some(_) => {
-                if let Some(h) = e.hash() {
-                    checks.push((key, h));
-                }
+            None => {
+                v.problem(shown(&key), "missing from the mirror");
+                broken.extend(wanted);
             }
+            Some(&size) if size != e.meta.size => {
+                v.problem(
+                    shown(&key),
+                    format!("size {size} (recorded {})", { e.meta.size }),
+                );
+                broken.extend(wanted);
+            }
+            Some(_) => checks.extend(wanted),
         }
     }
     for key in listed.keys().filter(|k| !expected.contains(*k)) {
         v.problem(shown(key), "in the mirror but not in the index");
     }
-    for d in digests {
+    let mut lost_xattrs: Vec<(Hash, RelPath, Kind)> = Vec::new();
+    for (d, (rel, kind)) in digests {
         if let Err(e) = remote.load_xattrs(d) {
             v.problem(
                 shown(&format!("{}/{}", object::XATTRS, d.to_hex())),
                 e.to_string(),
             );
+            lost_xattrs.push((d, rel, kind));
         }
     }
     let history = match History::load_remote(remote) {
@@ -245,17 +290,28 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
             let part = Part::for_op(record.op);
             let key = bucket.shown(&remote.part_key(&inc.name, part, path));
             recorded.insert(key.clone());
+            let wanted = r.hash.map(|hash| Wanted {
+                key: key.clone(),
+                rel: path.clone(),
+                kind: r.meta.kind,
+                size: r.meta.size,
+                hash,
+            });
             match in_store.get(&key) {
-                None => v.problem(shown(&key), "missing from its increment"),
-                Some(&size) if size != r.meta.size => v.problem(
-                    shown(&key),
-                    format!("size {size} (recorded {})", { r.meta.size }),
-                ),
+                None => {
+                    v.problem(shown(&key), "missing from its increment");
+                    broken.extend(wanted);
+                }
+                Some(&size) if size != r.meta.size => {
+                    v.problem(
+                        shown(&key),
+                        format!("size {size} (recorded {})", { r.meta.size }),
+                    );
+                    broken.extend(wanted);
+                }
                 Some(_) => {
-                    if record.op != Op::Deleted
-                        && let Some(h) = r.hash
-                    {
-                        checks.push((key, h));
+                    if record.op != Op::Deleted {
+                        checks.extend(wanted);
                     }
                 }
             }
@@ -264,33 +320,205 @@ pub fn verify_remote(remote: &Remote, deep: bool) -> Result<Verified, StoreError
             v.problem(shown(key), "in the increment but not in its metadata");
         }
     }
+    // Objects whose content is the recorded version, by hash: what a
+    // repair copies from.
+    let mut good: HashMap<Hash, String> = HashMap::new();
     if deep {
-        let found: Vec<Option<Problem>> = checks
+        let found: Vec<Result<(), Problem>> = checks
             .par_iter()
-            .map(|(key, want)| {
-                let k = bucket.key(key);
+            .map(|w| {
+                let k = bucket.key(&w.key);
                 match bucket.hash_object(&k) {
-                    Ok(got) if got == *want => None,
-                    Ok(got) => Some(Problem {
-                        path: shown(key),
+                    Ok(got) if got == w.hash => Ok(()),
+                    Ok(got) => Err(Problem {
+                        path: shown(&w.key),
                         message: format!(
                             "content does not match the recorded hash ({}, now {})",
-                            want.to_hex(),
+                            w.hash.to_hex(),
                             got.to_hex()
                         ),
                     }),
-                    Err(e) => Some(Problem {
-                        path: shown(key),
+                    Err(e) => Err(Problem {
+                        path: shown(&w.key),
                         message: e.to_string(),
                     }),
                 }
             })
             .collect();
         v.hashed = checks.len() as u64;
-        v.problems.extend(found.into_iter().flatten());
+        for (w, result) in checks.into_iter().zip(found) {
+            match result {
+                Ok(()) => {
+                    good.entry(w.hash).or_insert(w.key);
+                }
+                Err(p) => {
+                    v.problems.push(p);
+                    broken.push(w);
+                }
+            }
+        }
+    }
+    if let Some(repair) = repair {
+        repair_objects(remote, repair, &good, broken, &mut v);
+        let records = history
+            .increments
+            .iter()
+            .flat_map(|inc| inc.records())
+            .filter_map(|(_, r)| r.check().ok());
+        repair_xattrs(remote, repair, records, lost_xattrs, &mut v);
     }
     v.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    v.repaired.sort();
     Ok(v)
+}
+
+/// What `verify --repair` of an object store needs: the job's source,
+/// and the lease (checked before each write, so that a verify that lost
+/// it writes nothing more).
+pub struct RemoteRepair<'a> {
+    /// The job's source.
+    pub source: &'a Dir,
+    /// The destination's lease, held.
+    pub lease: &'a Lease,
+}
+
+/// An object whose content verify knows: the version of `rel` recorded
+/// with `kind`, `size` and `hash`.
+#[derive(Debug, Clone)]
+struct Wanted {
+    /// The key, as [`object::Bucket::shown`] spells it.
+    key: String,
+    rel: RelPath,
+    kind: Kind,
+    size: u64,
+    hash: Hash,
+}
+
+/// Put back each broken object: a server-side copy of a good object of
+/// the same hash, else an upload of the source's file or symlink when it
+/// still holds the recorded version.
+fn repair_objects(
+    remote: &Remote,
+    repair: &RemoteRepair<'_>,
+    good: &HashMap<Hash, String>,
+    broken: Vec<Wanted>,
+    v: &mut Verified,
+) {
+    let bucket = &remote.bucket;
+    let url = remote.url();
+    for w in broken {
+        let shown = PathBuf::from(format!("{url}/{}", w.key));
+        let to = bucket.key(&w.key);
+        let fixed = (|| -> Result<(), String> {
+            repair.lease.check().map_err(|e| e.to_string())?;
+            if let Some(from) = good.get(&w.hash).filter(|k| **k != w.key) {
+                return bucket
+                    .copy(&bucket.key(from), &to)
+                    .map_err(|e| e.to_string());
+            }
+            let source = repair.source;
+            match w.kind {
+                Kind::Symlink => {
+                    let (dir, leaf) = source
+                        .parent_of(w.rel.as_bytes())
+                        .map_err(|e| format!("the source does not hold it: {e}"))?;
+                    let target = dir
+                        .read_link(leaf)
+                        .map_err(|e| format!("the source does not hold it: {e}"))?;
+                    if Hash::of(&target) != w.hash {
+                        return Err("the source holds another version now".into());
+                    }
+                    bucket
+                        .put(&to, target, object::client::Write::Overwrite)
+                        .map_err(|e| e.to_string())?
+                        .map_err(|_| "the server refused the write as a conflict".to_string())?;
+                    Ok(())
+                }
+                Kind::File => {
+                    let (file, st) = source
+                        .open_file(w.rel.as_bytes())
+                        .map_err(|e| format!("the source does not hold it: {e}"))?;
+                    if st.size != w.size || hash_file(&file).map_err(|e| e.to_string())? != w.hash {
+                        return Err("the source holds another version now".into());
+                    }
+                    match bucket.upload_file(&to, &file, w.size, &|_| {}) {
+                        Ok(Some(h)) if h == w.hash => Ok(()),
+                        Ok(_) => Err("the source changed while it was uploaded".into()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Kind::Dir => Err("a directory has no object".into()),
+            }
+        })();
+        match fixed {
+            Ok(()) => {
+                v.problems.retain(|p| p.path != shown);
+                v.repaired.push(shown);
+            }
+            Err(why) => v.unrepaired(shown, &why),
+        }
+    }
+}
+
+/// Rewrite each missing xattrs object from an increment record that holds
+/// the same set, else from the source's entry when its set has the digest.
+fn repair_xattrs(
+    remote: &Remote,
+    repair: &RemoteRepair<'_>,
+    records: impl Iterator<Item = crate::store::meta::Record>,
+    lost: Vec<(Hash, RelPath, Kind)>,
+    v: &mut Verified,
+) {
+    if lost.is_empty() {
+        return;
+    }
+    let mut known: HashMap<Hash, crate::entry::Xattrs> = HashMap::new();
+    for r in records {
+        let d = r.xattrs.digest();
+        if lost.iter().any(|(l, _, _)| *l == d) {
+            known.entry(d).or_insert(r.xattrs);
+        }
+    }
+    let url = remote.url();
+    for (d, rel, kind) in lost {
+        let shown = PathBuf::from(format!("{url}/{}/{}", object::XATTRS, d.to_hex()));
+        let fixed = (|| -> Result<(), String> {
+            repair.lease.check().map_err(|e| e.to_string())?;
+            let x = match known.remove(&d) {
+                Some(x) => x,
+                None => {
+                    let read = match kind {
+                        Kind::Dir => repair
+                            .source
+                            .open_dir(rel.as_bytes())
+                            .and_then(|d| xattr::read_all(&d)),
+                        _ => repair
+                            .source
+                            .open_file(rel.as_bytes())
+                            .and_then(|(f, _)| xattr::read_all(&f)),
+                    };
+                    let x = read.map_err(|e| format!("the source does not hold {rel}: {e}"))?;
+                    if x.digest() != d {
+                        return Err(format!(
+                            "no increment records them and the source's {rel} has others now"
+                        ));
+                    }
+                    x
+                }
+            };
+            remote
+                .save_xattrs(&x)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })();
+        match fixed {
+            Ok(()) => {
+                v.problems.retain(|p| p.path != shown);
+                v.repaired.push(shown);
+            }
+            Err(why) => v.unrepaired(shown, &why),
+        }
+    }
 }
 
 /// Check the destination of `store`; with `repair`, put damaged files back

@@ -3,6 +3,7 @@
 //! `strata` binary on them.
 #![allow(dead_code)]
 
+pub mod dest;
 pub mod fixtures;
 
 pub mod kill;

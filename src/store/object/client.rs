@@ -1,6 +1,6 @@
 //! A blocking facade over `object_store`'s S3 client: the few requests
-//! strata makes (get, conditional put, server-side copy, delete, list,
-//! multipart upload, streaming download), each named with the bucket, the
+//! strata makes (get, ranged get, conditional put, server-side copy, delete,
+//! list, multipart upload, streaming download), each named with the bucket, the
 //! endpoint and the key when it fails, and counted.
 //!
 //! `object_store` is async. Its futures run on one small tokio runtime of
@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -426,6 +427,29 @@ impl Bucket {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error("HEAD", key, &e)),
+        }
+    }
+
+    /// An object's size (a HEAD request; `None`: no such object).
+    pub fn size(&self, key: &Key) -> Result<Option<u64>, ObjectError> {
+        match self.block(self.store.head(key)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("HEAD", key, &e)),
+        }
+    }
+
+    /// Bytes `range` of an object (a ranged GET; `None`: no such object),
+    /// what a mount reads: only the bytes asked for cross the network.
+    /// A range past the end is cut at the end.
+    pub fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Vec<u8>>, ObjectError> {
+        if range.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        match self.block(self.store.get_range(key, range)) {
+            Ok(bytes) => Ok(Some(bytes.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("GET (range)", key, &e)),
         }
     }
 
