@@ -227,11 +227,16 @@ fn a_foreign_mirror_folder_is_refused_and_left_alone() {
 
 // ---------------------------------------------------------------- item 4
 
-/// `strata ARGS` with the clock starting at `when` (faketime).
+/// `strata ARGS` with the clock starting at `when` (libfaketime preloaded
+/// into strata itself: the `faketime` wrapper keeps a semaphore per PID in
+/// /dev/shm, and one a killed wrapper left makes a later wrapper with the
+/// same PID fail with "sem_open: File exists").
 fn at_time(env: &Env, when: &str, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new("faketime")
-        .arg(when)
-        .arg(env!("CARGO_BIN_EXE_strata"))
+    let lib = common::libfaketime().expect("checked by the caller");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", format!("@{when}"))
+        .env_remove("FAKETIME_FMT")
         .current_dir(env.root())
         .env_remove("STRATA_JOBS_DIR")
         .env_remove("STRATA_FAULT")
@@ -266,7 +271,7 @@ fn restored(env: &Env, job: &str, at: Option<&str>) -> String {
 
 #[test]
 fn a_clock_set_back_never_reorders_the_history() {
-    if !have_tool("faketime") {
+    if common::libfaketime().is_none() {
         return;
     }
     let env = Env::new();

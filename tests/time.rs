@@ -10,9 +10,9 @@
 //! a missing time once when the gap ends and a repeated time once, at its
 //! first occurrence.
 //!
-//! The clock: `faketime -f EPOCH` with `FAKETIME_FMT=%s` freezes the clock
-//! at that instant whatever the zone (a wall-clock time would be ambiguous
-//! in a repeated hour). Tests skip, saying why, when faketime is missing
+//! The clock: libfaketime preloaded with `FAKETIME=EPOCH` and
+//! `FAKETIME_FMT=%s` freezes the clock at that instant whatever the zone (a
+//! wall-clock time would be ambiguous in a repeated hour). Tests skip, saying why, when faketime is missing
 //! (`scripts/test-deps.sh` installs it).
 
 mod common;
@@ -22,16 +22,12 @@ use std::process::Command;
 use chrono::DateTime;
 use common::Env;
 
-/// The faketime wrapper, if installed.
-fn faketime() -> Option<&'static str> {
-    let found = Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipping: faketime is not installed (scripts/test-deps.sh installs it)");
-    }
-    found.then_some("faketime")
+/// libfaketime, if installed (preloaded into strata itself, not through
+/// the `faketime` wrapper, which keeps a semaphore per PID in /dev/shm: one
+/// a killed wrapper left makes a later wrapper with the same PID fail with
+/// "sem_open: File exists").
+fn faketime() -> Option<std::path::PathBuf> {
+    common::libfaketime()
 }
 
 /// Unix seconds of an RFC 3339 time.
@@ -44,20 +40,20 @@ fn epoch(rfc3339: &str) -> i64 {
 /// `strata ARGS` with `TZ=tz` and the clock frozen at `now`.
 fn strata_at(env: &Env, tz: &str, now: &str, args: &[&str]) -> (i32, String, String) {
     let bin = env!("CARGO_BIN_EXE_strata");
-    let out = Command::new(faketime().expect("checked by the caller"))
+    let out = Command::new(bin)
         .current_dir(env.root())
         .env("TZ", tz)
+        .env("LD_PRELOAD", faketime().expect("checked by the caller"))
+        // An absolute time without `@`: the clock stands still there.
+        .env("FAKETIME", epoch(now).to_string())
         .env("FAKETIME_FMT", "%s")
         .env_remove("STRATA_JOBS_DIR")
         .env_remove("RUST_LOG")
-        .arg("-f")
-        .arg(epoch(now).to_string())
-        .arg(bin)
         .arg("--jobs-dir")
         .arg(env.jobs())
         .args(args)
         .output()
-        .expect("run faketime");
+        .expect("run strata under libfaketime");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
