@@ -16,8 +16,7 @@ use std::path::Path;
 
 use common::kill::{Saved, abort_at, fault_points, is_file, kill_when};
 use common::{
-    Env, Tmpfs, assert_same_tree, have_tool, inode, output_within, running_as_root, set_mtime,
-    snapshot,
+    Env, Tmpfs, assert_same_tree, inode, output_within, running_as_root, set_mtime, snapshot,
 };
 use serde_json::Value;
 
