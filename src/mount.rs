@@ -405,6 +405,8 @@ impl HistoryFs {
             ..self.root
         };
         if t == 0 {
+            let refuses_xattrs = matches!(&self.backend,
+                Backend::Local { mirror: Some(m), .. } if !crate::fs::xattr::supported(m));
             let entries = self
                 .index
                 .iter()
@@ -416,6 +418,9 @@ impl HistoryFs {
                         Backing::Mirror
                     };
                     let xattrs = match (&self.backend, e.xattrs()) {
+                        // A mirror that cannot hold xattrs: the sets the
+                        // runs kept by digest (`Store::save_xattrs`).
+                        (Backend::Local { .. }, Some(d)) if refuses_xattrs => Attrs::Digest(d),
                         (Backend::Local { .. }, _) => Attrs::Inode,
                         (Backend::Object { .. }, Some(d)) => Attrs::Digest(d),
                         (Backend::Object { .. }, None) => Attrs::Known(Xattrs::default()),
@@ -539,7 +544,18 @@ impl HistoryFs {
                     }
                 }
             }
-            (Attrs::Digest(_), Backend::Local { .. }) => Ok(Xattrs::default()),
+            (Attrs::Digest(d), Backend::Local { store, .. }) => {
+                if *d == NO_XATTRS {
+                    return Ok(Xattrs::default());
+                }
+                match store.load_xattrs(*d) {
+                    Ok(x) => Ok(x.unwrap_or_default()),
+                    Err(e) => {
+                        tracing::error!("mount: the extended attributes of {}: {e}", n.path);
+                        Err(Errno::EIO)
+                    }
+                }
+            }
             (Attrs::Inode, Backend::Object { .. }) => Ok(Xattrs::default()),
             (Attrs::Inode, Backend::Local { mirror, .. }) => {
                 // The mirror's entry: its own xattrs.

@@ -425,3 +425,65 @@ fn a_committed_run_whose_mirror_is_unfinished_is_warned_about_on_an_object_store
     assert!(!before.contains(&warning), "{before}");
     assert!(after.contains(&warning), "{after}");
 }
+
+/// A destination whose filesystem refuses xattrs (ramfs): `latest/` shows
+/// every entry's xattrs from the sets the run kept by digest, an
+/// included-only file's and its folder's too (they have no record).
+#[test]
+fn latest_shows_the_xattrs_a_ramfs_mirror_cannot_hold() {
+    if let Some(why) = cannot_mount() {
+        return skip(&why);
+    }
+    if !common::running_as_root("latest_shows_the_xattrs_a_ramfs_mirror_cannot_hold") {
+        return;
+    }
+    let env = Env::new();
+    let file = env.write("src-home/music/song", "la la");
+    if !set_xattr(&file, "user.tag", "chorus") {
+        return skip("the source's filesystem refuses user xattrs");
+    }
+    assert!(set_xattr(&env.path("src-home/music"), "user.shelf", "top"));
+    let dest = env.path("dest-fs");
+    fs::create_dir_all(&dest).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t ramfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _ramfs = Unmount(dest.clone());
+    env.job(
+        "home",
+        r#"{"source": "../src-home", "destination": "../dest-fs/home", "include_dirs": ["music"]}"#,
+    );
+    let (code, out, err) = env.run(&["run", "home"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(user_xattrs(&env.path("dest-fs/home/mirror/music/song")).is_empty());
+    let m = match mount(&env) {
+        Ok(m) => m,
+        Err(e) => return skip(&format!("this machine refuses FUSE mounts: {e}")),
+    };
+    let latest = m.point.join("latest");
+    assert_eq!(
+        user_xattrs(&latest.join("music/song")),
+        [("user.tag".to_string(), "chorus".to_string())]
+    );
+    assert_eq!(
+        user_xattrs(&latest.join("music")),
+        [("user.shelf".to_string(), "top".to_string())]
+    );
+    assert_eq!(
+        fs::read_to_string(latest.join("music/song")).unwrap(),
+        "la la"
+    );
+    assert_eq!(m.stop(), Some(0));
+}
