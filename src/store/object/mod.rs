@@ -6,7 +6,9 @@
 //! backup_X/track/<path>               server-side copies of the new versions
 //! backup_X/deleted/<path>             server-side copies of the last versions
 //! backup_X/backup_X.json              the increment's metadata (IncrementMeta)
-//! .strata/index                       the index, format v2 (`index`): the commit
+//! .strata/index                       the index manifest (`manifest`): the commit
+//! .strata/index.d/<seq>-<run>-base    the whole index as of a run, format v2 (`index`)
+//! .strata/index.d/<seq>-<run>-delta   what a later run changed (`index::Delta`)
 //! .strata/lease                       the writer's lease (`lease`)
 //! .strata/pruning/merge.json          the journal of a prune in progress
 //! .strata/xattrs/<digest>             extended attributes, content-addressed
@@ -23,17 +25,22 @@
 //! A run (see `crate::run_object`) uploads into its staging prefix, makes
 //! the increment's `track/` and `deleted/` objects by server-side copy,
 //! writes the plan, then the increment's metadata (the increment exists),
-//! then the index, conditionally on the ETag it replaced and tagged with
-//! the run's name: the commit. Only then does it copy the staged bytes to
-//! `mirror/` and delete what left, and then its staging prefix. Recovery
+//! then its index segment (a delta, or a whole new base: see
+//! [`manifest`]), then the manifest naming it, conditionally on the ETag
+//! it replaced and tagged with the run's name: the commit. Only then does
+//! it copy the staged bytes to `mirror/` and delete what left, the
+//! segments a new base replaced, and then its staging prefix. Recovery
 //! ([`Remote::recover`]) finishes a staged run whose name the index bears
-//! and deletes one whose name it does not: a run killed at any point
-//! leaves nothing the next run does not repair.
+//! and deletes one whose name it does not (its segment too, which its plan
+//! names): a run killed at any point leaves nothing the next run does not
+//! repair.
 //!
-//! The index is cached in the job's local state directory with its ETag,
-//! and fetched again only when the ETag changed (a conditional get): a
-//! run with nothing to do makes a handful of requests whatever the tree's
-//! size.
+//! The index is cached in the job's local state directory, merged, with
+//! the manifest and ETag it reflects; the manifest is fetched again only
+//! when the ETag changed (a conditional get), and then only the segments
+//! the cache lacks: a run with nothing to do makes a handful of requests
+//! whatever the tree's size. An index in one object, as strata wrote it
+//! before manifests, is still read.
 
 pub mod client;
 pub mod config;
