@@ -318,15 +318,17 @@ fn execute(
         last.as_deref(),
         count,
     )?;
-    let delta = encode_delta(updates(changes, &outcomes), last.as_deref(), count);
-    let seq = manifest.as_ref().map_or(1, |m| m.seq + 1);
-    let compacted = manifest
+    // (No delta is encoded where there is no base to add it to.)
+    let delta = manifest
         .as_ref()
-        .is_none_or(|m| m.compacts(delta.len() as u64));
-    let segment_bytes = if compacted {
-        std::fs::read(next.index_path()).map_err(|e| StoreError::io(&next.index_path(), e))?
-    } else {
-        delta
+        .map(|_| encode_delta(updates(changes, &outcomes), last.as_deref(), count));
+    let seq = manifest.as_ref().map_or(1, |m| m.seq + 1);
+    let (segment_bytes, compacted) = match (&manifest, delta) {
+        (Some(m), Some(delta)) if !m.compacts(delta.len() as u64) => (delta, false),
+        _ => (
+            std::fs::read(next.index_path()).map_err(|e| StoreError::io(&next.index_path(), e))?,
+            true,
+        ),
     };
     let segment = Segment::of(
         object::manifest::segment_key(seq, &run, compacted),

@@ -442,9 +442,12 @@ impl Remote {
         manifest: Manifest,
     ) -> Result<(), StoreError> {
         self.forget_cached()?;
+        let io = |e| StoreError::io(&self.cache.index_path(), e);
         next.state()
             .rename(INDEX, self.cache.state(), INDEX)
-            .map_err(|e| StoreError::io(&self.cache.index_path(), e))?;
+            .map_err(io)?;
+        // Durable before the cache says what it holds.
+        self.cache.state().sync().map_err(io)?;
         self.write_cached(&Cached {
             etag,
             run,
