@@ -220,6 +220,11 @@ fn execute(
             merge.into
         ));
     }
+    // An index in one object, as strata wrote it before manifests, names
+    // no segment: any there are what an upgrade killed half way left.
+    if manifest.is_none() && base.is_some() {
+        remote.retire_segments(None, faults)?;
+    }
     if let Some(owner) = &lease.took_over {
         repairs.insert(
             0,
@@ -234,6 +239,11 @@ fn execute(
     let (mut report, mounts) = opening_report(job, &prepared, repairs);
 
     if prepared.plan.is_empty() {
+        if let (None, Some(etag), StartIndex::File(file)) = (&manifest, &base, &index)
+            && file.version() == 2
+        {
+            upgrade_index(remote, lease, faults, etag, committed_run.as_deref(), file)?;
+        }
         report.stats = planned_stats(&prepared);
         finish(&mut report);
         remote.cache.save_mounts(&mounts)?;
@@ -460,6 +470,78 @@ fn execute(
     log(&remote.cache, start_time, &report)?;
     trace(job, remote, changes.len());
     Ok(report)
+}
+
+/// A run with nothing to do that met an index in one object (as strata
+/// wrote it before manifests): the cached copy (its bytes as fetched) goes
+/// up as the base of a manifest, written conditionally on the ETag it
+/// replaces and tagged with the run that committed the index, so that
+/// recovery reads the destination as before.
+fn upgrade_index(
+    remote: &Remote,
+    lease: &Lease,
+    faults: &crate::faults::Faults,
+    etag: &str,
+    run: Option<&str>,
+    file: &crate::store::index::IndexFile,
+) -> Result<(), RunError> {
+    let path = remote.cache.index_path();
+    let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    let seq = 1;
+    let segment = Segment::of(
+        object::manifest::segment_key(seq, run.unwrap_or("upgrade"), true),
+        &bytes,
+    );
+    let manifest = Manifest {
+        format: object::manifest::FORMAT.into(),
+        seq,
+        count: file.len(),
+        last_increment: file.last_increment().map(String::from),
+        base: segment.clone(),
+        deltas: Vec::new(),
+    };
+    faults.point("object.segment", &RelPath::root());
+    let segment_key = remote.bucket.key(&segment.key);
+    let _ = remote
+        .bucket
+        .put(&segment_key, bytes, Write::Overwrite)
+        .map_err(StoreError::from)?;
+    lease.check()?;
+    faults.point("object.index", &RelPath::root());
+    let key = remote.bucket.key(object::INDEX_KEY);
+    match remote
+        .bucket
+        .put_with(
+            &key,
+            manifest.to_bytes(),
+            Write::Replace(etag.to_string()),
+            run,
+        )
+        .map_err(StoreError::from)?
+    {
+        Ok(etag) => Ok(remote.note_committed(etag, run.map(String::from), manifest)?),
+        Err(object::client::Conflict) => {
+            // Another writer committed: this run's segment goes, unless
+            // the manifest now there names it (the same upgrade, made
+            // elsewhere).
+            let named = match remote.bucket.get(&key, None) {
+                Ok(object::client::Fetched::Got { bytes, .. }) => {
+                    Manifest::parse(&bytes, std::path::Path::new(""))
+                        .is_ok_and(|m| m.segments().any(|s| s.key == segment.key))
+                }
+                _ => true,
+            };
+            if !named {
+                let _ = remote.bucket.delete(&segment_key);
+            }
+            Err(RunError::Store(StoreError::Corrupt {
+                path: remote.shown(object::INDEX_KEY),
+                message: "the index changed while this run went on (another writer): nothing \
+                          was committed"
+                    .into(),
+            }))
+        }
+    }
 }
 
 /// Requests and bytes of the run, logged at debug level (target

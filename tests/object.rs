@@ -791,7 +791,7 @@ fn segments_of(b: &Bucket, name: &str) -> Vec<String> {
 }
 
 #[test]
-fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded() {
+fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded_by_the_next_run() {
     let Some(bucket) = s3::bucket("an_index_in_one_object") else {
         return;
     };
@@ -815,28 +815,58 @@ fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded() {
     bucket.put(&format!("jobs/{name}/.strata/index"), &whole);
     fs::remove_dir_all(cache_folder(&env)).unwrap();
 
-    // Read: a no-change run, a restore and a verify.
+    // A no-change run reads it and upgrades it in place: the same entries
+    // as a base, under a manifest. Killed half way (the base up, the
+    // manifest not), the next run sweeps what it left and upgrades.
+    for point in ["abort:object.segment#1", "abort:object.index#1"] {
+        let out = env
+            .strata()
+            .env("STRATA_FAULT", point)
+            .args(["run", name])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point} did not stop the run");
+        let index = bucket.get(&format!("jobs/{name}/.strata/index")).unwrap();
+        assert!(
+            index.starts_with(b"STRATA-INDEX"),
+            "{point}: not yet upgraded"
+        );
+    }
+    assert_eq!(
+        bucket.keys(&format!("jobs/{name}/.strata/index.d/")).len(),
+        1,
+        "the base the killed upgrade left"
+    );
     let row = run_ok(&env, name);
     assert_eq!(row["stats"]["new"], 0, "{row:#}");
+    assert!(row["increment"].is_null(), "{row:#}");
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"], Value::from(Vec::<Value>::new()), "{m:#}");
+    assert_eq!(m["count"], count, "{m:#}");
+    let base = bucket
+        .get(&format!(
+            "jobs/{name}/{}",
+            m["base"]["key"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert_eq!(base, whole, "the base is the index it replaced");
+    assert!(dest.leftovers(&env, name).is_empty());
+    let (quiet, uploaded) = logged_run(&env, name);
+    assert!(
+        quiet <= 6 && uploaded < 1024,
+        "{quiet} requests, {uploaded} bytes"
+    );
     restores_the_source(&env, name);
     let (code, out, err) = env.run(&["verify", name]);
     assert_eq!(code, 0, "{out}{err}");
-    // The next run that commits writes a base and a manifest.
+    // And the next change is a delta on it.
     env.write(&format!("src-{name}/f3.txt"), "changed");
     env.write(&format!("src-{name}/new.txt"), "new");
     run_ok(&env, name);
     let m = manifest(&bucket, name);
-    assert_eq!(m["deltas"], Value::from(Vec::<Value>::new()), "{m:#}");
+    assert_eq!(m["deltas"].as_array().unwrap().len(), 1, "{m:#}");
     assert_eq!(m["count"], count + 1, "{m:#}");
     assert!(dest.leftovers(&env, name).is_empty());
-    restores_the_source(&env, name);
-    // And a delta after it.
-    env.write(&format!("src-{name}/f4.txt"), "changed");
-    run_ok(&env, name);
-    assert_eq!(
-        manifest(&bucket, name)["deltas"].as_array().unwrap().len(),
-        1
-    );
     restores_the_source(&env, name);
 }
 

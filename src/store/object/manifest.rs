@@ -16,7 +16,10 @@
 //!
 //! Strata before manifests kept the whole index at `.strata/index`; such
 //! an object is still read ([`crate::store::index::is_index`] tells it
-//! apart), and the next run that commits writes a base and a manifest.
+//! apart), and the next run writes a base and a manifest in its place (a
+//! run with nothing to do uploads the index it read as the base); until
+//! then no segment is named, and a run deletes any it finds (what an
+//! upgrade killed half way left).
 
 use std::path::Path;
 

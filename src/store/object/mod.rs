@@ -431,6 +431,21 @@ impl Remote {
             .map_err(|e| StoreError::io(&self.cache.index_path(), e))
     }
 
+    /// Note that the cached index was committed anew as `manifest` (its
+    /// entries unchanged: an index in one object upgraded to a base).
+    pub fn note_committed(
+        &self,
+        etag: Option<String>,
+        run: Option<String>,
+        manifest: Manifest,
+    ) -> Result<(), StoreError> {
+        self.write_cached(&Cached {
+            etag,
+            run,
+            manifest: Some(manifest),
+        })
+    }
+
     /// Make the index a run just committed (written whole in the cache
     /// folder `next`) the cached one, with the manifest and ETag it was
     /// committed as.
@@ -613,8 +628,10 @@ impl Remote {
         self.drop_staging(run, faults)
     }
 
-    /// After a new base committed: delete every segment but it.
-    fn retire_segments(&self, keep: Option<&str>, faults: &Faults) -> Result<(), StoreError> {
+    /// After a new base committed: delete every segment but it (`None`:
+    /// every segment, where the committed index is one object and names
+    /// none).
+    pub fn retire_segments(&self, keep: Option<&str>, faults: &Faults) -> Result<(), StoreError> {
         let keys = self.bucket.list(&self.bucket.key(manifest::SEGMENTS))?;
         let old: Vec<&object_store::path::Path> = keys
             .iter()
