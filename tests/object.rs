@@ -13,7 +13,13 @@
 //! fault points, finished by the next prune or run); `diff`, `show`, `du`
 //! and `cat`.
 //! Object store only: O(1) requests on a no-change run, bytes uploaded on
-//! a small change, the lease, an unreachable store, a vanished index.
+//! a small change and on a 1% change of a few thousand files (the changed
+//! bytes and a little per changed entry, not the index again), the index
+//! as a manifest of a base and deltas (a cache behind the store fetching
+//! only the deltas it lacks, compaction, an index in one object as older
+//! strata wrote it read and upgraded, verify naming a damaged segment, a
+//! compacting run killed at each point), the lease, an unreachable store,
+//! a vanished index.
 
 mod common;
 
