@@ -16,7 +16,8 @@ after a mass deletion), and nothing is deleted until the end.
 Then, strata alone: `validate` of 1,000 generated job files, `run-all` of
 20 jobs x 5,000 files (compared with the single 100,000-file job), and the
 object-store row: one tree to a local destination and to moto's S3 server on
-127.0.0.1 (started and stopped here), as ratios.
+127.0.0.1 (started and stopped here), and `rclone sync` of it to the same
+server, as ratios.
 
 Prints wall seconds, CPU seconds, peak RSS and ratios strata/peer, checks the
 SPEC targets, and writes bench/results/: bench-<N>.jsonl (one object per
@@ -32,6 +33,8 @@ Environment (all optional):
                 destination: first run, no-change run, 1% change; requests and
                 bytes uploaded counted)
   BENCH_OBJECT_FILES  the object-store row's tree size   (default 10000)
+  BENCH_RCLONE  0 leaves rclone out of the object-store row (else installed with
+                apt-get where missing, and `rclone sync` to the same moto server timed)
   BENCH_KEEP    1 keeps the trees under /tmp afterwards
   STRATA_BIN    the binary          (default $CARGO_TARGET_DIR/release/strata, or target/...)
   STRATA_SHARED where bench/mktree.py lives        (default ../shared)
@@ -321,10 +324,39 @@ def object_counts(text):
     return sum(int(r) for r, _ in found), sum(int(u) for _, u in found)
 
 
+def ensure_rclone():
+    """rclone, installed with apt-get where missing (the object-store row's
+    peer); None where it cannot be had."""
+    if not have("rclone") and have("apt-get"):
+        say("== installing rclone with apt-get")
+        install = ["apt-get", "install", "-y", "rclone"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(install, env=env, stdout=subprocess.DEVNULL)
+    return shutil.which("rclone")
+
+
+def rclone_bytes(text):
+    """Bytes rclone transferred, from the stats of its JSON log."""
+    found = None
+    for line in text.splitlines():
+        try:
+            stats = json.loads(line).get("stats")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(stats, dict) and "bytes" in stats:
+            found = stats["bytes"]
+    return found
+
+
 def bench_object(strata, extras):
     """The object-store row: one tree backed up to a local destination and to
-    moto's S3 server on loopback, first run, no-change run, 1% change; wall
-    time as ratios object/local, requests and bytes uploaded counted."""
+    moto's S3 server on loopback, and `rclone sync` of it to the same server
+    (where rclone can be installed), first run, no-change run, 1% change;
+    wall time as ratios object/local and object/rclone, requests and bytes
+    uploaded counted against the bytes the local run copied (the changed
+    bytes)."""
     import socket
     moto = moto_binary()
     if not moto:
@@ -349,6 +381,11 @@ def bench_object(strata, extras):
             say("== skipping the object-store row: moto_server did not start")
             return base, []
         s3_request(port, "PUT", "/bench")
+        rclone = None if os.environ.get("BENCH_RCLONE") == "0" else ensure_rclone()
+        if rclone:
+            s3_request(port, "PUT", "/bench-rclone")
+        else:
+            say("== the object-store row without rclone: it could not be installed")
         src = base / "src"
         subprocess.run([sys.executable, str(MKTREE), "create", str(src), "--files", str(files),
                         "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
@@ -363,7 +400,15 @@ def bench_object(strata, extras):
                    STRATA_STATE_DIR=str(base / "state"), AWS_ACCESS_KEY_ID="bench",
                    AWS_SECRET_ACCESS_KEY="bench")
         env.pop("AWS_ENDPOINT_URL", None)
-        say(f"== object store: {files} files, local destination vs moto on 127.0.0.1:{port}")
+        # rclone configured by environment alone: remote "moto", the same server.
+        env.update(RCLONE_CONFIG_MOTO_TYPE="s3", RCLONE_CONFIG_MOTO_PROVIDER="Other",
+                   RCLONE_CONFIG_MOTO_ENDPOINT=f"http://127.0.0.1:{port}",
+                   RCLONE_CONFIG_MOTO_ACCESS_KEY_ID="bench",
+                   RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY="bench",
+                   RCLONE_CONFIG_MOTO_REGION="us-east-1", RCLONE_CONFIG="/dev/null")
+        kinds = ["local", "object"] + (["rclone"] if rclone else [])
+        say(f"== object store: {files} files, local destination vs moto on 127.0.0.1:{port}"
+            + (" vs rclone sync to it" if rclone else ""))
         for phase in ["full", "nochange", "mutate"]:
             if phase == "mutate":
                 subprocess.run([sys.executable, str(MKTREE), "mutate", str(src), "--change", "1",
@@ -371,23 +416,37 @@ def bench_object(strata, extras):
                                 "--mtime", "1735689600"], check=True, stdout=subprocess.DEVNULL)
             warm(src)
             row = {"bench": "extra", "what": f"object-{files}", "phase": phase}
-            for kind in ["local", "object"]:
-                with tempfile.NamedTemporaryFile("r") as tf:
-                    t = time.perf_counter()
-                    p = subprocess.run([str(strata), "--json", "--jobs-dir", str(jobs), "run", kind],
-                                       env=env, capture_output=True, text=True)
-                    wall = time.perf_counter() - t
+            for kind in kinds:
+                if kind == "rclone":
+                    cmd = [rclone, "sync", str(src), "moto:bench-rclone/object",
+                           "--use-json-log", "--log-level", "NOTICE", "--stats", "1h",
+                           "--stats-log-level", "NOTICE"]
+                else:
+                    cmd = [str(strata), "--json", "--jobs-dir", str(jobs), "run", kind]
+                t = time.perf_counter()
+                run_env = env
+                if kind == "rclone":
+                    # rclone 1.60's S3 client cannot load a CA bundle into its
+                    # own transport (and the server is plain http on loopback).
+                    run_env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
+                p = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
+                wall = time.perf_counter() - t
                 if p.returncode != 0:
                     die(f"the {kind} run ({phase}) failed:\n{p.stdout}{p.stderr}")
-                stats = json.loads(p.stdout)["jobs"][0]["stats"]
                 row[f"{kind}_s"] = round(wall, 3)
+                if kind == "rclone":
+                    row["rclone_uploaded"] = rclone_bytes(p.stderr)
+                    continue
+                stats = json.loads(p.stdout)["jobs"][0]["stats"]
                 row[f"{kind}_bytes_copied"] = stats.get("bytes_copied", 0)
                 if kind == "object":
                     row["requests"], row["uploaded"] = object_counts(p.stderr)
             samples.append(row)
+            peer = (f"  rclone {row['rclone_s']:7.2f}s (uploaded {row['rclone_uploaded']} B)"
+                    if rclone else "")
             say(f"  {phase:<9} local {row['local_s']:7.2f}s  object {row['object_s']:7.2f}s  "
                 f"requests {row['requests']}  uploaded {row['uploaded']} B "
-                f"(local copied {row['local_bytes_copied']} B)")
+                f"(local copied {row['local_bytes_copied']} B){peer}")
         # The object store's latest state is the source's: restore and compare.
         restored = base / "restored"
         p = subprocess.run([str(strata), "--jobs-dir", str(jobs), "restore", "object", "--to",
@@ -493,15 +552,21 @@ def summarize(all_rows, extras):
     if obj:
         out("")
         out(f"object store ({obj[0]['what'][len('object-'):]} files, moto on loopback) vs the "
-            "local destination; ratio = object / local (wall); requests: the run's, lease "
-            "taken, not yet released; uploaded: every byte put, index and metadata included")
+            "local destination and rclone sync to the same server; ratios = strata's object "
+            "run / local run, / rclone (wall); requests: the run's, lease taken, not yet "
+            "released; uploaded: every byte put, index and metadata included, against the "
+            "bytes the local run copied (what changed)")
         for r in obj:
             ratio = f"{r['object_s'] / r['local_s']:6.2f}x" if r["local_s"] else "n/a"
             up = r["uploaded"]
-            vs = (f" = {up / r['local_bytes_copied']:.2f}x the bytes the local run copied"
+            vs = (f" = {up / r['local_bytes_copied']:.2f}x the bytes changed"
                   if r["local_bytes_copied"] else "")
+            peer = ""
+            if r.get("rclone_s"):
+                peer = (f"  rclone {r['rclone_s']:7.2f} s: {r['object_s'] / r['rclone_s']:5.2f}x"
+                        f" (it uploaded {r['rclone_uploaded']} B)")
             out(f"  {r['phase']:<9} local {r['local_s']:7.2f} s  object {r['object_s']:7.2f} s "
-                f"{ratio}  requests {r['requests']:>6}  uploaded {up:>11} B{vs}")
+                f"{ratio}{peer}  requests {r['requests']:>6}  uploaded {up:>11} B{vs}")
         quiet = [r for r in obj if r["phase"] == "nochange"]
         if quiet and quiet[0]["requests"] is not None:
             targets.append(("-", "object store: no-change run requests (O(1))",

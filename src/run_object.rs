@@ -13,8 +13,9 @@
 //! recovery are described in [`crate::store::object`].
 //!
 //! Fault points: `object.upload`, `object.track`, `object.deleted`,
-//! `object.plan`, `object.meta`, `object.index`, `object.remove`,
-//! `object.mirror`, `object.cleanup`, `object.recover`, and a prune's
+//! `object.plan`, `object.meta`, `object.segment`, `object.index`,
+//! `object.remove`, `object.mirror`, `object.retire`, `object.cleanup`,
+//! `object.recover`, and a prune's
 //! (see [`crate::history::prune_remote`]) (each at the path
 //! concerned, or the root), so the crash sweep stops a run at every step.
 
@@ -38,10 +39,11 @@ use crate::run::{
     opening_report, planned_stats, prepare, scan_source,
 };
 use crate::store::commit::{StartIndex, merge_records, write_index};
+use crate::store::index::encode_delta;
 use crate::store::meta::{IncrementMeta, META_VERSION, format_time};
 use crate::store::object::client::{UploadError, Write};
 use crate::store::object::lease::{Lease, default_ttl};
-use crate::store::object::{self, ObjectDest, Plan, Remote, RemoteIndex};
+use crate::store::object::{self, Manifest, ObjectDest, Plan, Remote, RemoteIndex, Segment};
 use crate::store::{IncrementName, Part, StoreError};
 
 /// Where the job's local cache is: in strata's state directory, else (no
@@ -203,11 +205,11 @@ fn execute(
 ) -> Result<JobReport, RunError> {
     let faults = &options.faults;
     let remote_index = committed(remote, options.init)?;
-    let (index, base, committed_run) = match remote_index {
-        Some(r) => (r.index, r.etag, r.run),
-        None => (StartIndex::Memory(Default::default()), None, None),
+    let (index, base, committed_run, manifest) = match remote_index {
+        Some(r) => (r.index, r.etag, r.run, r.manifest),
+        None => (StartIndex::Memory(Default::default()), None, None, None),
     };
-    let mut repairs = remote.recover(committed_run.as_deref(), faults)?;
+    let mut repairs = remote.recover(committed_run.as_deref(), manifest.as_ref(), faults)?;
     // An interrupted prune is finished before anything else.
     if let Some(merge) = prune_remote::read_journal(remote)? {
         lease.check()?;
@@ -217,6 +219,11 @@ fn execute(
             merge.removed.join(", "),
             merge.into
         ));
+    }
+    // An index in one object, as strata wrote it before manifests, names
+    // no segment: any there are what an upgrade killed half way left.
+    if manifest.is_none() && base.is_some() {
+        remote.retire_segments(None, faults)?;
     }
     if let Some(owner) = &lease.took_over {
         repairs.insert(
@@ -232,6 +239,11 @@ fn execute(
     let (mut report, mounts) = opening_report(job, &prepared, repairs);
 
     if prepared.plan.is_empty() {
+        if let (None, Some(etag), StartIndex::File(file)) = (&manifest, &base, &index)
+            && file.version() == 2
+        {
+            upgrade_index(remote, lease, faults, etag, committed_run.as_deref(), file)?;
+        }
         report.stats = planned_stats(&prepared);
         finish(&mut report);
         remote.cache.save_mounts(&mounts)?;
@@ -267,6 +279,16 @@ fn execute(
             .map(|e| e.meta.size)
             .sum(),
     );
+    // The run is staged before it writes anything: an empty plan, so that
+    // a run killed before its first upload (after server-side copies into
+    // its increment) is still one recovery finds and rolls back.
+    remote.write_plan(
+        &run,
+        &Plan {
+            base: base.clone(),
+            ..Plan::default()
+        },
+    )?;
     let ctx = Ctx {
         remote,
         source,
@@ -287,8 +309,59 @@ fn execute(
     finish(&mut report);
 
     progress.begin("committing", None);
+    // The new index, whole, in the cache folder `next`, and as what this
+    // run changed: a delta, or (the first run, past the bound on deltas,
+    // or an index in one object as strata wrote it before manifests) a new
+    // base.
+    let any_records = tally.records > 0;
+    let increment = any_records.then(|| run.clone());
+    let last = increment
+        .as_deref()
+        .or(index.last_increment())
+        .map(String::from);
+    let count = (index.len() as i64 + tally.count_delta) as u64;
+    let next = object::open_cache(&remote.cache.path().join("next"))?;
+    write_index(
+        &next,
+        &index,
+        updates(changes, &outcomes),
+        last.as_deref(),
+        count,
+    )?;
+    // (No delta is encoded where there is no base to add it to.)
+    let delta = manifest
+        .as_ref()
+        .map(|_| encode_delta(updates(changes, &outcomes), last.as_deref(), count));
+    let seq = manifest.as_ref().map_or(1, |m| m.seq + 1);
+    let (segment_bytes, compacted) = match (&manifest, delta) {
+        (Some(m), Some(delta)) if !m.compacts(delta.len() as u64) => (delta, false),
+        _ => (
+            std::fs::read(next.index_path()).map_err(|e| StoreError::io(&next.index_path(), e))?,
+            true,
+        ),
+    };
+    let segment = Segment::of(
+        object::manifest::segment_key(seq, &run, compacted),
+        &segment_bytes,
+    );
+    let next_manifest = Manifest {
+        format: object::manifest::FORMAT.into(),
+        seq,
+        count,
+        last_increment: last,
+        deltas: match (&manifest, compacted) {
+            (Some(m), false) => m.deltas.iter().cloned().chain([segment.clone()]).collect(),
+            _ => Vec::new(),
+        },
+        base: match (&manifest, compacted) {
+            (Some(m), false) => m.base.clone(),
+            _ => segment.clone(),
+        },
+    };
     let mut plan = Plan {
         base: base.clone(),
+        segment: Some(segment.key.clone()),
+        compacted,
         ..Plan::default()
     };
     for (change, outcome) in changes.iter().zip(&outcomes) {
@@ -326,8 +399,7 @@ fn execute(
     faults.point("object.plan", &RelPath::root());
     remote.write_plan(&run, &plan)?;
 
-    let any_records = tally.records > 0;
-    let increment = if any_records {
+    if any_records {
         let records = merge_records(Default::default(), fresh_records(changes, &outcomes));
         let meta = IncrementMeta {
             version: META_VERSION,
@@ -344,25 +416,17 @@ fn execute(
             .bucket
             .put(&remote.meta_key(&run), body, Write::Overwrite)
             .map_err(StoreError::from)?;
-        Some(run.clone())
-    } else {
-        None
-    };
-    let last = increment
-        .as_deref()
-        .or(index.last_increment())
-        .map(String::from);
-    let count = (index.len() as i64 + tally.count_delta) as u64;
-    let next = object::open_cache(&remote.cache.path().join("next"))?;
-    write_index(
-        &next,
-        &index,
-        updates(changes, &outcomes),
-        last.as_deref(),
-        count,
-    )?;
-    let bytes =
-        std::fs::read(next.index_path()).map_err(|e| StoreError::io(&next.index_path(), e))?;
+    }
+    // The segment, then the manifest naming it: the commit.
+    faults.point("object.segment", &RelPath::root());
+    let _ = remote
+        .bucket
+        .put(
+            &remote.bucket.key(&segment.key),
+            segment_bytes,
+            Write::Overwrite,
+        )
+        .map_err(StoreError::from)?;
     lease.check()?;
     faults.point("object.index", &RelPath::root());
     let mode = match &base {
@@ -372,15 +436,24 @@ fn execute(
     let key = remote.bucket.key(object::INDEX_KEY);
     let written = remote
         .bucket
-        .put_with(&key, bytes.clone(), mode, Some(&run))
+        .put_with(&key, next_manifest.to_bytes(), mode, Some(&run))
         .map_err(StoreError::from)?;
     let etag = match written {
         Ok(etag) => etag,
         Err(object::client::Conflict) => {
             // Another writer committed since this run read the index: this
             // run's staged work is rolled back (by it now, or by the next
-            // run's recovery), never adopted.
-            let _ = remote.recover(None, faults);
+            // run's recovery), never adopted; the segments the other
+            // writer's manifest names are kept.
+            let theirs = remote.bucket.get(&key, None).ok().and_then(|f| match f {
+                object::client::Fetched::Got { bytes, .. } => {
+                    Manifest::parse(&bytes, std::path::Path::new("")).ok()
+                }
+                _ => None,
+            });
+            if let Some(theirs) = theirs {
+                let _ = remote.recover(None, Some(&theirs), faults);
+            }
             return Err(RunError::Store(StoreError::Corrupt {
                 path: PathBuf::from(format!("{}/{}", remote.url(), object::INDEX_KEY)),
                 message: "the index changed while this run went on (another writer): nothing \
@@ -391,12 +464,84 @@ fn execute(
     };
     // Committed.
     report.increment = increment;
-    remote.store_cached(&bytes, etag, Some(run.clone()))?;
+    remote.adopt_index(&next, etag, Some(run.clone()), next_manifest)?;
     remote.finish_plan(&run, &plan, faults)?;
     remote.cache.save_mounts(&mounts)?;
     log(&remote.cache, start_time, &report)?;
     trace(job, remote, changes.len());
     Ok(report)
+}
+
+/// A run with nothing to do that met an index in one object (as strata
+/// wrote it before manifests): the cached copy (its bytes as fetched) goes
+/// up as the base of a manifest, written conditionally on the ETag it
+/// replaces and tagged with the run that committed the index, so that
+/// recovery reads the destination as before.
+fn upgrade_index(
+    remote: &Remote,
+    lease: &Lease,
+    faults: &crate::faults::Faults,
+    etag: &str,
+    run: Option<&str>,
+    file: &crate::store::index::IndexFile,
+) -> Result<(), RunError> {
+    let path = remote.cache.index_path();
+    let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    let seq = 1;
+    let segment = Segment::of(
+        object::manifest::segment_key(seq, run.unwrap_or("upgrade"), true),
+        &bytes,
+    );
+    let manifest = Manifest {
+        format: object::manifest::FORMAT.into(),
+        seq,
+        count: file.len(),
+        last_increment: file.last_increment().map(String::from),
+        base: segment.clone(),
+        deltas: Vec::new(),
+    };
+    faults.point("object.segment", &RelPath::root());
+    let segment_key = remote.bucket.key(&segment.key);
+    let _ = remote
+        .bucket
+        .put(&segment_key, bytes, Write::Overwrite)
+        .map_err(StoreError::from)?;
+    lease.check()?;
+    faults.point("object.index", &RelPath::root());
+    let key = remote.bucket.key(object::INDEX_KEY);
+    match remote
+        .bucket
+        .put_with(
+            &key,
+            manifest.to_bytes(),
+            Write::Replace(etag.to_string()),
+            run,
+        )
+        .map_err(StoreError::from)?
+    {
+        Ok(etag) => Ok(remote.note_committed(etag, run.map(String::from), manifest)?),
+        Err(object::client::Conflict) => {
+            // Another writer committed: this run's segment goes, unless
+            // the manifest now there names it (the same upgrade, made
+            // elsewhere).
+            let named = match remote.bucket.get(&key, None) {
+                Ok(object::client::Fetched::Got { bytes, .. }) => {
+                    Manifest::parse(&bytes, std::path::Path::new(""))
+                        .is_ok_and(|m| m.segments().any(|s| s.key == segment.key))
+                }
+                _ => true,
+            };
+            if !named {
+                let _ = remote.bucket.delete(&segment_key);
+            }
+            Err(RunError::Store(StoreError::Corrupt {
+                path: remote.shown(object::INDEX_KEY),
+                message: "the index changed while this run went on (another writer): nothing \
+                          was committed"
+                    .into(),
+            }))
+        }
+    }
 }
 
 /// Requests and bytes of the run, logged at debug level (target

@@ -13,7 +13,13 @@
 //! fault points, finished by the next prune or run); `diff`, `show`, `du`
 //! and `cat`.
 //! Object store only: O(1) requests on a no-change run, bytes uploaded on
-//! a small change, the lease, an unreachable store, a vanished index.
+//! a small change and on a 1% change of a few thousand files (the changed
+//! bytes and a little per changed entry, not the index again), the index
+//! as a manifest of a base and deltas (a cache behind the store fetching
+//! only the deltas it lacks, compaction, an index in one object as older
+//! strata wrote it read and upgraded, verify naming a damaged segment, a
+//! compacting run killed at each point), the lease, an unreachable store,
+//! a vanished index.
 
 mod common;
 
@@ -21,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use common::dest::{Dest, both};
+use common::dest::{Dest, both, segments};
 use common::s3::{self, Bucket};
 use common::{Env, assert_same_tree, set_mtime, snapshot_full};
 use serde_json::Value;
@@ -396,6 +402,407 @@ fn a_no_change_run_costs_a_few_requests_and_a_change_uploads_its_bytes() {
         "a no-change run makes a handful of requests: {quiet:?}"
     );
 }
+
+/// A tree of a few thousand small files, 1% of them changed: the run
+/// uploads the changed bytes and a small overhead per changed entry (its
+/// index delta record, its metadata record, its plan step), not the whole
+/// index again.
+#[test]
+fn a_one_percent_change_uploads_its_bytes_not_the_index() {
+    let Some(bucket) = s3::bucket("a_one_percent_change_uploads") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    let name = "p";
+    let files = 3000usize;
+    for i in 0..files {
+        env.write(
+            &format!("src-{name}/d{:02}/file-{i:05}.txt", i % 30),
+            &format!("file {i} body"),
+        );
+    }
+    job(&env, &dest, name, "");
+    let (_, first_up) = logged_run(&env, name);
+    let (quiet, quiet_up) = logged_run(&env, name);
+    assert!(
+        quiet <= 6,
+        "a no-change run makes a handful of requests: {quiet}"
+    );
+    assert!(quiet_up < 1024, "{quiet_up}");
+    let changed = files / 100;
+    let body = "y".repeat(200);
+    for i in (0..files).step_by(files / changed) {
+        env.write(&format!("src-{name}/d{:02}/file-{i:05}.txt", i % 30), &body);
+    }
+    let changed_bytes = (changed * body.len()) as u64;
+    let (requests, uploaded) = logged_run(&env, name);
+    eprintln!(
+        "{files} files: first run uploaded {first_up} bytes; no change: {quiet} requests, \
+         {quiet_up} bytes; 1% change ({changed} files, {changed_bytes} bytes): {requests} \
+         requests, {uploaded} bytes uploaded"
+    );
+    assert!(uploaded >= changed_bytes, "{uploaded}");
+    let bound = changed_bytes + changed as u64 * 1024 + 8192;
+    assert!(
+        uploaded <= bound,
+        "uploaded {uploaded} bytes for {changed_bytes} changed bytes in {changed} files (at \
+         most {bound}): proportional to the tree, not to the change"
+    );
+    let (code, out) = restore(&env, name, "r", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &common::snapshot(&env.path(&format!("src-{name}"))),
+        &common::snapshot(&env.path("r")),
+    );
+}
+
+/// The job's local cache folder (one object-store job per env here).
+fn cache_folder(env: &Env) -> std::path::PathBuf {
+    let objects = env.state_dir().join("objects");
+    let mut dirs: Vec<_> = fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+fn manifest(b: &Bucket, name: &str) -> Value {
+    let bytes = b.get(&format!("jobs/{name}/.strata/index")).unwrap();
+    serde_json::from_slice(&bytes).expect("the index is a manifest")
+}
+
+fn restores_the_source(env: &Env, name: &str) {
+    let _ = fs::remove_dir_all(env.path("r"));
+    let (code, out) = restore(env, name, "r", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_same_tree(
+        &common::snapshot(&env.path(&format!("src-{name}"))),
+        &common::snapshot(&env.path("r")),
+    );
+}
+
+#[test]
+fn a_cache_behind_the_store_fetches_only_the_deltas_it_lacks() {
+    let Some(bucket) = s3::bucket("a_cache_behind_the_store") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    let name = "k";
+    for i in 0..200 {
+        env.write(&format!("src-{name}/d{}/f{i}.txt", i % 5), &format!("{i}"));
+    }
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    let (quiet, _) = logged_run(&env, name);
+    // The cache as of the first run, then two runs that write deltas.
+    let behind = env.path("cache-behind");
+    common::copy_tree(&cache_folder(&env), &behind);
+    env.write(&format!("src-{name}/d0/f0.txt"), "changed");
+    run_ok(&env, name);
+    env.write(&format!("src-{name}/d9/new.txt"), "new");
+    fs::remove_file(env.path(&format!("src-{name}/d1/f1.txt"))).unwrap();
+    run_ok(&env, name);
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"].as_array().unwrap().len(), 2, "{m:#}");
+    let current = fs::read(cache_folder(&env).join(".strata/index")).unwrap();
+
+    // Rolled back: the manifest and the two deltas, not the base.
+    let folder = cache_folder(&env);
+    common::copy_tree(&behind, &folder);
+    let (requests, _) = logged_run(&env, name);
+    assert_eq!(requests, quiet + 2, "the manifest's body and two deltas");
+    assert_eq!(
+        fs::read(folder.join(".strata/index")).unwrap(),
+        current,
+        "caught up exactly"
+    );
+    let (requests, _) = logged_run(&env, name);
+    assert_eq!(requests, quiet, "then current again");
+
+    // No cache at all: the base and both deltas.
+    fs::remove_dir_all(&folder).unwrap();
+    let (requests, _) = logged_run(&env, name);
+    assert_eq!(requests, quiet + 3, "the base and two deltas");
+    assert_eq!(fs::read(folder.join(".strata/index")).unwrap(), current);
+    restores_the_source(&env, name);
+    assert!(dest.leftovers(&env, name).is_empty());
+}
+
+#[test]
+fn deltas_are_compacted_into_a_new_base_and_the_old_segments_go() {
+    let Some(bucket) = s3::bucket("deltas_are_compacted") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    let name = "m";
+    for i in 0..20 {
+        env.write(&format!("src-{name}/f{i}.txt"), &format!("{i}"));
+    }
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    let first = manifest(&bucket, name);
+    assert_eq!(first["deltas"], Value::from(Vec::<Value>::new()));
+    // Small changes: a delta each, up to the bound on their number.
+    let mut n = 0;
+    loop {
+        n += 1;
+        env.write(&format!("src-{name}/f{}.txt", n % 20), &format!("v{n}"));
+        run_ok(&env, name);
+        let m = manifest(&bucket, name);
+        let deltas = m["deltas"].as_array().unwrap().len();
+        let left = dest.leftovers(&env, name);
+        assert!(left.is_empty(), "run {n}: {left:?}");
+        if deltas == 0 {
+            assert!(n > 2, "compacted after {n} runs");
+            assert_ne!(m["base"], first["base"], "a new base");
+            break;
+        }
+        assert_eq!(deltas, n, "{m:#}");
+        assert_eq!(m["base"], first["base"]);
+        assert!(n < 50, "never compacted");
+    }
+    let prefix = format!("jobs/{name}/");
+    let segments: Vec<String> = bucket
+        .keys(&format!("{prefix}.strata/index.d/"))
+        .into_iter()
+        .map(|k| k[prefix.len()..].to_string())
+        .collect();
+    assert_eq!(segments, segments_of(&bucket, name), "only the new base");
+    restores_the_source(&env, name);
+
+    // A large change (past a quarter of the base, and the floor) compacts
+    // at once.
+    for i in 0..80 {
+        env.write(&format!("src-{name}/g{i}-{}.txt", "x".repeat(220)), "g");
+    }
+    run_ok(&env, name);
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"], Value::from(Vec::<Value>::new()), "{m:#}");
+    assert_eq!(bucket.keys(&format!("{prefix}.strata/index.d/")).len(), 1);
+    env.write(&format!("src-{name}/f1.txt"), "again");
+    run_ok(&env, name);
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"].as_array().unwrap().len(), 1, "{m:#}");
+    let big = bucket.keys(&format!("{prefix}.strata/index.d/"));
+    assert_eq!(big.len(), 2, "{big:?}");
+    assert!(dest.leftovers(&env, name).is_empty());
+    restores_the_source(&env, name);
+    let (code, out, err) = env.run(&["verify", name]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn segments_of(b: &Bucket, name: &str) -> Vec<String> {
+    let mut s = segments(b, name);
+    s.sort();
+    s
+}
+
+#[test]
+fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded_by_the_next_run() {
+    let Some(bucket) = s3::bucket("an_index_in_one_object") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    let name = "u";
+    for i in 0..30 {
+        env.write(&format!("src-{name}/f{i}.txt"), &format!("{i}"));
+    }
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    let count = manifest(&bucket, name)["count"].as_u64().unwrap();
+    // The destination as strata before manifests left it: the whole
+    // index (format v2, as the cache holds it) at `.strata/index`, no
+    // segments; and this machine's cache gone.
+    let whole = fs::read(cache_folder(&env).join(".strata/index")).unwrap();
+    assert!(whole.starts_with(b"STRATA-INDEX"));
+    for k in bucket.keys(&format!("jobs/{name}/.strata/index.d/")) {
+        bucket.delete(&k);
+    }
+    bucket.put(&format!("jobs/{name}/.strata/index"), &whole);
+    fs::remove_dir_all(cache_folder(&env)).unwrap();
+
+    // A no-change run reads it and upgrades it in place: the same entries
+    // as a base, under a manifest. Killed half way (the base up, the
+    // manifest not), the next run sweeps what it left and upgrades.
+    for point in ["abort:object.segment#1", "abort:object.index#1"] {
+        let out = env
+            .strata()
+            .env("STRATA_FAULT", point)
+            .args(["run", name])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point} did not stop the run");
+        let index = bucket.get(&format!("jobs/{name}/.strata/index")).unwrap();
+        assert!(
+            index.starts_with(b"STRATA-INDEX"),
+            "{point}: not yet upgraded"
+        );
+    }
+    assert_eq!(
+        bucket.keys(&format!("jobs/{name}/.strata/index.d/")).len(),
+        1,
+        "the base the killed upgrade left"
+    );
+    let row = run_ok(&env, name);
+    assert_eq!(row["stats"]["new"], 0, "{row:#}");
+    assert!(row["increment"].is_null(), "{row:#}");
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"], Value::from(Vec::<Value>::new()), "{m:#}");
+    assert_eq!(m["count"], count, "{m:#}");
+    let base = bucket
+        .get(&format!(
+            "jobs/{name}/{}",
+            m["base"]["key"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert_eq!(base, whole, "the base is the index it replaced");
+    assert!(dest.leftovers(&env, name).is_empty());
+    let (quiet, uploaded) = logged_run(&env, name);
+    assert!(
+        quiet <= 6 && uploaded < 1024,
+        "{quiet} requests, {uploaded} bytes"
+    );
+    restores_the_source(&env, name);
+    let (code, out, err) = env.run(&["verify", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    // And the next change is a delta on it.
+    env.write(&format!("src-{name}/f3.txt"), "changed");
+    env.write(&format!("src-{name}/new.txt"), "new");
+    run_ok(&env, name);
+    let m = manifest(&bucket, name);
+    assert_eq!(m["deltas"].as_array().unwrap().len(), 1, "{m:#}");
+    assert_eq!(m["count"], count + 1, "{m:#}");
+    assert!(dest.leftovers(&env, name).is_empty());
+    restores_the_source(&env, name);
+}
+
+#[test]
+fn verify_names_a_missing_or_damaged_index_segment() {
+    let Some(bucket) = s3::bucket("verify_names_a_missing") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    let env = Env::new();
+    let name = "v";
+    env.write(&format!("src-{name}/a.txt"), "a");
+    job(&env, &dest, name, "");
+    run_ok(&env, name);
+    env.write(&format!("src-{name}/b.txt"), "b");
+    run_ok(&env, name);
+    let m = manifest(&bucket, name);
+    let base = m["base"]["key"].as_str().unwrap().to_string();
+    let delta = m["deltas"][0]["key"].as_str().unwrap().to_string();
+    let (code, out, err) = env.run(&["verify", name]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let delta_key = format!("jobs/{name}/{delta}");
+    let good = bucket.get(&delta_key).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 1;
+    bucket.put(&delta_key, &bad);
+    let (code, out, err) = env.run(&["verify", name]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&delta) && out.contains("checksum"),
+        "{out}{err}"
+    );
+
+    bucket.put(&delta_key, &good);
+    bucket.delete(&format!("jobs/{name}/{base}"));
+    // A cache behind the store cannot catch up: the error names the key.
+    fs::remove_dir_all(cache_folder(&env)).unwrap();
+    let (code, out, err) = env.run(&["verify", name]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&base) && out.contains("missing"), "{out}{err}");
+    let (code, v) = env.run_json(&["run", name]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(v.to_string().contains(&base), "{v:#}");
+}
+
+#[test]
+fn a_compacting_run_killed_at_any_point_is_repaired_and_leaves_no_segment() {
+    let Some(bucket) = s3::bucket("a_compacting_run_killed") else {
+        return;
+    };
+    let dest = Dest::Object(bucket.clone());
+    // Up to the bound on deltas: the next run compacts.
+    let prepare = |env: &Env| {
+        crash_source(env, "c");
+        job(env, &dest, "c", "");
+        for k in bucket.keys("jobs/c/") {
+            bucket.delete(&k);
+        }
+        run_ok(env, "c");
+        for n in 0.. {
+            let m = manifest(&bucket, "c");
+            if m["deltas"].as_array().unwrap().len() == MAX_DELTAS {
+                break;
+            }
+            // Each version of another size: same size and mtime is a
+            // change of metadata only (the quick check).
+            env.write(
+                "src-c/t/f0.txt",
+                &format!("tracked 0, {}", "v".repeat(n + 1)),
+            );
+            run_ok(env, "c");
+        }
+    };
+    let probe = Env::new();
+    prepare(&probe);
+    crash_mutate(&probe, "c");
+    let points: Vec<String> = fault_points(&probe, "c")
+        .into_iter()
+        .filter(|p| p.starts_with("abort:object."))
+        // What the sweep of every point checks already: the uploads.
+        .filter(|p| !p.starts_with("abort:object.upload") && !p.starts_with("abort:object.track"))
+        .collect();
+    assert_eq!(
+        manifest(&bucket, "c")["deltas"],
+        Value::from(Vec::<Value>::new())
+    );
+    assert!(
+        points.iter().any(|p| p.starts_with("abort:object.retire")),
+        "{points:?}"
+    );
+    for point in &points {
+        let env = Env::new();
+        prepare(&env);
+        let before = dest.increments(&env, "c");
+        crash_mutate(&env, "c");
+        let out = env
+            .strata()
+            .env("STRATA_FAULT", point)
+            .args(["--threads", "1", "run", "c"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point} did not stop the run");
+        run_ok(&env, "c");
+        assert_eq!(
+            dest.increments(&env, "c").len(),
+            before.len() + 1,
+            "{point}"
+        );
+        let left = dest.leftovers(&env, "c");
+        assert!(left.is_empty(), "{point}: left over: {left:?}");
+        restores_the_source(&env, "c");
+        // The next run compacts (or did): nothing but the base and its deltas.
+        let named = segments_of(&bucket, "c");
+        let stored: Vec<String> = bucket
+            .keys("jobs/c/.strata/index.d/")
+            .into_iter()
+            .map(|k| k["jobs/c/".len()..].to_string())
+            .collect();
+        assert_eq!(stored, named, "{point}");
+    }
+}
+
+/// [`strata`'s bound on the deltas of an index](MAX_DELTAS).
+const MAX_DELTAS: usize = 8;
 
 fn bucket_index_size(dest: &Dest, name: &str) -> u64 {
     match dest {

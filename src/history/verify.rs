@@ -156,7 +156,9 @@ fn difference(want: &Meta, actual: &Stat) -> Option<String> {
     (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
-/// Check an object-store destination: every index entry (file or
+/// Check an object-store destination: the index's manifest and every
+/// segment it names (present, of the size and checksum it names, of its
+/// format), no segment it does not name, every index entry (file or
 /// symlink) has its `mirror/` object of the recorded size, nothing in
 /// `mirror/` is missing from the index, every increment's metadata reads
 /// and each of its file records has its object (`track/` or `deleted/`),
@@ -183,7 +185,22 @@ pub fn verify_remote(
     let mut v = Verified::default();
     let url = remote.url();
     let shown = |key: &str| PathBuf::from(format!("{url}/{key}"));
-    let index = match remote.fetch_index()? {
+    // The index as stored (manifest and segments), then as this machine
+    // reads it (its cache brought up to date).
+    let stored = remote.check_index()?;
+    let damaged = !stored.is_empty();
+    for (path, problem) in stored {
+        v.problem(path, problem);
+    }
+    let fetched = match remote.fetch_index() {
+        Ok(f) => f,
+        Err(StoreError::Corrupt { path, message }) if damaged => {
+            v.problem(path, message);
+            return Ok(v);
+        }
+        Err(e) => return Err(e),
+    };
+    let index = match fetched {
         Some(r) => {
             for run in remote.staged()? {
                 v.problem(

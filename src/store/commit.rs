@@ -90,7 +90,7 @@ impl StartIndex {
 }
 
 /// One path's new state in the index: its entry, or `None` when it left.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// The path.
     pub path: RelPath,

@@ -790,6 +790,147 @@ pub fn load(state: &Dir, path: &std::path::Path) -> Result<Option<Index>, StoreE
     }
 }
 
+/// Whether `bytes` begin as an index file does (a whole index, any
+/// version), as opposed to an object-store manifest (`crate::store::object`).
+pub fn is_index(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+const DELTA_MAGIC: &[u8] = b"STRATA-DELTA";
+const DELTA_VERSION: u8 = 1;
+const PUT: u8 = 0;
+const REMOVE: u8 = 1;
+
+/// What a run changed in the index: each path it names (in path order,
+/// once) gets its new entry or leaves; the index then has `count` entries
+/// and `last_increment` as its newest increment. An object store keeps the
+/// index as a base and these (see `crate::store::object`).
+///
+/// ```text
+/// header:  "STRATA-DELTA" version:u8 (1) | last_len:u16 | last increment | count:u64 | ops:u64
+/// op:      0 | record (as in an index, version 2)     the path's new entry
+///        | 1 | path_len:u32 | path                     the path left
+/// trailer: xxh3-64 of everything before:u64
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// The newest increment after it.
+    pub last_increment: Option<String>,
+    /// The index's entries after it.
+    pub count: u64,
+    /// The paths it changes, in path order.
+    pub updates: Vec<super::commit::Update>,
+}
+
+/// Encode a delta of `updates` (in path order, each once).
+pub fn encode_delta(
+    updates: impl Iterator<Item = super::commit::Update>,
+    last_increment: Option<&str>,
+    count: u64,
+) -> Vec<u8> {
+    let last = last_increment.unwrap_or("").as_bytes();
+    let mut body = Vec::new();
+    let mut ops = 0u64;
+    for u in updates {
+        ops += 1;
+        match &u.entry {
+            Some(e) => {
+                body.push(PUT);
+                encode_record(&mut body, &e.view());
+            }
+            None => {
+                body.push(REMOVE);
+                let p = u.path.as_bytes();
+                body.extend_from_slice(&(p.len() as u32).to_le_bytes());
+                body.extend_from_slice(p);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(DELTA_MAGIC);
+    out.push(DELTA_VERSION);
+    out.extend_from_slice(&(last.len() as u16).to_le_bytes());
+    out.extend_from_slice(last);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&ops.to_le_bytes());
+    out.extend_from_slice(&body);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Decode a delta that [`encode_delta`] wrote; `path` names it in errors.
+/// Bytes that are not one (a bad checksum, a malformed record, paths out
+/// of order) are an error, never a panic.
+pub fn decode_delta(bytes: &[u8], path: &std::path::Path) -> Result<Delta, StoreError> {
+    let bad = |what: &str| corrupt(path, &format!("not a strata index delta ({what})"));
+    let body_len = bytes
+        .len()
+        .checked_sub(8)
+        .filter(|_| bytes.starts_with(DELTA_MAGIC))
+        .ok_or_else(|| bad("header"))?;
+    let (body, trailer) = bytes.split_at(body_len);
+    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != trailer {
+        return Err(bad("checksum"));
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: DELTA_MAGIC.len(),
+    };
+    let header = (|| {
+        let version = r.array::<1>()?[0];
+        let last_len = u16::from_le_bytes(r.array()?) as usize;
+        let last = r.take(last_len)?;
+        Some((version, last, r.u64()?, r.u64()?))
+    })();
+    let Some((DELTA_VERSION, last, count, ops)) = header else {
+        return Err(bad("header"));
+    };
+    let last = std::str::from_utf8(last).map_err(|_| bad("header"))?;
+    let mut updates: Vec<super::commit::Update> = Vec::new();
+    for _ in 0..ops {
+        let tag = r.array::<1>().ok_or_else(|| bad("truncated"))?[0];
+        let update = match tag {
+            PUT => match Reader::record(&body[r.pos..], VERSION) {
+                Parse::Ok(e, n) => {
+                    r.pos += n;
+                    let entry = e.to_entry();
+                    super::commit::Update {
+                        path: entry.path.clone(),
+                        entry: Some(entry),
+                    }
+                }
+                _ => return Err(bad("a malformed record")),
+            },
+            REMOVE => {
+                let len = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+                let p = r.take(len).ok_or_else(|| bad("truncated"))?;
+                let p = crate::entry::RelPath::parse(p).map_err(|_| bad("a malformed path"))?;
+                super::commit::Update {
+                    path: p,
+                    entry: None,
+                }
+            }
+            _ => return Err(bad("a malformed record")),
+        };
+        if updates
+            .last()
+            .is_some_and(|u| u.path.as_bytes() >= update.path.as_bytes())
+        {
+            return Err(bad("paths out of order"));
+        }
+        updates.push(update);
+    }
+    if r.pos != body.len() {
+        return Err(bad("bytes after the last record"));
+    }
+    Ok(Delta {
+        last_increment: (!last.is_empty()).then(|| last.to_string()),
+        count,
+        updates,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,6 +1001,46 @@ mod tests {
         let d = Dir::open_root(t.path()).unwrap();
         let p = t.path().join("index");
         (t, d, p)
+    }
+
+    #[test]
+    fn a_delta_round_trips_and_any_damage_to_it_is_an_error() {
+        use crate::store::commit::Update;
+        let index = entries();
+        let mut updates: Vec<Update> = index
+            .entries
+            .iter()
+            .map(|e| Update {
+                path: e.path.clone(),
+                entry: Some(e.clone()),
+            })
+            .collect();
+        updates.push(Update {
+            path: RelPath::from_bytes(b"zz/gone"),
+            entry: None,
+        });
+        let bytes = encode_delta(updates.clone().into_iter(), Some("backup_x"), 2);
+        let path = std::path::Path::new("delta");
+        let delta = decode_delta(&bytes, path).unwrap();
+        assert_eq!(
+            delta,
+            Delta {
+                last_increment: Some("backup_x".into()),
+                count: 2,
+                updates,
+            }
+        );
+        assert!(!is_index(&bytes));
+        for cut in 0..bytes.len() {
+            assert!(decode_delta(&bytes[..cut], path).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_delta(&bad, path).is_err(), "flipped byte {i}");
+        }
+        let empty = encode_delta(std::iter::empty(), None, 0);
+        assert_eq!(decode_delta(&empty, path).unwrap().updates, vec![]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! backup_X/track/<path>               server-side copies of the new versions
 //! backup_X/deleted/<path>             server-side copies of the last versions
 //! backup_X/backup_X.json              the increment's metadata (IncrementMeta)
-//! .strata/index                       the index, format v2 (`index`): the commit
+//! .strata/index                       the index manifest (`manifest`): the commit
+//! .strata/index.d/<seq>-<run>-base    the whole index as of a run, format v2 (`index`)
+//! .strata/index.d/<seq>-<run>-delta   what a later run changed (`index::Delta`)
 //! .strata/lease                       the writer's lease (`lease`)
 //! .strata/pruning/merge.json          the journal of a prune in progress
 //! .strata/xattrs/<digest>             extended attributes, content-addressed
@@ -23,21 +25,27 @@
 //! A run (see `crate::run_object`) uploads into its staging prefix, makes
 //! the increment's `track/` and `deleted/` objects by server-side copy,
 //! writes the plan, then the increment's metadata (the increment exists),
-//! then the index, conditionally on the ETag it replaced and tagged with
-//! the run's name: the commit. Only then does it copy the staged bytes to
-//! `mirror/` and delete what left, and then its staging prefix. Recovery
+//! then its index segment (a delta, or a whole new base: see
+//! [`manifest`]), then the manifest naming it, conditionally on the ETag
+//! it replaced and tagged with the run's name: the commit. Only then does
+//! it copy the staged bytes to `mirror/` and delete what left, the
+//! segments a new base replaced, and then its staging prefix. Recovery
 //! ([`Remote::recover`]) finishes a staged run whose name the index bears
-//! and deletes one whose name it does not: a run killed at any point
-//! leaves nothing the next run does not repair.
+//! and deletes one whose name it does not (its segment too, which its plan
+//! names): a run killed at any point leaves nothing the next run does not
+//! repair.
 //!
-//! The index is cached in the job's local state directory with its ETag,
-//! and fetched again only when the ETag changed (a conditional get): a
-//! run with nothing to do makes a handful of requests whatever the tree's
-//! size.
+//! The index is cached in the job's local state directory, merged, with
+//! the manifest and ETag it reflects; the manifest is fetched again only
+//! when the ETag changed (a conditional get), and then only the segments
+//! the cache lacks: a run with nothing to do makes a handful of requests
+//! whatever the tree's size. An index in one object, as strata wrote it
+//! before manifests, is still read.
 
 pub mod client;
 pub mod config;
 pub mod lease;
+pub mod manifest;
 pub mod url;
 
 use std::path::{Path, PathBuf};
@@ -47,17 +55,19 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{Bucket, ObjectError};
 pub use config::ObjectOptions;
+pub use manifest::{Manifest, Segment};
 pub use url::ObjectUrl;
 
-use super::commit::StartIndex;
-use super::index::{INDEX, IndexFile};
+use super::commit::{StartIndex, write_index};
+use super::index::{INDEX, IndexFile, decode_delta, is_index};
 use super::meta::IncrementMeta;
 use super::{IncrementName, Part, Store, StoreError};
 use crate::entry::{Hash, NO_XATTRS, RelPath, Xattrs};
 use crate::faults::Faults;
 use client::{Fetched, Write};
 
-/// The index's key.
+/// The index's key: its manifest (or, as strata wrote it before
+/// manifests, the whole index).
 pub const INDEX_KEY: &str = ".strata/index";
 /// The journal of a prune in progress (see `crate::history::prune_remote`).
 pub const PRUNE_JOURNAL: &str = ".strata/pruning/merge.json";
@@ -88,6 +98,10 @@ impl From<ObjectError> for StoreError {
 struct Cached {
     etag: Option<String>,
     run: Option<String>,
+    /// The manifest the cached index is the merge of (`None`: the whole
+    /// index object of an older strata, or nothing known).
+    #[serde(default)]
+    manifest: Option<Manifest>,
 }
 
 const CACHED: &[u8] = b"index.etag";
@@ -101,6 +115,9 @@ pub struct RemoteIndex {
     pub etag: Option<String>,
     /// The run that wrote it.
     pub run: Option<String>,
+    /// Its manifest (`None`: the whole index in one object, as strata
+    /// wrote it before manifests).
+    pub manifest: Option<Manifest>,
 }
 
 /// The post-commit steps of a staged run.
@@ -113,6 +130,14 @@ pub struct Plan {
     pub puts: Vec<(String, String)>,
     /// Mirror keys that leave.
     pub removes: Vec<String>,
+    /// The index segment the run uploads (a key relative to the prefix):
+    /// deleted if the run does not commit.
+    #[serde(default)]
+    pub segment: Option<String>,
+    /// Whether that segment is a new base: once the run committed, every
+    /// other segment goes.
+    #[serde(default)]
+    pub compacted: bool,
 }
 
 /// An object-store destination, opened: the bucket and the job's local
@@ -188,7 +213,9 @@ impl Remote {
     }
 
     /// The committed index: one conditional request when the cache holds
-    /// the current one. `None`: no index yet.
+    /// the current one; when it does not, the manifest and the segments
+    /// the cache lacks (only the new deltas when it holds an earlier state
+    /// of the same base). `None`: no index yet.
     pub fn fetch_index(&self) -> Result<Option<RemoteIndex>, StoreError> {
         let cached = self.read_cached();
         let have = self.cache.state_has(INDEX);
@@ -198,15 +225,177 @@ impl Remote {
             Fetched::Missing => Ok(None),
             Fetched::NotModified => self.open_cached(cached).map(Some),
             Fetched::Got { bytes, etag, run } => {
-                self.store_cached(&bytes, etag.clone(), run.clone())?;
-                self.open_cached(Cached { etag, run }).map(Some)
+                let manifest = if is_index(&bytes) {
+                    // As strata wrote it before manifests: the whole index.
+                    self.forget_cached()?;
+                    self.write_cache_index(&bytes)?;
+                    None
+                } else {
+                    let manifest = Manifest::parse(&bytes, &self.shown(INDEX_KEY))?;
+                    self.catch_up(&cached, have, &manifest)?;
+                    Some(manifest)
+                };
+                let cached = Cached {
+                    etag,
+                    run,
+                    manifest,
+                };
+                self.write_cached(&cached)?;
+                self.open_cached(cached).map(Some)
             }
         }
     }
 
+    /// `key` (relative to the prefix) as messages name it.
+    pub fn shown(&self, key: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{key}", self.url()))
+    }
+
+    /// Bring the cached index to `manifest`: the deltas it lacks when it
+    /// holds the same base and an earlier list of its deltas, else the
+    /// base and every delta.
+    fn catch_up(&self, cached: &Cached, have: bool, manifest: &Manifest) -> Result<(), StoreError> {
+        let from = match &cached.manifest {
+            Some(c)
+                if have && c.base == manifest.base && manifest.deltas.starts_with(&c.deltas) =>
+            {
+                c.deltas.len()
+            }
+            _ => {
+                let bytes = self.fetch_segment(&manifest.base)?;
+                if !is_index(&bytes) {
+                    return Err(StoreError::Corrupt {
+                        path: self.shown(&manifest.base.key),
+                        message: "not a strata index (the base of the index)".into(),
+                    });
+                }
+                self.forget_cached()?;
+                self.write_cache_index(&bytes)?;
+                0
+            }
+        };
+        // The cache is forgotten before it changes: a crash in between
+        // leaves one that is fetched again, never a stale one trusted.
+        self.forget_cached()?;
+        for segment in &manifest.deltas[from..] {
+            let bytes = self.fetch_segment(segment)?;
+            let shown = self.shown(&segment.key);
+            let delta = decode_delta(&bytes, &shown)?;
+            let old = self.open_cached(Cached::default())?.index;
+            write_index(
+                &self.cache,
+                &old,
+                delta.updates.into_iter(),
+                delta.last_increment.as_deref(),
+                delta.count,
+            )
+            .map_err(|e| match e {
+                StoreError::Corrupt { message, .. } => StoreError::Corrupt {
+                    path: shown.clone(),
+                    message: format!("does not apply to the index before it: {message}"),
+                },
+                e => e,
+            })?;
+        }
+        let merged = self.open_cached(Cached::default())?.index;
+        if merged.len() != manifest.count
+            || merged.last_increment() != manifest.last_increment.as_deref()
+        {
+            return Err(StoreError::Corrupt {
+                path: self.shown(INDEX_KEY),
+                message: format!(
+                    "its segments make an index of {} entries up to {}, the manifest says {} up \
+                     to {}",
+                    merged.len(),
+                    merged.last_increment().unwrap_or("no increment"),
+                    manifest.count,
+                    manifest.last_increment.as_deref().unwrap_or("no increment"),
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A segment's bytes, checked against the size and checksum the
+    /// manifest gives.
+    pub fn fetch_segment(&self, segment: &Segment) -> Result<Vec<u8>, StoreError> {
+        let key = self.bucket.key(&segment.key);
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.shown(&segment.key),
+            message,
+        };
+        match self.bucket.get(&key, None)? {
+            Fetched::Got { bytes, .. } => {
+                segment
+                    .check(&bytes)
+                    .map_err(|m| corrupt(format!("a segment of the index: {m}")))?;
+                Ok(bytes)
+            }
+            _ => Err(corrupt(
+                "missing: a segment of the index that its manifest names".into(),
+            )),
+        }
+    }
+
+    /// Check the committed index as stored, not as cached: the manifest
+    /// and each segment it names (present, of its size and checksum, of
+    /// its format), and no segment it does not name. Problems, each with
+    /// the key concerned; only reads.
+    pub fn check_index(&self) -> Result<Vec<(PathBuf, String)>, StoreError> {
+        let mut problems = Vec::new();
+        let bytes = match self.bucket.get(&self.bucket.key(INDEX_KEY), None)? {
+            Fetched::Got { bytes, .. } => bytes,
+            _ => return Ok(problems),
+        };
+        let mut named = std::collections::HashSet::new();
+        if !is_index(&bytes) {
+            let manifest = match Manifest::parse(&bytes, &self.shown(INDEX_KEY)) {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push((self.shown(INDEX_KEY), e.to_string()));
+                    return Ok(problems);
+                }
+            };
+            for segment in manifest.segments() {
+                named.insert(segment.key.clone());
+                let checked = self.fetch_segment(segment).and_then(|bytes| {
+                    if segment == &manifest.base {
+                        if is_index(&bytes) {
+                            Ok(())
+                        } else {
+                            Err(StoreError::Corrupt {
+                                path: self.shown(&segment.key),
+                                message: "not a strata index (the base of the index)".into(),
+                            })
+                        }
+                    } else {
+                        decode_delta(&bytes, &self.shown(&segment.key)).map(|_| ())
+                    }
+                });
+                if let Err(e) = checked {
+                    let message = match e {
+                        StoreError::Corrupt { message, .. } => message,
+                        e => e.to_string(),
+                    };
+                    problems.push((self.shown(&segment.key), message));
+                }
+            }
+        }
+        for m in self.bucket.list(&self.bucket.key(manifest::SEGMENTS))? {
+            let key = self.bucket.shown(&m.location);
+            if !named.contains(&key) {
+                problems.push((
+                    self.shown(&key),
+                    "a segment the index manifest does not name (the next run deletes it)".into(),
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
     fn open_cached(&self, cached: Cached) -> Result<RemoteIndex, StoreError> {
         let path = self.cache.index_path();
-        let shown = PathBuf::from(format!("{}/{INDEX_KEY}", self.url()));
+        let shown = self.shown(INDEX_KEY);
         let file = IndexFile::open(self.cache.state(), &path)
             .map_err(|e| match e {
                 StoreError::Corrupt { message, .. } => StoreError::Corrupt {
@@ -223,25 +412,61 @@ impl Remote {
             index: StartIndex::File(file),
             etag: cached.etag,
             run: cached.run,
+            manifest: cached.manifest,
         })
     }
 
-    /// Put index bytes (just fetched, or just committed) in the cache.
-    pub fn store_cached(
-        &self,
-        bytes: &[u8],
-        etag: Option<String>,
-        run: Option<String>,
-    ) -> Result<(), StoreError> {
+    /// Forget what the cache holds (its ETag first, before the index
+    /// changes: a crash in between leaves a cache fetched again).
+    fn forget_cached(&self) -> Result<(), StoreError> {
+        self.write_cached(&Cached::default())
+    }
+
+    fn write_cache_index(&self, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp = self.cache.tmp()?;
-        // The ETag is forgotten first: a crash between the two writes
-        // leaves a cache that is fetched again, never a stale one trusted.
-        self.write_cached(&Cached::default())?;
         self.cache
             .state()
             .write_atomic(INDEX, &tmp, b"index.fetched", |w| w.write_all(bytes))
-            .map_err(|e| StoreError::io(&self.cache.index_path(), e))?;
-        self.write_cached(&Cached { etag, run })
+            .map_err(|e| StoreError::io(&self.cache.index_path(), e))
+    }
+
+    /// Note that the cached index was committed anew as `manifest` (its
+    /// entries unchanged: an index in one object upgraded to a base).
+    pub fn note_committed(
+        &self,
+        etag: Option<String>,
+        run: Option<String>,
+        manifest: Manifest,
+    ) -> Result<(), StoreError> {
+        self.write_cached(&Cached {
+            etag,
+            run,
+            manifest: Some(manifest),
+        })
+    }
+
+    /// Make the index a run just committed (written whole in the cache
+    /// folder `next`) the cached one, with the manifest and ETag it was
+    /// committed as.
+    pub fn adopt_index(
+        &self,
+        next: &Store,
+        etag: Option<String>,
+        run: Option<String>,
+        manifest: Manifest,
+    ) -> Result<(), StoreError> {
+        self.forget_cached()?;
+        let io = |e| StoreError::io(&self.cache.index_path(), e);
+        next.state()
+            .rename(INDEX, self.cache.state(), INDEX)
+            .map_err(io)?;
+        // Durable before the cache says what it holds.
+        self.cache.state().sync().map_err(io)?;
+        self.write_cached(&Cached {
+            etag,
+            run,
+            manifest: Some(manifest),
+        })
     }
 
     /// The key of `path` in the mirror.
@@ -376,7 +601,26 @@ impl Remote {
                 Err(e) => Err(e),
             }
         })?;
+        if plan.compacted {
+            self.retire_segments(plan.segment.as_deref(), faults)?;
+        }
         self.drop_staging(run, faults)
+    }
+
+    /// After a new base committed: delete every segment but it (`None`:
+    /// every segment, where the committed index is one object and names
+    /// none).
+    pub fn retire_segments(&self, keep: Option<&str>, faults: &Faults) -> Result<(), StoreError> {
+        let keys = self.bucket.list(&self.bucket.key(manifest::SEGMENTS))?;
+        let old: Vec<&object_store::path::Path> = keys
+            .iter()
+            .map(|m| &m.location)
+            .filter(|k| keep != Some(self.bucket.shown(k).as_str()))
+            .collect();
+        if !old.is_empty() {
+            faults.point("object.retire", &RelPath::root());
+        }
+        delete_all(&self.bucket, old.into_iter())
     }
 
     /// Delete a staged run's prefix.
@@ -398,11 +642,13 @@ impl Remote {
 
     /// Repair what interrupted runs left: a staged run whose name the
     /// committed index bears is finished; any other is rolled back (its
-    /// increment, if it wrote one, and its staged bytes deleted). Returns
-    /// what was done, for the report.
+    /// increment, if it wrote one, the index segment it uploaded unless
+    /// the committed manifest names it, and its staged bytes deleted).
+    /// Returns what was done, for the report.
     pub fn recover(
         &self,
         committed_run: Option<&str>,
+        committed: Option<&Manifest>,
         faults: &Faults,
     ) -> Result<Vec<String>, StoreError> {
         let mut notes = Vec::new();
@@ -422,6 +668,12 @@ impl Remote {
                 _ => {
                     if IncrementName::parse(&run).is_some() {
                         self.drop_increment(&run)?;
+                    }
+                    let segment = plan.as_ref().and_then(|p| p.segment.as_deref());
+                    let named =
+                        |k: &str| committed.is_some_and(|m| m.segments().any(|s| s.key == k));
+                    if let Some(k) = segment.filter(|k| !named(k)) {
+                        self.bucket.delete(&self.bucket.key(k))?;
                     }
                     self.drop_staging(&run, faults)?;
                     notes.push(format!(
