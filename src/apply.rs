@@ -416,7 +416,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
             let i = i as usize;
             outcomes[i].is_none()
                 && changes[i].kind() != Kind::Dir
-                && !matches!(changes[i], Change::Touch { .. })
+                && !matches!(changes[i], Change::Touch(_))
         })
         .partition(|&i| groups.follows(i as usize).is_some());
     {
@@ -477,9 +477,11 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     for (i, change) in changes.iter().enumerate() {
         if outcomes[i].is_none() {
             outcomes[i] = Some(match change {
-                Change::Touch { old, new } => {
-                    Outcome::Applied(Applied::new(None, new.hash().or(old.hash()), old.xattrs()))
-                }
+                Change::Touch(s) => Outcome::Applied(Applied::new(
+                    None,
+                    s.new.hash().or(s.old.hash()),
+                    s.old.xattrs(),
+                )),
                 _ => Outcome::Applied(Applied::new(
                     change.history_op(),
                     change.old().and_then(|o| o.hash()),
@@ -603,7 +605,7 @@ impl Tally {
                                 Change::New(_) => s.new += 1,
                                 Change::Changed { .. } => s.changed += 1,
                                 Change::Deleted(_) => s.removed += 1,
-                                Change::Touch { .. } => {}
+                                Change::Touch(_) => {}
                             }
                             if a.recorded == Some(Op::Deleted) {
                                 s.deleted += 1;
@@ -1245,7 +1247,7 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target:
     // Directories whose content changed: their mtime goes back.
     let mut touched: HashSet<RelPath> = HashSet::new();
     for c in changes {
-        if matches!(c, Change::Touch { .. }) {
+        if matches!(c, Change::Touch(_)) {
             continue;
         }
         if let Some(parent) = c.path().parent() {

@@ -392,7 +392,7 @@ pub(crate) fn planned_stats(p: &Prepared<'_>) -> Stats {
             Change::New(_) => stats.new += 1,
             Change::Changed { .. } => stats.changed += 1,
             Change::Deleted(_) => stats.removed += 1,
-            Change::Touch { .. } => {}
+            Change::Touch(_) => {}
         }
         if c.history_op() == Some(Op::Deleted) {
             stats.deleted += 1;
@@ -467,7 +467,7 @@ pub(crate) fn prepare<'s>(
         let before = plan.changes.len();
         plan.changes.retain(|c| {
             !(c.kind() == Kind::Dir
-                && matches!(c, Change::Changed { .. } | Change::Touch { .. })
+                && matches!(c, Change::Changed { .. } | Change::Touch(_))
                 && missing_mounts.contains(c.path()))
         });
         plan.unchanged += (before - plan.changes.len()) as u64;
@@ -623,7 +623,7 @@ fn execute(
     // Progress counts files (directories are quick, and made by the way).
     let file_changes = changes
         .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
+        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
         .count() as u64;
     progress.begin(
         &format!(

@@ -250,7 +250,7 @@ fn execute(
     let changes = &prepared.plan.changes;
     let file_changes = changes
         .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
+        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
         .count() as u64;
     progress.begin(
         &format!(
@@ -301,8 +301,8 @@ fn execute(
             Change::Deleted(old) if old.meta.kind != Kind::Dir => {
                 plan.removes.push(key(remote.mirror_key(path)))
             }
-            Change::New(e) | Change::Changed { new: e, .. }
-                if e.meta.kind != Kind::Dir && change.needs_source() =>
+            Change::New(_) | Change::Changed { .. }
+                if change.kind() != Kind::Dir && change.needs_source() =>
             {
                 plan.puts.push((
                     key(remote.staged_key(&run, path)),
@@ -478,7 +478,7 @@ struct Read {
 impl Ctx<'_> {
     fn apply(&self, change: &Change<'_>) -> Outcome {
         let outcome = self.apply_inner(change);
-        if change.kind() != Kind::Dir && !matches!(change, Change::Touch { .. }) {
+        if change.kind() != Kind::Dir && !matches!(change, Change::Touch(_)) {
             self.progress.inc(1);
         }
         outcome
@@ -493,9 +493,9 @@ impl Ctx<'_> {
             change.old().and_then(|o| o.hash()),
             change.old().and_then(|o| o.xattrs()),
         );
-        if let Change::Touch { old, new } = change {
+        if let Change::Touch(states) = change {
             applied.recorded = None;
-            applied.hash = new.hash().or(old.hash());
+            applied.hash = states.new.hash().or(states.old.hash());
             return Outcome::Applied(applied);
         }
         // The last version of a tracked path that leaves the tracked set
