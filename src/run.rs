@@ -704,10 +704,10 @@ fn execute(
 /// index, so that a restore of the latest state gives every entry its
 /// xattrs, included-only ones too (a tracked one's are in its record as
 /// well).
-fn keep_xattrs(store: &Store, outcomes: &[crate::apply::Outcome]) -> Result<(), StoreError> {
+fn keep_xattrs(store: &Store, outcomes: &crate::apply::Outcomes) -> Result<(), StoreError> {
     let mut kept = HashSet::new();
-    for outcome in outcomes {
-        if let crate::apply::Outcome::Applied(a) = outcome
+    for outcome in outcomes.iter() {
+        if let Ok(a) = outcome
             && let Some(x) = a.xattr_data()
             && kept.insert(x.digest())
         {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::apply::{Applied, Outcome, Tally, fresh_records, updates};
+use crate::apply::{Applied, Outcome, Outcomes, Tally, fresh_records, updates};
 use crate::diff::Change;
 use crate::entry::{ErrorKind, Kind, NO_XATTRS, Op, PathError, RelPath, Xattrs};
 use crate::fs::{Dir, FileTypeOf, fstat, xattr};
@@ -275,7 +275,19 @@ fn execute(
         progress,
         copied: AtomicU64::new(0),
     };
-    let outcomes: Vec<Outcome> = changes.par_iter().map(|c| ctx.apply(c)).collect();
+    let outcomes = {
+        let slots = std::sync::Mutex::new(Outcomes::new(changes.len()));
+        changes.par_iter().enumerate().for_each(|(i, c)| {
+            let outcome = ctx.apply(c);
+            slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set(i, outcome);
+        });
+        slots
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let tally = Tally::of(
         changes,
         planned_stats(&prepared),
@@ -291,10 +303,10 @@ fn execute(
         base: base.clone(),
         ..Plan::default()
     };
-    for (change, outcome) in changes.iter().zip(&outcomes) {
-        let Outcome::Applied(_) = outcome else {
+    for (change, outcome) in changes.iter().zip(outcomes.iter()) {
+        if outcome.is_err() {
             continue;
-        };
+        }
         let path = change.path();
         let key = |k: object_store::path::Path| remote.bucket.shown(&k);
         match change {
