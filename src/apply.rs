@@ -1453,39 +1453,46 @@ type DirDone = (Option<usize>, Result<Option<Xattrs>, PathError>);
 
 /// Phase 4: the metadata of the directories, deepest first.
 fn finish_dirs(changes: &[Change<'_>], outcomes: &mut Outcomes, target: &Target<'_>) {
-    let scan_dir = |path: &RelPath| -> Option<&Entry> {
-        let i = target.scan.binary_search_by(|e| e.path.cmp(path)).ok()?;
+    // The folders are named by paths borrowed from the plan and the scan:
+    // a first run has a change per file, and a copy of each one's parent
+    // would be an allocation per file.
+    let scan_dir = |path: &[u8]| -> Option<&Entry> {
+        let i = target
+            .scan
+            .binary_search_by(|e| e.path.as_bytes().cmp(path))
+            .ok()?;
         // A path may be in the scan once; it is a directory or not.
         Some(&target.scan[i]).filter(|e| e.meta.kind == Kind::Dir)
     };
     // Directories to give the source's metadata: index -> change.
-    let mut full: HashMap<RelPath, usize> = HashMap::new();
+    let mut full: HashMap<&[u8], usize> = HashMap::new();
     for (i, c) in changes.iter().enumerate() {
         if c.kind() == Kind::Dir && c.needs_source() && outcomes.get(i).is_ok() {
-            full.insert(c.path().clone(), i);
+            full.insert(c.path().as_bytes(), i);
         }
     }
     // Directories whose content changed: their mtime goes back.
-    let mut touched: HashSet<RelPath> = HashSet::new();
+    let mut touched: HashSet<&[u8]> = HashSet::new();
     for c in changes {
-        if matches!(c, Change::Touch(_)) {
-            continue;
-        }
-        if let Some(parent) = c.path().parent() {
-            touched.insert(parent);
+        if !matches!(c, Change::Touch(_)) && !c.path().is_root() {
+            touched.insert(parent_bytes(c));
         }
     }
     if target.redo_dirs {
         for e in target.scan.iter().filter(|e| e.meta.kind == Kind::Dir) {
-            touched.insert(e.path.clone());
+            touched.insert(e.path.as_bytes());
         }
     }
-    let mut all: Vec<RelPath> = full.keys().cloned().chain(touched).collect();
-    all.sort();
+    let mut all: Vec<&[u8]> = full.keys().copied().chain(touched).collect();
+    all.sort_unstable();
     all.dedup();
-    let mut by_depth: Vec<Vec<RelPath>> = Vec::new();
+    let mut by_depth: Vec<Vec<&[u8]>> = Vec::new();
     for p in all {
-        let d = p.depth();
+        let d = if p.is_empty() {
+            0
+        } else {
+            1 + p.iter().filter(|&&b| b == b'/').count()
+        };
         if by_depth.len() <= d {
             by_depth.resize(d + 1, Vec::new());
         }
