@@ -1,8 +1,8 @@
 //! Plan -> mirror + increment, on the shared pool.
 //!
 //! Takes a plan's changes and where they apply ([`Target`]: the source, the
-//! mirror, the increment being written, all as descriptors); returns one
-//! [`Outcome`] per change, in plan order. Four phases:
+//! mirror, the increment being written, all as descriptors); returns an
+//! [`Outcome`] per change, by change index ([`Outcomes`]). Four phases:
 //!
 //! 1. removals: a tracked file moves into the increment's `deleted/` (its
 //!    last version), an included-only one is unlinked; then the directories
@@ -77,7 +77,8 @@ pub struct Target<'a> {
     pub copied: &'a AtomicU64,
 }
 
-/// What happened to one change.
+/// What happened to one change, as the work on it returns it; the run
+/// keeps it in [`Outcomes`].
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Done.
@@ -88,10 +89,9 @@ pub enum Outcome {
 
 /// A change carried out. Together with its [`Change`] it gives the mirror's
 /// new state for the path and the increment's record; it holds only what
-/// the change does not, as a first run has one per file. Packed to 32
-/// bytes: what nearly every file has (a hash, no xattrs) is held inline,
-/// the rest in one box that most outcomes do not have; the bytes copied
-/// are counted once per run ([`Target::copied`]), not per outcome.
+/// the change does not: what nearly every file has (a hash, no xattrs)
+/// inline, the rest in one box that most outcomes do not have. The bytes
+/// copied are counted once per run ([`Target::copied`]), not per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// What the increment recorded (`None`: nothing, for an included-only
@@ -107,9 +107,6 @@ pub struct Applied {
     /// The fields that few outcomes have.
     rare: Option<Box<Rare>>,
 }
-
-// One outcome per change of a first run: keep it small.
-const _: () = assert!(std::mem::size_of::<Option<Outcome>>() <= 32);
 
 /// How an [`Applied`] holds its xattrs digest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,13 +146,20 @@ impl Applied {
         applied
     }
 
+    /// Borrow it as an [`AppliedRef`].
+    pub fn view(&self) -> AppliedRef<'_> {
+        AppliedRef {
+            recorded: self.recorded,
+            copied_not_linked: self.copied_not_linked,
+            hash: self.hash,
+            xattrs: self.xattrs,
+            rare: self.rare.as_deref(),
+        }
+    }
+
     /// Digest of the xattrs the mirror's version has.
     pub fn xattrs(&self) -> Option<Hash> {
-        match self.xattrs {
-            XattrsDigest::Unknown => None,
-            XattrsDigest::Empty => Some(NO_XATTRS),
-            XattrsDigest::Rare => self.rare.as_ref().and_then(|r| r.xattrs),
-        }
+        self.view().xattrs()
     }
 
     /// Set [`Applied::xattrs`].
@@ -186,7 +190,7 @@ impl Applied {
     /// scan's (the entry changed between the scan and the copy, and not
     /// during it).
     pub fn meta(&self) -> Option<(Meta, Timestamp)> {
-        self.rare.as_ref()?.meta
+        self.view().meta()
     }
 
     /// Set [`Applied::meta`].
@@ -196,6 +200,40 @@ impl Applied {
 
     fn rare_mut(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// An [`Applied`] as [`Outcomes`] keeps it: its rare fields borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct AppliedRef<'a> {
+    /// See [`Applied::recorded`].
+    pub recorded: Option<Op>,
+    /// See [`Applied::copied_not_linked`].
+    pub copied_not_linked: bool,
+    /// See [`Applied::hash`].
+    pub hash: Option<Hash>,
+    xattrs: XattrsDigest,
+    rare: Option<&'a Rare>,
+}
+
+impl<'a> AppliedRef<'a> {
+    /// Digest of the xattrs the mirror's version has.
+    pub fn xattrs(&self) -> Option<Hash> {
+        match self.xattrs {
+            XattrsDigest::Unknown => None,
+            XattrsDigest::Empty => Some(NO_XATTRS),
+            XattrsDigest::Rare => self.rare.and_then(|r| r.xattrs),
+        }
+    }
+
+    /// The xattrs themselves, for the increment's record (none: empty).
+    pub fn xattr_data(&self) -> Option<&'a Xattrs> {
+        self.rare?.xattr_data.as_ref()
+    }
+
+    /// See [`Applied::meta`].
+    pub fn meta(&self) -> Option<(Meta, Timestamp)> {
+        self.rare?.meta
     }
 
     /// The mirror's new state for `change`'s path (`None`: removed).
@@ -229,6 +267,197 @@ impl Applied {
                 ))
             }
         }
+    }
+}
+
+/// The outcomes of a plan's changes, by change index, as columns: a first
+/// run has one per file, and nearly every one is "done, this hash, no
+/// xattrs". So each change has 17 bytes ([`Slot`]: the hash and a byte of
+/// flags, not a 32-byte [`Outcome`]), and what few have besides (a
+/// failure, xattrs, metadata that moved) sits in a map by change index.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    slots: Vec<Slot>,
+    rest: HashMap<u32, Rest>,
+}
+
+/// One change's outcome in [`Outcomes`]: the hash, when [`Slot::HASH`]
+/// says there is one, and the flags.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    hash: [u8; 16],
+    flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 17);
+
+/// What an outcome of [`Outcomes`] has besides its [`Slot`].
+#[derive(Debug)]
+enum Rest {
+    Failed(Box<PathError>),
+    Rare(Box<Rare>),
+}
+
+impl Slot {
+    /// Bits 0-1: the op recorded (0: none).
+    const RECORDED: u8 = 0b11;
+    /// [`Applied::copied_not_linked`].
+    const COPIED: u8 = 1 << 2;
+    /// [`Slot::hash`] holds the hash.
+    const HASH: u8 = 1 << 3;
+    /// Bits 4-5: the [`XattrsDigest`].
+    const XATTRS: u8 = 0b11 << 4;
+    /// Bits 6-7: the state (0: not done yet).
+    const STATE: u8 = 0b11 << 6;
+    const APPLIED: u8 = 1 << 6;
+    /// Applied, with a [`Rest::Rare`].
+    const APPLIED_RARE: u8 = 2 << 6;
+    /// Failed, with its [`Rest::Failed`].
+    const FAILED: u8 = 3 << 6;
+
+    fn state(self) -> u8 {
+        self.flags & Slot::STATE
+    }
+
+    fn of(a: &Applied) -> Slot {
+        let recorded = match a.recorded {
+            None => 0,
+            Some(Op::New) => 1,
+            Some(Op::Changed) => 2,
+            Some(Op::Deleted) => 3,
+        };
+        let xattrs = match a.xattrs {
+            XattrsDigest::Unknown => 0,
+            XattrsDigest::Empty => 1,
+            XattrsDigest::Rare => 2,
+        };
+        let state = if a.rare.is_some() {
+            Slot::APPLIED_RARE
+        } else {
+            Slot::APPLIED
+        };
+        let mut flags = recorded | xattrs << 4 | state;
+        if a.copied_not_linked {
+            flags |= Slot::COPIED;
+        }
+        if a.hash.is_some() {
+            flags |= Slot::HASH;
+        }
+        Slot {
+            hash: a.hash.map_or([0; 16], |h| h.0),
+            flags,
+        }
+    }
+
+    fn view(self, rare: Option<&Rare>) -> AppliedRef<'_> {
+        AppliedRef {
+            recorded: match self.flags & Slot::RECORDED {
+                0 => None,
+                1 => Some(Op::New),
+                2 => Some(Op::Changed),
+                _ => Some(Op::Deleted),
+            },
+            copied_not_linked: self.flags & Slot::COPIED != 0,
+            hash: (self.flags & Slot::HASH != 0).then_some(Hash(self.hash)),
+            xattrs: match (self.flags & Slot::XATTRS) >> 4 {
+                0 => XattrsDigest::Unknown,
+                1 => XattrsDigest::Empty,
+                _ => XattrsDigest::Rare,
+            },
+            rare,
+        }
+    }
+}
+
+impl Outcomes {
+    /// Room for `n` changes, none done.
+    pub fn new(n: usize) -> Outcomes {
+        Outcomes {
+            slots: vec![Slot::default(); n],
+            rest: HashMap::new(),
+        }
+    }
+
+    /// How many changes there are room for.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there is room for none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Whether change `i` has its outcome.
+    pub fn is_done(&self, i: usize) -> bool {
+        self.slots[i].state() != 0
+    }
+
+    /// Give change `i` its outcome (replacing one it had).
+    pub fn set(&mut self, i: usize, outcome: Outcome) {
+        let key = i as u32;
+        match outcome {
+            Outcome::Applied(mut a) => {
+                self.slots[i] = Slot::of(&a);
+                match a.rare.take() {
+                    Some(rare) => self.rest.insert(key, Rest::Rare(rare)),
+                    None => self.rest.remove(&key),
+                };
+            }
+            Outcome::Failed(e) => {
+                self.slots[i] = Slot {
+                    hash: [0; 16],
+                    flags: Slot::FAILED,
+                };
+                self.rest.insert(key, Rest::Failed(e));
+            }
+        }
+    }
+
+    /// Take change `i`'s outcome out (to change it and set it again);
+    /// `None` when it has none.
+    pub fn take(&mut self, i: usize) -> Option<Outcome> {
+        let slot = std::mem::take(&mut self.slots[i]);
+        let rest = self.rest.remove(&(i as u32));
+        match (slot.state(), rest) {
+            (0, _) => None,
+            (_, Some(Rest::Failed(e))) => Some(Outcome::Failed(e)),
+            (_, rest) => {
+                let v = slot.view(None);
+                Some(Outcome::Applied(Applied {
+                    recorded: v.recorded,
+                    copied_not_linked: v.copied_not_linked,
+                    hash: v.hash,
+                    xattrs: v.xattrs,
+                    rare: match rest {
+                        Some(Rest::Rare(rare)) => Some(rare),
+                        _ => None,
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Change `i`'s outcome: what was applied, or why it was not. A change
+    /// without one (which [`apply`] never leaves) reads as applied with
+    /// nothing to record.
+    pub fn get(&self, i: usize) -> Result<AppliedRef<'_>, &PathError> {
+        let slot = self.slots[i];
+        debug_assert!(slot.state() != 0, "change {i} has no outcome");
+        let rest = match slot.state() {
+            Slot::APPLIED_RARE | Slot::FAILED => self.rest.get(&(i as u32)),
+            _ => None,
+        };
+        match rest {
+            Some(Rest::Failed(e)) => Err(e),
+            Some(Rest::Rare(rare)) => Ok(slot.view(Some(rare))),
+            None => Ok(slot.view(None)),
+        }
+    }
+
+    /// Every change's outcome, in order (see [`Outcomes::get`]).
+    pub fn iter(&self) -> impl Iterator<Item = Result<AppliedRef<'_>, &PathError>> {
+        (0..self.slots.len()).map(|i| self.get(i))
     }
 }
 
@@ -354,7 +583,7 @@ fn in_batches(
     changes: &[Change<'_>],
     indexes: Vec<u32>,
     target: &Target<'_>,
-    slots: &std::sync::Mutex<&mut [Option<Outcome>]>,
+    slots: &std::sync::Mutex<&mut Outcomes>,
     each: impl Fn(usize, &Folder<'_>) -> Outcome + Sync,
 ) {
     let (indexes, ranges) = batches(changes, indexes);
@@ -371,14 +600,14 @@ fn in_batches(
             .collect();
         let mut slots = slots.lock().unwrap();
         for (i, o) in done {
-            slots[i] = Some(o);
+            slots.set(i, o);
         }
     });
 }
 
 /// Execute a plan's changes. Returns one outcome per change, in order.
-pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
+pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
+    let mut outcomes = Outcomes::new(changes.len());
 
     // Phase 1: removals, files in parallel, then directories deepest first.
     let removals: Vec<u32> = (0..changes.len() as u32)
@@ -388,7 +617,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
         .into_iter()
         .partition(|&i| changes[i as usize].kind() == Kind::Dir);
     {
-        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        let slots = std::sync::Mutex::new(&mut outcomes);
         in_batches(changes, file_removals, target, &slots, |i, folder| {
             remove_file(&changes[i], folder)
         });
@@ -396,7 +625,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let mut dirs = dir_removals;
     dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i as usize].path().depth()));
     for i in dirs.into_iter().map(|i| i as usize) {
-        outcomes[i] = Some(remove_dir(&changes[i], target));
+        outcomes.set(i, remove_dir(&changes[i], target));
     }
 
     // Phase 2: new directories, parents first (plan order is path order).
@@ -404,7 +633,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
         if let Change::New(e) = change
             && e.meta.kind == Kind::Dir
         {
-            outcomes[i] = Some(make_dir(change, target));
+            outcomes.set(i, make_dir(change, target));
         }
     }
 
@@ -414,27 +643,35 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     let (followers, firsts): (Vec<u32>, Vec<u32>) = (0..changes.len() as u32)
         .filter(|&i| {
             let i = i as usize;
-            outcomes[i].is_none()
+            !outcomes.is_done(i)
                 && changes[i].kind() != Kind::Dir
-                && !matches!(changes[i], Change::Touch { .. })
+                && !matches!(changes[i], Change::Touch(_))
         })
         .partition(|&i| groups.follows(i as usize).is_some());
     {
-        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        let slots = std::sync::Mutex::new(&mut outcomes);
         in_batches(changes, firsts, target, &slots, |i, folder| {
             update(&changes[i], None, folder)
         });
     }
-    let leader_outcomes: HashMap<usize, Applied> = groups
+    let leaders: HashMap<usize, Leader<'_>> = groups
         .lead
         .iter()
-        .filter_map(|&i| match &outcomes[i] {
-            Some(Outcome::Applied(a)) => Some((i, a.clone())),
-            _ => None,
+        .filter_map(|&i| {
+            let a = outcomes.get(i).ok()?;
+            Some((
+                i,
+                Leader {
+                    path: changes[i].path(),
+                    hash: a.hash,
+                    xattrs: a.xattrs(),
+                    meta: a.meta(),
+                },
+            ))
         })
         .collect();
     {
-        let slots = std::sync::Mutex::new(&mut outcomes[..]);
+        let slots = std::sync::Mutex::new(&mut outcomes);
         in_batches(changes, followers, target, &slots, |i, folder| {
             let anchor = groups.follows(i).expect("a follower");
             match anchor {
@@ -448,17 +685,8 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
                     }),
                     folder,
                 ),
-                Anchor::Change(j) => match leader_outcomes.get(&j) {
-                    Some(a) => update(
-                        &changes[i],
-                        Some(Leader {
-                            path: changes[j].path(),
-                            hash: a.hash,
-                            xattrs: a.xattrs(),
-                            meta: a.meta(),
-                        }),
-                        folder,
-                    ),
+                Anchor::Change(j) => match leaders.get(&j) {
+                    Some(&leader) => update(&changes[i], Some(leader), folder),
                     None => failed(
                         changes[i].path(),
                         ErrorKind::Read,
@@ -475,26 +703,26 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Vec<Outcome> {
     // Dirs changed only in their tracked flag, and touches: nothing to do
     // in the mirror (a directory changed in metadata is done in phase 4).
     for (i, change) in changes.iter().enumerate() {
-        if outcomes[i].is_none() {
-            outcomes[i] = Some(match change {
-                Change::Touch { old, new } => {
-                    Outcome::Applied(Applied::new(None, new.hash().or(old.hash()), old.xattrs()))
-                }
+        if !outcomes.is_done(i) {
+            let outcome = match change {
+                Change::Touch(s) => Outcome::Applied(Applied::new(
+                    None,
+                    s.new.hash().or(s.old.hash()),
+                    s.old.xattrs(),
+                )),
                 _ => Outcome::Applied(Applied::new(
                     change.history_op(),
                     change.old().and_then(|o| o.hash()),
                     change.old().and_then(|o| o.xattrs()),
                 )),
-            });
+            };
+            outcomes.set(i, outcome);
         }
     }
 
     // Phase 4: directory metadata, deepest first.
     finish_dirs(changes, &mut outcomes, target);
     outcomes
-        .into_iter()
-        .map(|o| o.expect("one outcome per change"))
-        .collect()
 }
 
 /// What the outcomes add up to: the stats, the errors, how many records
@@ -536,13 +764,13 @@ fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::
 /// left), in path order: the last applied change of the path says.
 pub fn updates<'a>(
     changes: &'a [Change<'_>],
-    outcomes: &'a [Outcome],
+    outcomes: &'a Outcomes,
 ) -> impl Iterator<Item = Update> + 'a {
     path_groups(changes).filter_map(move |range| {
-        let last = range.clone().rev().find_map(|k| match &outcomes[k] {
-            Outcome::Applied(a) => Some(a.entry(&changes[k])),
-            Outcome::Failed(_) => None,
-        })?;
+        let last = range
+            .clone()
+            .rev()
+            .find_map(|k| Some(outcomes.get(k).ok()?.entry(&changes[k])))?;
         Some(Update {
             path: changes[range.start].path().clone(),
             entry: last,
@@ -553,15 +781,12 @@ pub fn updates<'a>(
 /// This run's records, in path order.
 pub fn fresh_records<'a>(
     changes: &'a [Change<'_>],
-    outcomes: &'a [Outcome],
+    outcomes: &'a Outcomes,
 ) -> impl Iterator<Item = FileRecord> + 'a {
     changes
         .iter()
-        .zip(outcomes)
-        .filter_map(|(change, outcome)| match outcome {
-            Outcome::Applied(a) => a.record(change),
-            Outcome::Failed(_) => None,
-        })
+        .zip(outcomes.iter())
+        .filter_map(|(change, outcome)| outcome.ok()?.record(change))
 }
 
 impl Tally {
@@ -571,7 +796,7 @@ impl Tally {
     pub fn of(
         changes: &[Change<'_>],
         scanned: Stats,
-        outcomes: &[Outcome],
+        outcomes: &Outcomes,
         bytes_copied: u64,
     ) -> Tally {
         let mut stats = scanned;
@@ -592,18 +817,18 @@ impl Tally {
             let mut last = None;
             let mut had = false;
             for k in range {
-                let (change, outcome) = (&changes[k], &outcomes[k]);
+                let (change, outcome) = (&changes[k], outcomes.get(k));
                 had |= change.old().is_some();
                 let is_file = change.kind() != Kind::Dir;
                 match outcome {
-                    Outcome::Applied(a) => {
+                    Ok(a) => {
                         let s = &mut tally.stats;
                         if is_file {
                             match change {
                                 Change::New(_) => s.new += 1,
                                 Change::Changed { .. } => s.changed += 1,
                                 Change::Deleted(_) => s.removed += 1,
-                                Change::Touch { .. } => {}
+                                Change::Touch(_) => {}
                             }
                             if a.recorded == Some(Op::Deleted) {
                                 s.deleted += 1;
@@ -616,8 +841,8 @@ impl Tally {
                         tally.records += usize::from(a.recorded.is_some());
                         last = Some(change.new_entry().is_some());
                     }
-                    Outcome::Failed(e) => {
-                        tally.errors.push(PathError::clone(e));
+                    Err(e) => {
+                        tally.errors.push(e.clone());
                         if is_file {
                             match change {
                                 Change::New(_) => mirror_files -= 1,
@@ -713,6 +938,7 @@ impl<'a> Groups<'a> {
 }
 
 /// The mirror inode a hardlink group's other names link to.
+#[derive(Clone, Copy)]
 struct Leader<'p> {
     path: &'p RelPath,
     hash: Option<Hash>,
@@ -1226,43 +1452,47 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
 type DirDone = (Option<usize>, Result<Option<Xattrs>, PathError>);
 
 /// Phase 4: the metadata of the directories, deepest first.
-fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target: &Target<'_>) {
-    let scan_dir = |path: &RelPath| -> Option<&Entry> {
-        let i = target.scan.binary_search_by(|e| e.path.cmp(path)).ok()?;
+fn finish_dirs(changes: &[Change<'_>], outcomes: &mut Outcomes, target: &Target<'_>) {
+    // The folders are named by paths borrowed from the plan and the scan:
+    // a first run has a change per file, and a copy of each one's parent
+    // would be an allocation per file.
+    let scan_dir = |path: &[u8]| -> Option<&Entry> {
+        let i = target
+            .scan
+            .binary_search_by(|e| e.path.as_bytes().cmp(path))
+            .ok()?;
         // A path may be in the scan once; it is a directory or not.
         Some(&target.scan[i]).filter(|e| e.meta.kind == Kind::Dir)
     };
     // Directories to give the source's metadata: index -> change.
-    let mut full: HashMap<RelPath, usize> = HashMap::new();
+    let mut full: HashMap<&[u8], usize> = HashMap::new();
     for (i, c) in changes.iter().enumerate() {
-        if c.kind() == Kind::Dir
-            && c.needs_source()
-            && matches!(outcomes[i], Some(Outcome::Applied(_)))
-        {
-            full.insert(c.path().clone(), i);
+        if c.kind() == Kind::Dir && c.needs_source() && outcomes.get(i).is_ok() {
+            full.insert(c.path().as_bytes(), i);
         }
     }
     // Directories whose content changed: their mtime goes back.
-    let mut touched: HashSet<RelPath> = HashSet::new();
+    let mut touched: HashSet<&[u8]> = HashSet::new();
     for c in changes {
-        if matches!(c, Change::Touch { .. }) {
-            continue;
-        }
-        if let Some(parent) = c.path().parent() {
-            touched.insert(parent);
+        if !matches!(c, Change::Touch(_)) && !c.path().is_root() {
+            touched.insert(parent_bytes(c));
         }
     }
     if target.redo_dirs {
         for e in target.scan.iter().filter(|e| e.meta.kind == Kind::Dir) {
-            touched.insert(e.path.clone());
+            touched.insert(e.path.as_bytes());
         }
     }
-    let mut all: Vec<RelPath> = full.keys().cloned().chain(touched).collect();
-    all.sort();
+    let mut all: Vec<&[u8]> = full.keys().copied().chain(touched).collect();
+    all.sort_unstable();
     all.dedup();
-    let mut by_depth: Vec<Vec<RelPath>> = Vec::new();
+    let mut by_depth: Vec<Vec<&[u8]>> = Vec::new();
     for p in all {
-        let d = p.depth();
+        let d = if p.is_empty() {
+            0
+        } else {
+            1 + p.iter().filter(|&&b| b == b'/').count()
+        };
         if by_depth.len() <= d {
             by_depth.resize(d + 1, Vec::new());
         }
@@ -1289,15 +1519,16 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut [Option<Outcome>], target:
             };
             match result {
                 Ok(xattrs) => {
-                    if let Some(Outcome::Applied(a)) = &mut outcomes[i] {
+                    if let Some(Outcome::Applied(mut a)) = outcomes.take(i) {
                         let x = xattrs.unwrap_or_default();
                         a.set_xattrs(Some(x.digest()));
                         if !x.is_empty() {
                             a.set_xattr_data(x);
                         }
+                        outcomes.set(i, Outcome::Applied(a));
                     }
                 }
-                Err(e) => outcomes[i] = Some(Outcome::Failed(Box::new(e))),
+                Err(e) => outcomes.set(i, Outcome::Failed(Box::new(e))),
             }
         }
     }
@@ -1394,4 +1625,62 @@ fn finish_times(dir: &Dir, meta: &Meta, all: bool) -> io::Result<()> {
         },
     )
     .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_keep_what_each_change_got() {
+        let mut outcomes = Outcomes::new(5);
+        assert!(!outcomes.is_done(0));
+        let plain = Applied::new(Some(Op::New), Some(Hash([9; 16])), Some(NO_XATTRS));
+        let mut rare = Applied::new(Some(Op::Changed), None, Some(Hash([3; 16])));
+        rare.copied_not_linked = true;
+        rare.set_xattr_data(Xattrs(vec![(b"user.a".to_vec(), b"1".to_vec())]));
+        let deleted = Applied {
+            recorded: Some(Op::Deleted),
+            ..Applied::default()
+        };
+        let error = PathError::new(&RelPath::from_bytes(b"x"), ErrorKind::Read, "no");
+        outcomes.set(0, Outcome::Applied(plain.clone()));
+        outcomes.set(1, Outcome::Applied(rare.clone()));
+        outcomes.set(2, Outcome::Applied(deleted.clone()));
+        outcomes.set(3, Outcome::Failed(Box::new(error.clone())));
+        outcomes.set(4, Outcome::Applied(Applied::default()));
+        let same = |got: AppliedRef<'_>, want: &Applied| {
+            let want = want.view();
+            assert_eq!(
+                (got.recorded, got.copied_not_linked, got.hash, got.xattrs()),
+                (
+                    want.recorded,
+                    want.copied_not_linked,
+                    want.hash,
+                    want.xattrs()
+                )
+            );
+            assert_eq!(got.xattr_data(), want.xattr_data());
+            assert_eq!(got.meta(), want.meta());
+        };
+        same(outcomes.get(0).unwrap(), &plain);
+        same(outcomes.get(1).unwrap(), &rare);
+        same(outcomes.get(2).unwrap(), &deleted);
+        assert_eq!(outcomes.get(3).unwrap_err(), &error);
+        same(outcomes.get(4).unwrap(), &Applied::default());
+        // Taken out, changed and set again; a failure replaces a success.
+        let Some(Outcome::Applied(mut a)) = outcomes.take(1) else {
+            panic!("applied");
+        };
+        assert_eq!(a, rare);
+        assert!(!outcomes.is_done(1));
+        a.set_xattrs(Some(NO_XATTRS));
+        outcomes.set(1, Outcome::Applied(a));
+        assert_eq!(outcomes.get(1).unwrap().xattrs(), Some(NO_XATTRS));
+        outcomes.set(0, Outcome::Failed(Box::new(error.clone())));
+        assert!(outcomes.get(0).is_err());
+        outcomes.set(3, Outcome::Applied(plain.clone()));
+        same(outcomes.get(3).unwrap(), &plain);
+        assert_eq!(outcomes.iter().filter(Result::is_err).count(), 1);
+    }
 }

@@ -35,7 +35,10 @@ pub enum Compare {
 
 pub use crate::entry::Op;
 
-/// One planned change of the mirror.
+/// One planned change of the mirror. 16 bytes: a first run holds one per
+/// file, and nearly all of them are [`Change::New`], a reference into the
+/// scan; the variants that also carry an old state (few) hold it in one
+/// box with the reference, so that no variant is wider than a pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change<'s> {
     /// The path is not in the mirror yet.
@@ -43,10 +46,8 @@ pub enum Change<'s> {
     /// The path is in the mirror and stays of the same kind (a file or
     /// symlink, or a directory).
     Changed {
-        /// The state in the index.
-        old: Box<Entry>,
-        /// The state in the scan.
-        new: &'s Entry,
+        /// The state in the index and the state in the scan.
+        states: Box<States<'s>>,
         /// The mirror needs the source's data or metadata (a copy, or a
         /// directory's metadata set); `false` when only the tracked flag
         /// changed.
@@ -55,22 +56,29 @@ pub enum Change<'s> {
     /// The path leaves the mirror.
     Deleted(Box<Entry>),
     /// Nothing changes but the ctime the index keeps (the xattrs were read
-    /// and are the same).
-    Touch {
-        /// The state in the index (its hash and xattrs stand).
-        old: Box<Entry>,
-        /// The state in the scan.
-        new: &'s Entry,
-    },
+    /// and are the same; the index's hash and xattrs stand).
+    Touch(Box<States<'s>>),
+}
+
+// One per change of a first run: keep it small.
+const _: () = assert!(std::mem::size_of::<Change<'_>>() <= 16);
+
+/// A path's state in the index and in the scan, for a change that has
+/// both (or a [`Recheck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct States<'s> {
+    /// The state in the index.
+    pub old: Entry,
+    /// The state in the scan.
+    pub new: &'s Entry,
 }
 
 impl<'s> Change<'s> {
     /// The path concerned.
     pub fn path(&self) -> &RelPath {
         match self {
-            Change::New(e) | Change::Touch { new: e, .. } | Change::Changed { new: e, .. } => {
-                &e.path
-            }
+            Change::New(e) => &e.path,
+            Change::Changed { states, .. } | Change::Touch(states) => &states.new.path,
             Change::Deleted(e) => &e.path,
         }
     }
@@ -78,9 +86,8 @@ impl<'s> Change<'s> {
     /// The state in the index, if the path is there.
     pub fn old(&self) -> Option<&Entry> {
         match self {
-            Change::Changed { old, .. } | Change::Deleted(old) | Change::Touch { old, .. } => {
-                Some(old)
-            }
+            Change::Changed { states, .. } | Change::Touch(states) => Some(&states.old),
+            Change::Deleted(old) => Some(old),
             Change::New(_) => None,
         }
     }
@@ -88,9 +95,8 @@ impl<'s> Change<'s> {
     /// The state in the scan, unless the path leaves.
     pub fn new_entry(&self) -> Option<&'s Entry> {
         match self {
-            Change::New(e) | Change::Changed { new: e, .. } | Change::Touch { new: e, .. } => {
-                Some(e)
-            }
+            Change::New(e) => Some(e),
+            Change::Changed { states, .. } | Change::Touch(states) => Some(states.new),
             Change::Deleted(_) => None,
         }
     }
@@ -108,7 +114,7 @@ impl<'s> Change<'s> {
         match self {
             Change::New(_) => true,
             Change::Changed { copy, .. } => *copy,
-            Change::Deleted(_) | Change::Touch { .. } => false,
+            Change::Deleted(_) | Change::Touch(_) => false,
         }
     }
 
@@ -118,7 +124,7 @@ impl<'s> Change<'s> {
             Change::New(_) => "new",
             Change::Changed { .. } => "changed",
             Change::Deleted(_) => "deleted",
-            Change::Touch { .. } => "touch",
+            Change::Touch(_) => "touch",
         }
     }
 
@@ -128,9 +134,9 @@ impl<'s> Change<'s> {
     pub fn history_op(&self) -> Option<Op> {
         let (was, is) = match self {
             Change::New(e) => (false, e.tracked),
-            Change::Changed { old, new, .. } => (old.tracked, new.tracked),
+            Change::Changed { states, .. } => (states.old.tracked, states.new.tracked),
             Change::Deleted(e) => (e.tracked, false),
-            Change::Touch { .. } => return None,
+            Change::Touch(_) => return None,
         };
         match (was, is) {
             (false, false) => None,
@@ -202,20 +208,15 @@ impl Plan<'_> {
     pub fn visible(&self) -> impl Iterator<Item = &Change<'_>> {
         self.changes
             .iter()
-            .filter(|c| !matches!(c, Change::Touch { .. }))
+            .filter(|c| !matches!(c, Change::Touch(_)))
     }
 }
 
 /// An entry whose metadata matches the index but whose ctime moved (or
 /// whose xattrs the index does not know): its xattrs must be read and
-/// compared before it is known whether it changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recheck<'s> {
-    /// The state in the index.
-    pub old: Box<Entry>,
-    /// The state in the scan.
-    pub new: &'s Entry,
-}
+/// compared before it is known whether it changed. Boxed as the change it
+/// becomes holds it.
+pub type Recheck<'s> = Box<States<'s>>;
 
 /// A diff before its rechecks are resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -301,14 +302,16 @@ pub fn diff<'s>(
                 } else {
                     match same(&old, new, compare) {
                         Sameness::Same => plan.unchanged += 1,
-                        Sameness::Recheck => out.rechecks.push(Recheck {
-                            old: Box::new(old.to_entry()),
+                        Sameness::Recheck => out.rechecks.push(Box::new(States {
+                            old: old.to_entry(),
                             new,
-                        }),
+                        })),
                         Sameness::Different => plan.changes.push(Change::Changed {
                             copy: needs_copy(&old, new),
-                            old: Box::new(old.to_entry()),
-                            new,
+                            states: Box::new(States {
+                                old: old.to_entry(),
+                                new,
+                            }),
                         }),
                     }
                 }
@@ -330,13 +333,9 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     let mut resolved = Vec::with_capacity(rechecks.len());
     for (r, digest) in rechecks.into_iter().zip(digests) {
         match digest {
-            Some(d) if r.old.xattrs() == Some(*d) => resolved.push(Change::Touch {
-                old: r.old,
-                new: r.new,
-            }),
+            Some(d) if r.old.xattrs() == Some(*d) => resolved.push(Change::Touch(r)),
             _ => resolved.push(Change::Changed {
-                old: r.old,
-                new: r.new,
+                states: r,
                 copy: true,
             }),
         }
@@ -357,7 +356,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     }
     let touched = merged
         .iter()
-        .filter(|c| matches!(c, Change::Touch { .. }))
+        .filter(|c| matches!(c, Change::Touch(_)))
         .count() as u64;
     plan.unchanged += touched;
     plan.changes = merged;

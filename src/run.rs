@@ -392,7 +392,7 @@ pub(crate) fn planned_stats(p: &Prepared<'_>) -> Stats {
             Change::New(_) => stats.new += 1,
             Change::Changed { .. } => stats.changed += 1,
             Change::Deleted(_) => stats.removed += 1,
-            Change::Touch { .. } => {}
+            Change::Touch(_) => {}
         }
         if c.history_op() == Some(Op::Deleted) {
             stats.deleted += 1;
@@ -467,7 +467,7 @@ pub(crate) fn prepare<'s>(
         let before = plan.changes.len();
         plan.changes.retain(|c| {
             !(c.kind() == Kind::Dir
-                && matches!(c, Change::Changed { .. } | Change::Touch { .. })
+                && matches!(c, Change::Changed { .. } | Change::Touch(_))
                 && missing_mounts.contains(c.path()))
         });
         plan.unchanged += (before - plan.changes.len()) as u64;
@@ -623,7 +623,7 @@ fn execute(
     // Progress counts files (directories are quick, and made by the way).
     let file_changes = changes
         .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
+        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
         .count() as u64;
     progress.begin(
         &format!(
@@ -704,10 +704,10 @@ fn execute(
 /// index, so that a restore of the latest state gives every entry its
 /// xattrs, included-only ones too (a tracked one's are in its record as
 /// well).
-fn keep_xattrs(store: &Store, outcomes: &[crate::apply::Outcome]) -> Result<(), StoreError> {
+fn keep_xattrs(store: &Store, outcomes: &crate::apply::Outcomes) -> Result<(), StoreError> {
     let mut kept = HashSet::new();
-    for outcome in outcomes {
-        if let crate::apply::Outcome::Applied(a) = outcome
+    for outcome in outcomes.iter() {
+        if let Ok(a) = outcome
             && let Some(x) = a.xattr_data()
             && kept.insert(x.digest())
         {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::apply::{Applied, Outcome, Tally, fresh_records, updates};
+use crate::apply::{Applied, Outcome, Outcomes, Tally, fresh_records, updates};
 use crate::diff::Change;
 use crate::entry::{ErrorKind, Kind, NO_XATTRS, Op, PathError, RelPath, Xattrs};
 use crate::fs::{Dir, FileTypeOf, fstat, xattr};
@@ -262,7 +262,7 @@ fn execute(
     let changes = &prepared.plan.changes;
     let file_changes = changes
         .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch { .. }))
+        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
         .count() as u64;
     progress.begin(
         &format!(
@@ -297,7 +297,19 @@ fn execute(
         progress,
         copied: AtomicU64::new(0),
     };
-    let outcomes: Vec<Outcome> = changes.par_iter().map(|c| ctx.apply(c)).collect();
+    let outcomes = {
+        let slots = std::sync::Mutex::new(Outcomes::new(changes.len()));
+        changes.par_iter().enumerate().for_each(|(i, c)| {
+            let outcome = ctx.apply(c);
+            slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set(i, outcome);
+        });
+        slots
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let tally = Tally::of(
         changes,
         planned_stats(&prepared),
@@ -364,18 +376,18 @@ fn execute(
         compacted,
         ..Plan::default()
     };
-    for (change, outcome) in changes.iter().zip(&outcomes) {
-        let Outcome::Applied(_) = outcome else {
+    for (change, outcome) in changes.iter().zip(outcomes.iter()) {
+        if outcome.is_err() {
             continue;
-        };
+        }
         let path = change.path();
         let key = |k: object_store::path::Path| remote.bucket.shown(&k);
         match change {
             Change::Deleted(old) if old.meta.kind != Kind::Dir => {
                 plan.removes.push(key(remote.mirror_key(path)))
             }
-            Change::New(e) | Change::Changed { new: e, .. }
-                if e.meta.kind != Kind::Dir && change.needs_source() =>
+            Change::New(_) | Change::Changed { .. }
+                if change.kind() != Kind::Dir && change.needs_source() =>
             {
                 plan.puts.push((
                     key(remote.staged_key(&run, path)),
@@ -623,7 +635,7 @@ struct Read {
 impl Ctx<'_> {
     fn apply(&self, change: &Change<'_>) -> Outcome {
         let outcome = self.apply_inner(change);
-        if change.kind() != Kind::Dir && !matches!(change, Change::Touch { .. }) {
+        if change.kind() != Kind::Dir && !matches!(change, Change::Touch(_)) {
             self.progress.inc(1);
         }
         outcome
@@ -638,9 +650,9 @@ impl Ctx<'_> {
             change.old().and_then(|o| o.hash()),
             change.old().and_then(|o| o.xattrs()),
         );
-        if let Change::Touch { old, new } = change {
+        if let Change::Touch(states) = change {
             applied.recorded = None;
-            applied.hash = new.hash().or(old.hash());
+            applied.hash = states.new.hash().or(states.old.hash());
             return Outcome::Applied(applied);
         }
         // The last version of a tracked path that leaves the tracked set
