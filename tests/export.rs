@@ -930,18 +930,14 @@ fn an_object_store_destination_is_neither_mounted_nor_waited_for_as_a_path() {
         r#"{"source": "../src", "destination": "s3://bkt/home", "s3": {"endpoint": "http://127.0.0.1:9000"}, "track_dirs": ["."], "schedule": "0 3 * * *"}"#,
     );
     let run = |engine: &str, tz: &str| {
-        let out = env
-            .std_command()
-            .env("TZ", tz)
-            .args(["export", engine, "cloud"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let (code, json, stderr) = export(&env, tz, engine, &["cloud"]);
+        assert_eq!(code, 0, "{stderr}");
+        let files = json["files"].as_array().expect("the files written");
+        files
+            .iter()
+            .map(|f| f["contents"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let source = std::fs::canonicalize(env.path("src")).unwrap();
     let units = run("systemd", "UTC");

@@ -327,22 +327,27 @@ fn config_with(var: &str, default: u32) -> ProptestConfig {
     }
 }
 
+/// The runs of a case: a first one that writes a few paths, then 2 to 7
+/// of a few changes each.
+fn runs() -> impl Strategy<Value = Vec<Vec<Change>>> {
+    let first = prop::collection::vec(
+        (0..POOL.len(), prop::bool::weighted(0.15))
+            .prop_map(|(path, symlink)| Change::Write { path, symlink }),
+        2..8,
+    );
+    let later = prop::collection::vec(prop::collection::vec(change(), 1..5), 2..8);
+    (first, later).prop_map(|(first, later)| std::iter::once(first).chain(later).collect())
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn every_increment_restores_its_moment_before_and_after_prune(
-        first in prop::collection::vec(
-            (0..POOL.len(), prop::bool::weighted(0.15))
-                .prop_map(|(path, symlink)| Change::Write { path, symlink }),
-            2..8,
-        ),
-        later in prop::collection::vec(prop::collection::vec(change(), 1..5), 2..8),
+        runs in runs(),
         policy in retention(),
         gaps in gaps(),
     ) {
-        let mut runs = vec![first];
-        runs.extend(later);
         check(&Dest::Local, runs, policy, gaps);
     }
 }
@@ -353,12 +358,7 @@ proptest! {
     /// The same property on an object store (a fresh bucket per case).
     #[test]
     fn every_increment_restores_its_moment_before_and_after_prune_on_an_object_store(
-        first in prop::collection::vec(
-            (0..POOL.len(), prop::bool::weighted(0.15))
-                .prop_map(|(path, symlink)| Change::Write { path, symlink }),
-            2..8,
-        ),
-        later in prop::collection::vec(prop::collection::vec(change(), 1..5), 2..8),
+        runs in runs(),
         policy in retention(),
         gaps in gaps(),
     ) {
@@ -366,8 +366,6 @@ proptest! {
         let Some(bucket) = common::s3::bucket(test) else {
             return Ok(());
         };
-        let mut runs = vec![first];
-        runs.extend(later);
         check(&Dest::Object(bucket), runs, policy, gaps);
     }
 }

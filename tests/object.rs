@@ -483,19 +483,34 @@ fn restores_the_source(env: &Env, name: &str) {
     );
 }
 
-#[test]
-fn a_cache_behind_the_store_fetches_only_the_deltas_it_lacks() {
-    let Some(bucket) = s3::bucket("a_cache_behind_the_store") else {
-        return;
-    };
+/// A fresh bucket and environment holding job `name` (its files below
+/// `src-NAME/`) backed up once; `None` where there is no S3 server.
+fn backed_up(
+    test: &str,
+    name: &str,
+    files: impl IntoIterator<Item = (String, String)>,
+) -> Option<(Bucket, Dest, Env)> {
+    let bucket = s3::bucket(test)?;
     let dest = Dest::Object(bucket.clone());
     let env = Env::new();
-    let name = "k";
-    for i in 0..200 {
-        env.write(&format!("src-{name}/d{}/f{i}.txt", i % 5), &format!("{i}"));
+    for (path, body) in files {
+        env.write(&format!("src-{name}/{path}"), &body);
     }
     job(&env, &dest, name, "");
     run_ok(&env, name);
+    Some((bucket, dest, env))
+}
+
+#[test]
+fn a_cache_behind_the_store_fetches_only_the_deltas_it_lacks() {
+    let name = "k";
+    let Some((bucket, dest, env)) = backed_up(
+        "a_cache_behind_the_store",
+        name,
+        (0..200).map(|i| (format!("d{}/f{i}.txt", i % 5), format!("{i}"))),
+    ) else {
+        return;
+    };
     let (quiet, _) = logged_run(&env, name);
     // The cache as of the first run, then two runs that write deltas.
     let behind = env.path("cache-behind");
@@ -533,17 +548,14 @@ fn a_cache_behind_the_store_fetches_only_the_deltas_it_lacks() {
 
 #[test]
 fn deltas_are_compacted_into_a_new_base_and_the_old_segments_go() {
-    let Some(bucket) = s3::bucket("deltas_are_compacted") else {
+    let name = "m";
+    let Some((bucket, dest, env)) = backed_up(
+        "deltas_are_compacted",
+        name,
+        (0..20).map(|i| (format!("f{i}.txt"), format!("{i}"))),
+    ) else {
         return;
     };
-    let dest = Dest::Object(bucket.clone());
-    let env = Env::new();
-    let name = "m";
-    for i in 0..20 {
-        env.write(&format!("src-{name}/f{i}.txt"), &format!("{i}"));
-    }
-    job(&env, &dest, name, "");
-    run_ok(&env, name);
     let first = manifest(&bucket, name);
     assert_eq!(first["deltas"], Value::from(Vec::<Value>::new()));
     // Small changes: a delta each, up to the bound on their number.
@@ -603,17 +615,14 @@ fn segments_of(b: &Bucket, name: &str) -> Vec<String> {
 
 #[test]
 fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded_by_the_next_run() {
-    let Some(bucket) = s3::bucket("an_index_in_one_object") else {
+    let name = "u";
+    let Some((bucket, dest, env)) = backed_up(
+        "an_index_in_one_object",
+        name,
+        (0..30).map(|i| (format!("f{i}.txt"), format!("{i}"))),
+    ) else {
         return;
     };
-    let dest = Dest::Object(bucket.clone());
-    let env = Env::new();
-    let name = "u";
-    for i in 0..30 {
-        env.write(&format!("src-{name}/f{i}.txt"), &format!("{i}"));
-    }
-    job(&env, &dest, name, "");
-    run_ok(&env, name);
     let count = manifest(&bucket, name)["count"].as_u64().unwrap();
     // The destination as strata before manifests left it: the whole
     // index (format v2, as the cache holds it) at `.strata/index`, no
@@ -683,15 +692,14 @@ fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded_by_the_n
 
 #[test]
 fn verify_names_a_missing_or_damaged_index_segment() {
-    let Some(bucket) = s3::bucket("verify_names_a_missing") else {
+    let name = "v";
+    let Some((bucket, _, env)) = backed_up(
+        "verify_names_a_missing",
+        name,
+        [("a.txt".to_string(), "a".to_string())],
+    ) else {
         return;
     };
-    let dest = Dest::Object(bucket.clone());
-    let env = Env::new();
-    let name = "v";
-    env.write(&format!("src-{name}/a.txt"), "a");
-    job(&env, &dest, name, "");
-    run_ok(&env, name);
     env.write(&format!("src-{name}/b.txt"), "b");
     run_ok(&env, name);
     let m = manifest(&bucket, name);

@@ -25,20 +25,9 @@ pub fn run(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let source = if repair {
-        match crate::fs::Dir::open_root(&job.source) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!(
-                    "strata: {}: cannot repair: source {}: {e}",
-                    job.name,
-                    job.source.display()
-                );
-                return ExitCode::Failure;
-            }
-        }
-    } else {
-        None
+    let source = match repair_source(job, repair) {
+        Ok(source) => source,
+        Err(code) => return code,
     };
     let verified = match verify(&store, deep || repair, source.as_ref()) {
         Ok(verified) => verified,
@@ -50,24 +39,30 @@ pub fn run(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
     show(config, job, deep, &verified)
 }
 
+/// The source a repair reads from (`None` without `--repair`).
+fn repair_source(job: &Job, repair: bool) -> Result<Option<crate::fs::Dir>, ExitCode> {
+    if !repair {
+        return Ok(None);
+    }
+    crate::fs::Dir::open_root(&job.source)
+        .map(Some)
+        .map_err(|e| {
+            eprintln!(
+                "strata: {}: cannot repair: source {}: {e}",
+                job.name,
+                job.source.display()
+            );
+            ExitCode::Failure
+        })
+}
+
 /// Verify an object-store destination, with its lease held (a run in
 /// progress is not reported as damage, and a repair writes as the one
 /// writer).
 fn run_object(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode {
-    let source = if repair {
-        match crate::fs::Dir::open_root(&job.source) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!(
-                    "strata: {}: cannot repair: source {}: {e}",
-                    job.name,
-                    job.source.display()
-                );
-                return ExitCode::Failure;
-            }
-        }
-    } else {
-        None
+    let source = match repair_source(job, repair) {
+        Ok(source) => source,
+        Err(code) => return code,
     };
     let remote = match super::open_destination(config, job) {
         Ok(crate::store::dest::Destination::Object(remote)) => remote,

@@ -253,19 +253,12 @@ pub fn verify_remote(
             size: e.meta.size,
             hash,
         });
-        match listed.get(&key) {
-            None => {
-                v.problem(shown(&key), "missing from the mirror");
+        match unlike(listed.get(&key), e.meta.size, "missing from the mirror") {
+            Some(problem) => {
+                v.problem(shown(&key), problem);
                 broken.extend(wanted);
             }
-            Some(&size) if size != e.meta.size => {
-                v.problem(
-                    shown(&key),
-                    format!("size {size} (recorded {})", { e.meta.size }),
-                );
-                broken.extend(wanted);
-            }
-            Some(_) => checks.extend(wanted),
+            None => checks.extend(wanted),
         }
     }
     for key in listed.keys().filter(|k| !expected.contains(*k)) {
@@ -314,23 +307,17 @@ pub fn verify_remote(
                 size: r.meta.size,
                 hash,
             });
-            match in_store.get(&key) {
-                None => {
-                    v.problem(shown(&key), "missing from its increment");
+            match unlike(
+                in_store.get(&key),
+                r.meta.size,
+                "missing from its increment",
+            ) {
+                Some(problem) => {
+                    v.problem(shown(&key), problem);
                     broken.extend(wanted);
                 }
-                Some(&size) if size != r.meta.size => {
-                    v.problem(
-                        shown(&key),
-                        format!("size {size} (recorded {})", { r.meta.size }),
-                    );
-                    broken.extend(wanted);
-                }
-                Some(_) => {
-                    if record.op != Op::Deleted {
-                        checks.extend(wanted);
-                    }
-                }
+                None if record.op != Op::Deleted => checks.extend(wanted),
+                None => {}
             }
         }
         for key in in_store.keys().filter(|k| !recorded.contains(*k)) {
@@ -400,6 +387,16 @@ pub struct RemoteRepair<'a> {
 }
 
 /// An object whose content verify knows: the version of `rel` recorded
+/// What is wrong with a listed object against the size recorded for it
+/// (`None`: present, of that size; its bytes are for the hash check).
+fn unlike(listed: Option<&u64>, recorded: u64, missing: &str) -> Option<String> {
+    match listed {
+        None => Some(missing.to_string()),
+        Some(&size) if size != recorded => Some(format!("size {size} (recorded {recorded})")),
+        Some(_) => None,
+    }
+}
+
 /// with `kind`, `size` and `hash`.
 #[derive(Debug, Clone)]
 struct Wanted {
