@@ -562,6 +562,26 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
         );
     }
     assert_eq!(value(&latest.join("notes"), "user.shelf"), "top");
+
+    // A kept set that is not what its name says is an error naming it,
+    // never other xattrs.
+    let kept = env.path("dest-fs/home/.strata/xattrs");
+    // The folder's set (`user.shelf`, in hex): no record holds it.
+    let one = fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            fs::read_to_string(p)
+                .unwrap()
+                .contains("757365722e7368656c66")
+        })
+        .expect("notes/'s set is kept");
+    fs::write(&one, b"[[\"757365722e746167\", \"b3RoZXI=\"]]").unwrap();
+    let again = env.path("latest-again");
+    let (code, out, err) = env.run(&["restore", "home", "--to", again.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}{err}");
+    let name = one.file_name().unwrap().to_str().unwrap();
+    assert!(format!("{out}{err}").contains(name), "{out}{err}");
 }
 
 /// A ramfs (no xattrs at all) mounted for a test's lifetime.
