@@ -35,8 +35,8 @@ use rayon::prelude::*;
 use crate::diff::Change;
 use crate::entry::Stats;
 use crate::entry::{
-    Digests, Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError, RelPath,
-    Timestamp, Xattrs,
+    ChangeTime, Digests, Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError,
+    RelPath, Xattrs,
 };
 use crate::faults::Faults;
 use crate::fs::copy::{CopyError, copy_data};
@@ -130,7 +130,7 @@ struct Rare {
     /// The metadata and ctime of what was copied when they are not the
     /// scan's (the entry changed between the scan and the copy, and not
     /// during it).
-    meta: Option<(Meta, Timestamp)>,
+    meta: Option<(Meta, ChangeTime)>,
 }
 
 impl Applied {
@@ -189,12 +189,12 @@ impl Applied {
     /// The metadata and ctime of what was copied when they are not the
     /// scan's (the entry changed between the scan and the copy, and not
     /// during it).
-    pub fn meta(&self) -> Option<(Meta, Timestamp)> {
+    pub fn meta(&self) -> Option<(Meta, ChangeTime)> {
         self.view().meta()
     }
 
     /// Set [`Applied::meta`].
-    pub fn set_meta(&mut self, meta: (Meta, Timestamp)) {
+    pub fn set_meta(&mut self, meta: (Meta, ChangeTime)) {
         self.rare_mut().meta = Some(meta);
     }
 
@@ -232,7 +232,7 @@ impl<'a> AppliedRef<'a> {
     }
 
     /// See [`Applied::meta`].
-    pub fn meta(&self) -> Option<(Meta, Timestamp)> {
+    pub fn meta(&self) -> Option<(Meta, ChangeTime)> {
         self.rare?.meta
     }
 
@@ -943,7 +943,7 @@ struct Leader<'p> {
     path: &'p RelPath,
     hash: Option<Hash>,
     xattrs: Option<Hash>,
-    meta: Option<(Meta, Timestamp)>,
+    meta: Option<(Meta, ChangeTime)>,
 }
 
 /// Remove what an interrupted run left in the increment for `path` (files
@@ -1156,7 +1156,7 @@ fn link_into(
 /// What a copy from the source brought.
 struct Copied {
     meta: Meta,
-    ctime: Timestamp,
+    ctime: ChangeTime,
     hash: Hash,
     xattrs: Xattrs,
     bytes: u64,
@@ -1577,7 +1577,7 @@ fn finish_dir(entry: &Entry, full: bool, target: &Target<'_>) -> Result<Option<X
         Some(x) => finish(
             &mdir,
             &Finish {
-                mode: meta.mode,
+                mode: u32::from(meta.mode),
                 uid: meta.uid,
                 gid: meta.gid,
                 mtime: meta.mtime,
@@ -1610,7 +1610,7 @@ fn finish_times(dir: &Dir, meta: &Meta, all: bool) -> io::Result<()> {
             rustix::fs::fchown(dir, Some(uid), Some(gid))
                 .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
         }
-        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(meta.mode))
+        rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(u32::from(meta.mode)))
             .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
     }
     let ts = rustix::fs::Timespec {

@@ -244,7 +244,7 @@ fn same(old: &EntryRef<'_>, new: &Entry, compare: Compare) -> Sameness {
     {
         return Sameness::Different;
     }
-    if old.ctime != new.ctime || old.xattrs.is_none() {
+    if !old.ctime.same(new.ctime) || old.xattrs.is_none() {
         return Sameness::Recheck;
     }
     Sameness::Same
@@ -366,7 +366,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Digests, Meta, NO_XATTRS, SliceWalk, Timestamp};
+    use crate::entry::{ChangeTime, Digests, Meta, NO_XATTRS, SliceWalk, Timestamp};
 
     fn e(path: &str, size: u64, tracked: bool) -> Entry {
         Entry {
@@ -383,7 +383,7 @@ mod tests {
                 gid: 0,
                 link: 0,
             },
-            ctime: Timestamp::default(),
+            ctime: ChangeTime::default(),
             tracked,
             digests: Digests::new(None, Some(NO_XATTRS)),
         }
@@ -485,8 +485,8 @@ mod tests {
     fn a_moved_ctime_is_rechecked_and_resolved_by_the_xattrs() {
         let index = [e("a", 1, true), e("b", 1, true), e("c", 2, true)];
         let mut scan = [e("a", 1, true), e("b", 1, true), e("c", 3, true)];
-        scan[0].ctime.sec = 5;
-        scan[1].ctime.sec = 5;
+        scan[0].ctime = Timestamp { sec: 5, nsec: 0 }.into();
+        scan[1].ctime = Timestamp { sec: 5, nsec: 0 }.into();
         let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Metadata);
         assert_eq!(d.rechecks.len(), 2);
         let other = Hash([7; 16]);

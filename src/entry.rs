@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use triomphe::ThinArc;
 
 /// A path relative to a root (the source, the mirror, an increment's
 /// `track/`, a restore target), `/`-separated, as raw bytes (file names need
@@ -25,8 +26,23 @@ use serde::{Deserialize, Serialize};
 /// the root itself. [`RelPath::parse`] checks this for bytes from outside
 /// (metadata files, the command line); the walk builds paths from
 /// directory entries, which cannot break it.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct RelPath(Box<[u8]>);
+///
+/// Its bytes lie in a reference-counted block: a block of their own, or one
+/// that the walk shares among a directory's paths ([`PathBlock`]), so that
+/// a first run, which holds a path per file, makes one allocation a
+/// directory rather than one a file. A parent shares its child's block.
+#[derive(Clone, Default)]
+pub struct RelPath {
+    /// `None` for the root.
+    block: Option<ThinArc<(), u8>>,
+    /// Where the path lies in `block`: `len` bytes from `start`, or the
+    /// whole block when `len` is [`WHOLE`].
+    start: u32,
+    len: u32,
+}
+
+/// [`RelPath::len`] of a path that is its whole block.
+const WHOLE: u32 = u32::MAX;
 
 /// Why bytes are not a [`RelPath`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +86,7 @@ impl RelPath {
                 _ => {}
             }
         }
-        Ok(RelPath(bytes.into()))
+        Ok(RelPath::own(bytes))
     }
 
     /// From bytes known to be a valid relative path (built by the walk, or
@@ -81,38 +97,67 @@ impl RelPath {
             "not a relative path: {:?}",
             String::from_utf8_lossy(bytes)
         );
-        RelPath(bytes.into())
+        RelPath::own(bytes)
+    }
+
+    /// `bytes` in a block of their own.
+    fn own(bytes: &[u8]) -> RelPath {
+        if bytes.is_empty() {
+            return RelPath::root();
+        }
+        RelPath {
+            block: Some(ThinArc::from_header_and_slice((), bytes)),
+            start: 0,
+            len: WHOLE,
+        }
+    }
+
+    /// The first `len` bytes of this path, in its block.
+    fn prefix(&self, len: usize) -> RelPath {
+        match &self.block {
+            _ if len == 0 => RelPath::root(),
+            Some(block) if len < WHOLE as usize => RelPath {
+                block: Some(block.clone()),
+                start: self.start,
+                len: len as u32,
+            },
+            _ => RelPath::own(&self.as_bytes()[..len]),
+        }
     }
 
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.block {
+            None => &[],
+            Some(block) if self.len == WHOLE => &block.slice,
+            Some(block) => &block.slice[self.start as usize..][..self.len as usize],
+        }
     }
 
     /// As a relative [`Path`] (`.` for the root, so that it can be joined
     /// and opened).
     pub fn as_path(&self) -> &Path {
-        if self.0.is_empty() {
+        if self.is_root() {
             Path::new(".")
         } else {
-            Path::new(OsStr::from_bytes(&self.0))
+            Path::new(OsStr::from_bytes(self.as_bytes()))
         }
     }
 
     /// Whether this is the root.
     pub fn is_root(&self) -> bool {
-        self.0.is_empty()
+        self.block.is_none()
     }
 
     /// Lossy text, for messages and metadata.
     pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
     }
 
     /// Whether this path lies below directory `dir` (not equal to it). Every
     /// path but the root lies below the root.
     pub fn is_below(&self, dir: &RelPath) -> bool {
-        is_below(&self.0, &dir.0)
+        is_below(self.as_bytes(), dir.as_bytes())
     }
 
     /// Whether this path is `dir` or lies below it.
@@ -123,34 +168,39 @@ impl RelPath {
     /// The parent directory: the root for a path directly in the root,
     /// `None` for the root.
     pub fn parent(&self) -> Option<RelPath> {
-        if self.0.is_empty() {
+        if self.is_root() {
             return None;
         }
-        match self.0.iter().rposition(|&b| b == b'/') {
-            Some(i) => Some(RelPath(self.0[..i].into())),
-            None => Some(RelPath::root()),
-        }
+        let i = self
+            .as_bytes()
+            .iter()
+            .rposition(|&b| b == b'/')
+            .unwrap_or(0);
+        Some(self.prefix(i))
     }
 
     /// The last component (empty for the root).
     pub fn file_name(&self) -> &[u8] {
-        match self.0.iter().rposition(|&b| b == b'/') {
-            Some(i) => &self.0[i + 1..],
-            None => &self.0,
+        let bytes = self.as_bytes();
+        match bytes.iter().rposition(|&b| b == b'/') {
+            Some(i) => &bytes[i + 1..],
+            None => bytes,
         }
     }
 
     /// The components, first to last (none for the root).
     pub fn components(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.split(|&b| b == b'/').filter(|part| !part.is_empty())
+        self.as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|part| !part.is_empty())
     }
 
     /// Number of components (0 for the root).
     pub fn depth(&self) -> usize {
-        if self.0.is_empty() {
+        if self.is_root() {
             0
         } else {
-            1 + self.0.iter().filter(|&&b| b == b'/').count()
+            1 + self.as_bytes().iter().filter(|&&b| b == b'/').count()
         }
     }
 
@@ -158,22 +208,23 @@ impl RelPath {
     /// component (a directory entry's name).
     pub fn join(&self, name: &[u8]) -> RelPath {
         debug_assert!(!name.is_empty() && !name.contains(&b'/') && name != b"." && name != b"..");
-        if self.0.is_empty() {
-            return RelPath(name.into());
+        if self.is_root() {
+            return RelPath::own(name);
         }
-        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
-        v.extend_from_slice(&self.0);
+        let bytes = self.as_bytes();
+        let mut v = Vec::with_capacity(bytes.len() + 1 + name.len());
+        v.extend_from_slice(bytes);
         v.push(b'/');
         v.extend_from_slice(name);
-        RelPath(v.into_boxed_slice())
+        RelPath::own(&v)
     }
 
     /// The path as a record stores it: text, and the exact bytes in hex when
     /// the text is not them (a non-UTF-8 name).
     pub fn to_text(&self) -> (String, Option<String>) {
-        match std::str::from_utf8(&self.0) {
+        match std::str::from_utf8(self.as_bytes()) {
             Ok(text) => (text.to_string(), None),
-            Err(_) => (self.to_string_lossy(), Some(hex(&self.0))),
+            Err(_) => (self.to_string_lossy(), Some(hex(self.as_bytes()))),
         }
     }
 
@@ -197,6 +248,87 @@ pub fn is_below(path: &[u8], dir: &[u8]) -> bool {
     path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
 }
 
+// By the bytes, as the type's documentation says: where they lie is not
+// part of the path.
+impl PartialEq for RelPath {
+    fn eq(&self, other: &RelPath) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RelPath {}
+
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &RelPath) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RelPath {
+    fn cmp(&self, other: &RelPath) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for RelPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+/// Paths gathered into one shared block: what the walk makes of a
+/// directory's selected entries. [`PathBlock::push`] each path (valid, as
+/// for [`RelPath::from_bytes`]), then [`PathBlock::into_paths`] gives them
+/// back, in order, as [`RelPath`]s that share the block's allocation.
+#[derive(Debug, Default)]
+pub struct PathBlock {
+    bytes: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    /// Paths of blocks already full (a block holds less than 4 GiB).
+    sealed: Vec<RelPath>,
+}
+
+impl PathBlock {
+    /// Add `path`.
+    pub fn push(&mut self, path: &[u8]) {
+        debug_assert!(
+            !path.is_empty() && RelPath::parse(path).is_ok(),
+            "not a relative path: {:?}",
+            String::from_utf8_lossy(path)
+        );
+        if self.bytes.len() + path.len() >= WHOLE as usize {
+            self.seal();
+        }
+        if path.len() >= WHOLE as usize {
+            self.sealed.push(RelPath::own(path));
+            return;
+        }
+        self.spans
+            .push((self.bytes.len() as u32, path.len() as u32));
+        self.bytes.extend_from_slice(path);
+    }
+
+    /// The paths pushed so far, in order.
+    pub fn into_paths(mut self) -> impl Iterator<Item = RelPath> {
+        self.seal();
+        self.sealed.into_iter()
+    }
+
+    fn seal(&mut self) {
+        if self.spans.is_empty() {
+            return;
+        }
+        let block = ThinArc::from_header_and_slice((), &self.bytes);
+        self.sealed
+            .extend(self.spans.drain(..).map(|(start, len)| RelPath {
+                block: Some(block.clone()),
+                start,
+                len,
+            }));
+        self.bytes.clear();
+    }
+}
+
 impl fmt::Debug for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.to_string_lossy())
@@ -205,10 +337,10 @@ impl fmt::Debug for RelPath {
 
 impl fmt::Display for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.is_root() {
             f.write_str(".")
         } else {
-            f.write_str(&String::from_utf8_lossy(&self.0))
+            f.write_str(&String::from_utf8_lossy(self.as_bytes()))
         }
     }
 }
@@ -333,6 +465,43 @@ impl Timestamp {
     }
 }
 
+/// An inode change time as the walk compares it with the index's (SPEC
+/// §3: when it moved, the metadata beyond `lstat` is read again): the
+/// nanoseconds since the epoch, 8 bytes where a [`Timestamp`] takes 12
+/// (every entry holds one). Only compared, never shown. A ctime outside
+/// the years 1678-2262 (a clock far off) is [`ChangeTime::UNKNOWN`], which
+/// never counts as unmoved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChangeTime(i64);
+
+impl ChangeTime {
+    /// A change time that is not known exactly.
+    pub const UNKNOWN: ChangeTime = ChangeTime(i64::MIN);
+
+    /// Whether the inode is known not to have changed between `self` and
+    /// `later`.
+    pub fn same(self, later: ChangeTime) -> bool {
+        self == later && self != ChangeTime::UNKNOWN
+    }
+
+    /// As seconds and nanoseconds (the index's form).
+    pub fn to_timestamp(self) -> Timestamp {
+        Timestamp {
+            sec: self.0.div_euclid(1_000_000_000),
+            nsec: self.0.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+}
+
+impl From<Timestamp> for ChangeTime {
+    fn from(t: Timestamp) -> ChangeTime {
+        i64::try_from(i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec))
+            .ok()
+            .filter(|&n| n != i64::MIN && t.nsec < 1_000_000_000)
+            .map_or(ChangeTime::UNKNOWN, ChangeTime)
+    }
+}
+
 /// A hardlink group key: entries of one source inode (`st_nlink` > 1)
 /// share it; 0 for an entry that is its inode's only name (and for
 /// directories and symlinks). Derived from the source's device and inode
@@ -354,7 +523,7 @@ pub fn link_key(dev: u64, ino: u64, nlink: u64, kind: Kind) -> LinkKey {
 /// The metadata that decides whether an entry changed (SPEC §3): kind,
 /// size, mtime, permission bits, owner and group, and the hardlink group.
 /// Extended attributes are compared separately (see [`Entry::xattrs`]),
-/// since reading them costs more than an `lstat`. Packed (41 bytes, not
+/// since reading them costs more than an `lstat`. Packed (39 bytes, not
 /// 48): an [`Entry`] holds one, and a first run an entry per file; read
 /// its fields by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,7 +536,7 @@ pub struct Meta {
     /// Modification time.
     pub mtime: Timestamp,
     /// Permission bits, setuid, setgid and sticky (`st_mode & 0o7777`).
-    pub mode: u32,
+    pub mode: u16,
     /// Owner.
     pub uid: u32,
     /// Group.
@@ -388,7 +557,7 @@ pub struct Entry {
     pub meta: Meta,
     /// The source's inode change time: when it moved since the index, the
     /// entry's extended attributes are read and compared.
-    pub ctime: Timestamp,
+    pub ctime: ChangeTime,
     /// Versioned (a track rule) or mirrored only.
     pub tracked: bool,
     /// [`Entry::hash`] and [`Entry::xattrs`].
@@ -396,11 +565,11 @@ pub struct Entry {
 }
 
 // The scan holds one per selected entry: keep it small.
-const _: () = assert!(std::mem::size_of::<Entry>() <= 80);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 72);
 
 /// An entry's content hash and xattrs digest, when known; boxed, as a
 /// scan knows neither for nearly every entry and a first run holds an
-/// entry per file (80 bytes, not 104). Neither known: no box.
+/// entry per file (72 bytes, not 96). Neither known: no box.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digests(Option<Box<(Option<Hash>, Option<Hash>)>>);
 
@@ -456,7 +625,7 @@ pub struct EntryRef<'a> {
     /// Its metadata.
     pub meta: Meta,
     /// The source's ctime when it was last backed up.
-    pub ctime: Timestamp,
+    pub ctime: ChangeTime,
     /// Versioned (a track rule) or mirrored only.
     pub tracked: bool,
     /// Content hash, when known.
@@ -771,5 +940,57 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
         assert_eq!(Timestamp::default().to_rfc3339(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn paths_in_a_shared_block_are_their_bytes() {
+        let mut block = PathBlock::default();
+        for p in ["d/b", "d/a", "d/caf\u{e9}"] {
+            block.push(p.as_bytes());
+        }
+        let paths: Vec<RelPath> = block.into_paths().collect();
+        let own: Vec<RelPath> = ["d/b", "d/a", "d/caf\u{e9}"]
+            .iter()
+            .map(|p| RelPath::from_bytes(p.as_bytes()))
+            .collect();
+        // Equal, ordered and hashed by their bytes, wherever those lie.
+        assert_eq!(paths, own);
+        let hash = |p: &RelPath| {
+            use std::hash::{BuildHasher, RandomState};
+            static STATE: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+            STATE.get_or_init(RandomState::new).hash_one(p)
+        };
+        for (a, b) in paths.iter().zip(&own) {
+            assert_eq!(a.as_bytes(), b.as_bytes());
+            assert_eq!(hash(a), hash(b));
+            assert_eq!(a.parent(), Some(RelPath::from_bytes(b"d")));
+            assert_eq!(a.file_name(), b.file_name());
+        }
+        assert!(paths[1] < paths[0]);
+        // A parent is a prefix of its child's block: still its own bytes.
+        let deep = RelPath::from_bytes(b"x/y/z");
+        let up = deep.parent().unwrap();
+        assert_eq!(up.as_bytes(), b"x/y");
+        assert_eq!(up.parent().unwrap().as_bytes(), b"x");
+        assert_eq!(up.join(b"w").as_bytes(), b"x/y/w");
+        assert!(PathBlock::default().into_paths().next().is_none());
+    }
+
+    #[test]
+    fn change_times_compare_exactly_or_not_at_all() {
+        let t = |sec, nsec| ChangeTime::from(Timestamp { sec, nsec });
+        assert!(t(1_700_000_000, 5).same(t(1_700_000_000, 5)));
+        assert!(!t(1_700_000_000, 5).same(t(1_700_000_000, 6)));
+        assert!(!t(1_700_000_000, 5).same(t(1_700_000_001, 5)));
+        for (sec, nsec) in [(1_700_000_000, 123_456_789), (-5, 1), (0, 0)] {
+            assert_eq!(t(sec, nsec).to_timestamp(), Timestamp { sec, nsec });
+        }
+        // Beyond what 64 bits of nanoseconds hold: never "unchanged".
+        let far = t(i64::MAX / 2, 0);
+        assert_eq!(far, ChangeTime::UNKNOWN);
+        assert!(!far.same(t(i64::MAX / 2, 0)));
+        assert_eq!(t(1, 2_000_000_000), ChangeTime::UNKNOWN);
+        // What the index reads back of an unknown one is unknown again.
+        assert_eq!(ChangeTime::from(far.to_timestamp()), ChangeTime::UNKNOWN);
     }
 }

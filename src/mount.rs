@@ -312,7 +312,7 @@ fn attr(ino: u64, meta: &Meta, nlink: u32) -> FileAttr {
         ctime: t,
         crtime: t,
         kind: file_type(meta.kind),
-        perm: (meta.mode & 0o7777) as u16,
+        perm: meta.mode & 0o7777,
         nlink,
         uid: if meta.uid == UNKNOWN_OWNER {
             0

@@ -628,7 +628,7 @@ struct Read {
     hash: crate::entry::Hash,
     xattrs: Xattrs,
     meta: crate::entry::Meta,
-    ctime: crate::entry::Timestamp,
+    ctime: crate::entry::ChangeTime,
     bytes: u64,
 }
 

@@ -23,14 +23,16 @@
 //! thread count. Symlinks are never followed.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::FileType;
 
-use crate::entry::{Digests, Entry, ErrorKind, Kind, PathError, RelPath, by_path};
+use crate::entry::{Digests, Entry, ErrorKind, Kind, PathBlock, PathError, RelPath, by_path};
 use crate::fs::{Dir, FileTypeOf, Stat};
 use crate::select::{DirDecision, DirState, Matcher, Selection};
 
@@ -356,9 +358,20 @@ impl<'a> Walk<'a> {
         state: DirState,
         dev: u64,
     ) {
+        // The selected files' paths go into one block (a first run holds
+        // a path per file); each name is joined in `scratch` to look at it.
         let mut found = Vec::new();
+        let mut paths = PathBlock::default();
+        let mut scratch = rel_dir.as_bytes().to_vec();
+        if !scratch.is_empty() {
+            scratch.push(b'/');
+        }
+        let base = scratch.len();
         for (name, file_type) in entries {
-            let rel = rel_dir.join(&name);
+            scratch.truncate(base);
+            scratch.extend_from_slice(&name);
+            let path = std::path::Path::new(OsStr::from_bytes(&scratch));
+            let rel = || RelPath::from_bytes(&scratch);
             // d_type from getdents: no stat for directories and unselected
             // files. DT_UNKNOWN (some filesystems) needs one.
             let mut stat = None;
@@ -376,19 +389,20 @@ impl<'a> Walk<'a> {
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        self.problem(&rel, ErrorKind::Read, format!("cannot stat: {e}"));
+                        self.problem(&rel(), ErrorKind::Read, format!("cannot stat: {e}"));
                         continue;
                     }
                 }
             }
             if file_type == FileType::Directory {
-                if let DirDecision::Enter(sub) = self.matcher.enter_dir(state, rel.as_path()) {
+                if let DirDecision::Enter(sub) = self.matcher.enter_dir(state, path) {
                     let parent = Arc::clone(dir);
+                    let rel = rel();
                     s.spawn(move |s| self.enter(s, parent, dev, name, rel, sub));
                 }
                 continue;
             }
-            let selection = self.matcher.file(state, rel.as_path());
+            let selection = self.matcher.file(state, path);
             if !selection.is_selected() {
                 continue;
             }
@@ -404,7 +418,7 @@ impl<'a> Walk<'a> {
                     // vanished file is a deletion, which is what it is.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        self.problem(&rel, ErrorKind::Read, format!("cannot stat: {e}"));
+                        self.problem(&rel(), ErrorKind::Read, format!("cannot stat: {e}"));
                         continue;
                     }
                 },
@@ -421,15 +435,16 @@ impl<'a> Walk<'a> {
                 match hash_in(dir, &name, meta.kind) {
                     Ok(h) => Some(h),
                     Err(e) => {
-                        self.problem(&rel, ErrorKind::Read, format!("cannot read: {e}"));
+                        self.problem(&rel(), ErrorKind::Read, format!("cannot read: {e}"));
                         None
                     }
                 }
             } else {
                 None
             };
+            paths.push(&scratch);
             found.push(Entry {
-                path: rel,
+                path: RelPath::root(),
                 meta,
                 ctime: st.ctime,
                 tracked: selection == Selection::Tracked,
@@ -439,6 +454,9 @@ impl<'a> Walk<'a> {
         // Into the one list right away: a directory's own list is freed
         // here and its memory reused by the next directory.
         if !found.is_empty() {
+            for (entry, path) in found.iter_mut().zip(paths.into_paths()) {
+                entry.path = path;
+            }
             self.entries.lock().unwrap().append(&mut found);
         }
     }

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 
-use crate::entry::{Kind, Meta, Timestamp, link_key};
+use crate::entry::{ChangeTime, Kind, Meta, Timestamp, link_key};
 
 /// The longest relative path handed to one `openat2` call; a longer one is
 /// resolved in pieces (PATH_MAX is 4096 with the NUL).
@@ -95,7 +95,7 @@ pub struct Stat {
     /// Modification time.
     pub mtime: Timestamp,
     /// Inode change time.
-    pub ctime: Timestamp,
+    pub ctime: ChangeTime,
     /// Access time.
     pub atime: Timestamp,
     /// Device.
@@ -140,7 +140,7 @@ impl Stat {
             uid: st.st_uid,
             gid: st.st_gid,
             mtime: ts(st.st_mtime, st.st_mtime_nsec as i64),
-            ctime: ts(st.st_ctime, st.st_ctime_nsec as i64),
+            ctime: ts(st.st_ctime, st.st_ctime_nsec as i64).into(),
             atime: ts(st.st_atime, st.st_atime_nsec as i64),
             dev: st.st_dev,
             ino: st.st_ino,
@@ -166,7 +166,8 @@ impl Stat {
             kind,
             size: if kind == Kind::Dir { 0 } else { self.size },
             mtime: self.mtime,
-            mode: self.mode,
+            // The permission bits, setuid, setgid and sticky: 12 bits.
+            mode: (self.mode & 0o7777) as u16,
             uid: self.uid,
             gid: self.gid,
             link: link_key(self.dev, self.ino, self.nlink, kind),

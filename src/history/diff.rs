@@ -304,7 +304,7 @@ mod tests {
     use crate::entry::{Op, Timestamp};
     use crate::history::tests::{increment, record};
 
-    fn item(size: u64, mode: u32, hash: u8) -> Item {
+    fn item(size: u64, mode: u16, hash: u8) -> Item {
         Item {
             meta: Meta {
                 kind: Kind::File,

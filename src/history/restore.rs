@@ -1046,7 +1046,7 @@ impl Ctx<'_> {
                 finish(
                     &out,
                     &Finish {
-                        mode: item.meta.mode,
+                        mode: u32::from(item.meta.mode),
                         uid,
                         gid,
                         mtime: item.meta.mtime,
@@ -1130,7 +1130,7 @@ impl Ctx<'_> {
         finish(
             &dir,
             &Finish {
-                mode: item.meta.mode,
+                mode: u32::from(item.meta.mode),
                 uid: if owner_known { item.meta.uid } else { 0 },
                 gid: if owner_known { item.meta.gid } else { 0 },
                 mtime: item.meta.mtime,

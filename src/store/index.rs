@@ -35,7 +35,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
 use super::{StoreError, TMP};
-use crate::entry::{Entry, EntryRef, EntryWalk, Hash, Kind, Meta, Timestamp};
+use crate::entry::{ChangeTime, Entry, EntryRef, EntryWalk, Hash, Kind, Meta, Timestamp};
 use crate::fs::Dir;
 
 /// The file's name in `.strata/`.
@@ -106,11 +106,12 @@ fn encode_record(out: &mut Vec<u8>, e: &EntryRef<'_>) {
     out.extend_from_slice(&e.meta.size.to_le_bytes());
     out.extend_from_slice(&e.meta.mtime.sec.to_le_bytes());
     out.extend_from_slice(&e.meta.mtime.nsec.to_le_bytes());
-    out.extend_from_slice(&e.meta.mode.to_le_bytes());
+    out.extend_from_slice(&u32::from(e.meta.mode).to_le_bytes());
     out.extend_from_slice(&e.meta.uid.to_le_bytes());
     out.extend_from_slice(&e.meta.gid.to_le_bytes());
-    out.extend_from_slice(&e.ctime.sec.to_le_bytes());
-    out.extend_from_slice(&e.ctime.nsec.to_le_bytes());
+    let ctime = e.ctime.to_timestamp();
+    out.extend_from_slice(&ctime.sec.to_le_bytes());
+    out.extend_from_slice(&ctime.nsec.to_le_bytes());
     if let Some(h) = e.hash {
         out.extend_from_slice(&h.0);
     }
@@ -239,7 +240,10 @@ impl<'a> Reader<'a> {
             sec: self.i64()?,
             nsec: self.u32()?,
         };
-        let mode = self.u32()?;
+        // A mode beyond the permission bits is not one strata wrote.
+        let Ok(mode) = u16::try_from(self.u32()?) else {
+            return Some(None);
+        };
         let uid = self.u32()?;
         let gid = self.u32()?;
         let ctime = Timestamp {
@@ -279,7 +283,7 @@ impl<'a> Reader<'a> {
                 gid,
                 link,
             },
-            ctime,
+            ctime: ctime.into(),
             tracked: flags & TRACKED != 0,
             hash,
             xattrs,
@@ -295,7 +299,10 @@ impl<'a> Reader<'a> {
             sec: self.i64()?,
             nsec: self.u32()?,
         };
-        let mode = self.u32()?;
+        // A mode beyond the permission bits is not one strata wrote.
+        let Ok(mode) = u16::try_from(self.u32()?) else {
+            return Some(None);
+        };
         let hash = if flags & 2 != 0 {
             Some(Hash(self.array()?))
         } else {
@@ -320,7 +327,7 @@ impl<'a> Reader<'a> {
                 gid: UNKNOWN_OWNER,
                 link: 0,
             },
-            ctime: Timestamp::default(),
+            ctime: ChangeTime::default(),
             tracked: flags & 1 != 0,
             hash,
             xattrs: None,
@@ -952,7 +959,7 @@ mod tests {
                         gid: 2,
                         link: 0,
                     },
-                    ctime: Timestamp { sec: 8, nsec: 2 },
+                    ctime: Timestamp { sec: 8, nsec: 2 }.into(),
                     tracked: true,
                     digests: Digests::new(None, Some(NO_XATTRS)),
                 },
@@ -970,7 +977,7 @@ mod tests {
                         gid: 100,
                         link: 77,
                     },
-                    ctime: Timestamp { sec: 9, nsec: 3 },
+                    ctime: Timestamp { sec: 9, nsec: 3 }.into(),
                     tracked: true,
                     digests: Digests::new(Some(Hash::of(b"x")), Some(Hash([3; 16]))),
                 },
@@ -988,7 +995,7 @@ mod tests {
                         gid: 0,
                         link: 0,
                     },
-                    ctime: Timestamp::default(),
+                    ctime: ChangeTime::default(),
                     tracked: false,
                     digests: Digests::new(None, None),
                 },

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::entry::Stats;
 use crate::entry::{
-    BadPath, Digests, Entry, Hash, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs, hex,
-    unhex,
+    BadPath, ChangeTime, Digests, Entry, Hash, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp,
+    Xattrs, hex, unhex,
 };
 
 /// The metadata format version strata writes.
@@ -124,7 +124,7 @@ impl FileRecord {
             op,
             kind: entry.meta.kind.as_str().to_string(),
             size: entry.meta.size,
-            mode: entry.meta.mode,
+            mode: u32::from(entry.meta.mode),
             mtime: entry.meta.mtime.to_rfc3339(),
             hash: match (op, entry.meta.kind) {
                 (Op::Deleted, _) | (_, Kind::Dir) => None,
@@ -179,7 +179,7 @@ impl FileRecord {
                 kind,
                 size: if kind == Kind::Dir { 0 } else { self.size },
                 mtime,
-                mode: self.mode & 0o7777,
+                mode: (self.mode & 0o7777) as u16,
                 uid: self.uid.unwrap_or(0),
                 gid: self.gid.unwrap_or(0),
                 link,
@@ -202,7 +202,7 @@ impl Record {
         Entry {
             path: self.path.clone(),
             meta: self.meta,
-            ctime: Timestamp::default(),
+            ctime: ChangeTime::default(),
             tracked: true,
             digests: Digests::new(
                 self.hash,
@@ -381,7 +381,7 @@ mod tests {
                 gid: 100,
                 link: 0xabc,
             },
-            ctime: Timestamp::default(),
+            ctime: ChangeTime::default(),
             tracked: true,
             digests: Digests::new(Some(Hash::of(b"abc")), None),
         }

@@ -43,7 +43,9 @@ use super::commit::{StartIndex, clear_dirty, save_index};
 use super::index::{Index, IndexFile, UNKNOWN_OWNER};
 use super::meta::{FileRecord, Record};
 use super::{DIRTY, INPROGRESS, IncrementName, IoContext, Part, Store, StoreError, TMP};
-use crate::entry::{Digests, Entry, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs};
+use crate::entry::{
+    ChangeTime, Digests, Entry, Kind, Meta, NO_XATTRS, Op, RelPath, Timestamp, Xattrs,
+};
 use crate::faults::Faults;
 use crate::fs::{Dir, FileTypeOf, Stat, is_root, xattr};
 
@@ -378,7 +380,7 @@ pub fn assess(store: &Store) -> Result<Assessment, StoreError> {
         for d in &made_dirs {
             if let Some(e) = committed.old_entry(d).filter(|e| e.meta.kind == Kind::Dir) {
                 let mut st = fake_dir_stat();
-                st.mode = e.meta.mode;
+                st.mode = u32::from(e.meta.mode);
                 seen.push((d.clone(), st));
             }
         }
@@ -427,7 +429,7 @@ fn fake_dir_stat() -> Stat {
         uid: 0,
         gid: 0,
         mtime: Timestamp::default(),
-        ctime: Timestamp::default(),
+        ctime: ChangeTime::default(),
         atime: Timestamp::default(),
         dev: 0,
         ino: 0,
@@ -444,7 +446,7 @@ fn stat_entry(rel: &RelPath, st: &Stat) -> Entry {
     Entry {
         path: rel.clone(),
         meta,
-        ctime: Timestamp::default(),
+        ctime: ChangeTime::default(),
         tracked: false,
         digests: Digests::new(None, None),
     }
@@ -510,7 +512,7 @@ fn rebuild_entry(
         return Entry {
             path: rel.clone(),
             meta: stale(Kind::Dir),
-            ctime: Timestamp::default(),
+            ctime: ChangeTime::default(),
             tracked: tracked_then,
             digests: Digests::new(None, Some(NO_XATTRS)),
         };
@@ -544,7 +546,7 @@ fn rebuild_entry(
             e.meta.uid = st.uid;
             e.meta.gid = st.gid;
             e.set_xattrs(Some(NO_XATTRS));
-            e.ctime = Timestamp::default();
+            e.ctime = ChangeTime::default();
         }
         return e;
     }
@@ -554,7 +556,7 @@ fn rebuild_entry(
     Entry {
         path: rel.clone(),
         meta: stale(kind),
-        ctime: Timestamp::default(),
+        ctime: ChangeTime::default(),
         tracked: tracked_then,
         digests: Digests::new(None, Some(NO_XATTRS)),
     }
