@@ -582,6 +582,18 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
     assert_ne!(code, 0, "{out}{err}");
     let name = one.file_name().unwrap().to_str().unwrap();
     assert!(format!("{out}{err}").contains(name), "{out}{err}");
+    // `verify --deep` checks the kept sets: a damaged one, and one gone.
+    let (code, out, err) = env.run(&["verify", "home", "--deep"]);
+    assert_ne!(code, 0, "a damaged kept set:\n{out}{err}");
+    assert!(format!("{out}{err}").contains(name), "{out}{err}");
+    fs::remove_file(&one).unwrap();
+    let (code, out, err) = env.run(&["verify", "home", "--deep"]);
+    assert_ne!(code, 0, "a missing kept set:\n{out}{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("kept nowhere") && said.contains(name) && said.contains("notes"),
+        "{said}"
+    );
 }
 
 /// A ramfs (no xattrs at all) mounted for a test's lifetime.

@@ -680,6 +680,10 @@ fn check_mirror(
         }
     };
     let mut groups: HashMap<u64, (u64, u64, RelPath)> = HashMap::new();
+    // A mirror whose filesystem refuses xattrs holds them in the sets the
+    // runs kept by digest: each checked once.
+    let kept_only = deep && !xattr::supported(mirror);
+    let mut kept: HashMap<Hash, Option<String>> = HashMap::new();
     for entry in &index.entries {
         if entry.meta.kind == Kind::Dir {
             out.mirror_dirs += 1;
@@ -729,9 +733,25 @@ fn check_mirror(
             };
             if let Ok(x) = got
                 && x.digest() != want
-                && !(x.is_empty() && want != NO_XATTRS && !xattr::supported(mirror))
             {
-                out.problem(&shown, "its extended attributes differ from the index");
+                if x.is_empty() && kept_only {
+                    let verdict =
+                        kept.entry(want)
+                            .or_insert_with(|| match store.load_xattrs(want) {
+                                Ok(Some(_)) => None,
+                                Ok(None) => Some(format!(
+                                    "its extended attributes are kept nowhere: the mirror's \
+                                 filesystem refuses them and {} is missing",
+                                    store.xattrs_path(want).display()
+                                )),
+                                Err(e) => Some(format!("its extended attributes: {e}")),
+                            });
+                    if let Some(problem) = verdict {
+                        out.problem(&shown, problem.clone());
+                    }
+                } else {
+                    out.problem(&shown, "its extended attributes differ from the index");
+                }
             }
         }
         if let Some(want) = entry.hash()

@@ -545,7 +545,7 @@ impl Store {
             return Ok(());
         }
         let name = digest.to_hex();
-        let shown = self.state_path(XATTRS).join(&name);
+        let shown = self.xattrs_path(digest);
         let dir = self
             .state
             .create_dirs(XATTRS, 0o700)
@@ -563,6 +563,11 @@ impl Store {
         .at(&shown)
     }
 
+    /// Where [`Store::save_xattrs`] keeps the set of `digest`.
+    pub fn xattrs_path(&self, digest: crate::entry::Hash) -> PathBuf {
+        self.state_path(XATTRS).join(digest.to_hex())
+    }
+
     /// The set [`Store::save_xattrs`] kept under `digest` (`None`: none
     /// kept).
     pub fn load_xattrs(
@@ -570,7 +575,7 @@ impl Store {
         digest: crate::entry::Hash,
     ) -> Result<Option<crate::entry::Xattrs>, StoreError> {
         let name = digest.to_hex();
-        let shown = self.state_path(XATTRS).join(&name);
+        let shown = self.xattrs_path(digest);
         let Some(dir) = self.state_dir(XATTRS)? else {
             return Ok(None);
         };
