@@ -470,7 +470,9 @@ impl Timestamp {
 /// nanoseconds since the epoch, 8 bytes where a [`Timestamp`] takes 12
 /// (every entry holds one). Only compared, never shown. A ctime outside
 /// the years 1678-2262 (a clock far off) is [`ChangeTime::UNKNOWN`], which
-/// never counts as unmoved.
+/// [`ChangeTime::same`] never counts as unmoved, so the walk reads the
+/// xattrs again. (A copy's check that its source held still compares with
+/// `==` beside size and mtime: two unknown ctimes are equal there.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChangeTime(i64);
 
