@@ -29,6 +29,11 @@ pub enum Action {
     Abort,
     /// Make the step fail (where the site asks [`Faults::fails`]).
     Fail,
+    /// Stop there until the test lets it go on: the process creates
+    /// `RESUME.waiting` and waits (up to two minutes) for `RESUME` to
+    /// exist, where `RESUME` is [`Faults::with_resume`]'s file. What tests
+    /// of two processes at once (a reader while a writer commits) need.
+    Wait,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +50,7 @@ struct Inner {
     rules: Vec<Rule>,
     seen: Mutex<HashMap<(String, Vec<u8>), u64>>,
     trace: Option<Mutex<File>>,
+    resume: Option<std::path::PathBuf>,
 }
 
 /// The handle. Cloning shares it; the default has no rule.
@@ -53,7 +59,7 @@ pub struct Faults(Option<Arc<Inner>>);
 
 /// A rule that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad fault rule {0:?}: expected abort|fail:SITE[@PATH][#N]")]
+#[error("bad fault rule {0:?}: expected abort|fail|wait:SITE[@PATH][#N]")]
 pub struct BadRule(pub String);
 
 impl Faults {
@@ -62,8 +68,8 @@ impl Faults {
         Faults(None)
     }
 
-    /// Rules separated by `,`: `abort:SITE[@PATH][#N]` or
-    /// `fail:SITE[@PATH][#N]`; and, when `trace` is given, every point
+    /// Rules separated by `,`: `abort:SITE[@PATH][#N]`,
+    /// `fail:SITE[@PATH][#N]` or `wait:SITE[@PATH][#N]`; and, when `trace` is given, every point
     /// reached is appended to that file as `SITE@PATH` lines.
     pub fn new(rules: &str, trace: Option<&Path>) -> Result<Faults, BadRule> {
         let mut inner = Inner::default();
@@ -84,6 +90,22 @@ impl Faults {
             return Ok(Faults::none());
         }
         Ok(Faults(Some(Arc::new(inner))))
+    }
+
+    /// The file a `wait:` rule waits for (see [`Action::Wait`]).
+    pub fn with_resume(self, resume: Option<&Path>) -> Faults {
+        let Some(resume) = resume else {
+            return self;
+        };
+        let Some(arc) = self.0 else {
+            return Faults(None);
+        };
+        let mut inner = Arc::try_unwrap(arc).unwrap_or_else(|arc| Inner {
+            rules: arc.rules.clone(),
+            ..Inner::default()
+        });
+        inner.resume = Some(resume.to_path_buf());
+        Faults(Some(Arc::new(inner)))
     }
 
     /// Add rules making reads of these source paths fail.
@@ -112,10 +134,12 @@ impl Faults {
     /// A point where a crash may be injected.
     #[inline]
     pub fn point(&self, site: &'static str, path: &RelPath) {
-        if let Some(inner) = &self.0
-            && inner.hit(site, path) == Some(Action::Abort)
-        {
-            std::process::abort();
+        if let Some(inner) = &self.0 {
+            match inner.hit(site, path) {
+                Some(Action::Abort) => std::process::abort(),
+                Some(Action::Wait) => inner.wait(),
+                Some(Action::Fail) | None => {}
+            }
         }
     }
 
@@ -128,6 +152,10 @@ impl Faults {
             Some(inner) => match inner.hit(site, path) {
                 Some(Action::Abort) => std::process::abort(),
                 Some(Action::Fail) => true,
+                Some(Action::Wait) => {
+                    inner.wait();
+                    false
+                }
                 None => false,
             },
         }
@@ -135,6 +163,20 @@ impl Faults {
 }
 
 impl Inner {
+    /// [`Action::Wait`].
+    fn wait(&self) {
+        let Some(resume) = &self.resume else {
+            return;
+        };
+        let mut waiting = resume.clone().into_os_string();
+        waiting.push(".waiting");
+        let _ = File::create(&waiting);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !resume.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn hit(&self, site: &str, path: &RelPath) -> Option<Action> {
         if let Some(trace) = &self.trace {
             let mut line = Vec::with_capacity(site.len() + path.as_bytes().len() + 2);
@@ -172,11 +214,12 @@ fn parse_rule(text: &str) -> Option<Rule> {
     let action = match action {
         "abort" => Action::Abort,
         "fail" => Action::Fail,
+        "wait" => Action::Wait,
         _ => return None,
     };
     let (rest, nth) = match rest.rsplit_once('#') {
         Some((r, n)) => (r, n.parse().ok()?),
-        None => (rest, if action == Action::Abort { 1 } else { 0 }),
+        None => (rest, if action == Action::Fail { 0 } else { 1 }),
     };
     let (site, path) = match rest.split_once('@') {
         Some((s, p)) => (s, Some(p.as_bytes().to_vec())),
@@ -224,5 +267,27 @@ mod tests {
             std::fs::read_to_string(&trace).unwrap(),
             "commit.meta@\napply.copy@x/y\n"
         );
+    }
+
+    #[test]
+    fn a_wait_rule_holds_the_point_until_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let resume = dir.path().join("go");
+        let f = Faults::new("wait:index.read", None)
+            .unwrap()
+            .with_resume(Some(&resume));
+        let waiter = {
+            let f = f.clone();
+            std::thread::spawn(move || f.point("index.read", &RelPath::root()))
+        };
+        let waiting = dir.path().join("go.waiting");
+        while !waiting.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!waiter.is_finished(), "held until resumed");
+        std::fs::write(&resume, "").unwrap();
+        waiter.join().unwrap();
+        // The first occurrence only: the next passes at once.
+        f.point("index.read", &RelPath::root());
     }
 }

@@ -67,12 +67,13 @@ pub fn open_remote(
     job: &Job,
     dest: &ObjectDest,
     known: Option<&std::path::Path>,
+    faults: &crate::faults::Faults,
 ) -> Result<Remote, StoreError> {
     let options = RunOptions {
         known: known.map(PathBuf::from),
         ..RunOptions::default()
     };
-    Remote::open(dest, &cache_dir(job, dest, &options))
+    Remote::open(dest, &cache_dir(job, dest, &options), faults.clone())
 }
 
 /// Run `job` on its object-store destination.
@@ -91,7 +92,8 @@ pub fn run_object(
             source: e,
         })
     };
-    let remote = Remote::open(dest, &cache_dir(job, dest, options)).map_err(|e| fail(e.into()))?;
+    let remote = Remote::open(dest, &cache_dir(job, dest, options), options.faults.clone())
+        .map_err(|e| fail(e.into()))?;
     if options.dry_run {
         let source = Dir::open_root(&job.source).map_err(|e| fail(source_error(e)))?;
         return dry_run(job, &source, &remote, options, progress).map_err(fail);

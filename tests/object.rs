@@ -16,7 +16,8 @@
 //! a small change and on a 1% change of a few thousand files (the changed
 //! bytes and a little per changed entry, not the index again), the index
 //! as a manifest of a base and deltas (a cache behind the store fetching
-//! only the deltas it lacks, compaction, an index in one object as older
+//! only the deltas it lacks, compaction, a reader that read the manifest
+//! just before a compaction committed, an index in one object as older
 //! strata wrote it read and upgraded, verify naming a damaged segment, a
 //! compacting run killed at each point), the lease, an unreachable store,
 //! a vanished index.
@@ -605,6 +606,88 @@ fn deltas_are_compacted_into_a_new_base_and_the_old_segments_go() {
     restores_the_source(&env, name);
     let (code, out, err) = env.run(&["verify", name]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// A reader beside a writer: a `restore` or `history` that read the
+/// index's manifest just before a compacting run committed (which deletes
+/// the segments that manifest named) reads the index again rather than
+/// failing, and works on the state that stands. (`verify` holds the lease:
+/// no writer runs beside it.)
+#[test]
+fn a_reader_that_read_the_manifest_before_a_compaction_reads_the_new_index() {
+    for command in ["restore", "history"] {
+        let name = "s";
+        let Some((bucket, _dest, env)) = backed_up(
+            &format!("a_reader_beside_a_compaction_{command}"),
+            name,
+            (0..20).map(|i| (format!("f{i}.txt"), format!("{i}"))),
+        ) else {
+            return;
+        };
+        // A delta, so that the reader has more than the base to fetch.
+        env.write(&format!("src-{name}/f1.txt"), "v1");
+        run_ok(&env, name);
+        let before = manifest(&bucket, name);
+        assert_eq!(before["deltas"].as_array().unwrap().len(), 1, "{before:#}");
+        // The reader: a state of its own (no cache), held after the
+        // manifest.
+        let resume = env.path("resume");
+        let waiting = env.path("resume.waiting");
+        let to = env.path("r");
+        let mut args = vec![command, name];
+        if command == "restore" {
+            args.extend(["--to", to.to_str().unwrap()]);
+        }
+        let reader = env
+            .std_command()
+            .env("STRATA_STATE_DIR", env.path("reader-state"))
+            .env("STRATA_FAULT", "wait:object.index.read")
+            .env("STRATA_FAULT_RESUME", &resume)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !waiting.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{command}: the reader never read the manifest"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The writer: a change past a quarter of the base compacts, and
+        // the base and delta the reader's manifest names go.
+        for i in 0..80 {
+            env.write(&format!("src-{name}/g{i}-{}.txt", "x".repeat(220)), "g");
+        }
+        run_ok(&env, name);
+        let after = manifest(&bucket, name);
+        assert_eq!(
+            after["deltas"],
+            Value::from(Vec::<Value>::new()),
+            "{after:#}"
+        );
+        let old = before["base"]["key"].as_str().unwrap();
+        assert!(
+            bucket.get(&format!("jobs/{name}/{old}")).is_none(),
+            "the old base is gone"
+        );
+        fs::write(&resume, "").unwrap();
+        let out = reader.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if command == "restore" {
+            assert_same_tree(
+                &common::snapshot(&env.path(&format!("src-{name}"))),
+                &common::snapshot(&to),
+            );
+        }
+    }
 }
 
 fn segments_of(b: &Bucket, name: &str) -> Vec<String> {

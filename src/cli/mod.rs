@@ -539,9 +539,10 @@ pub struct Config {
     pub progress: Option<MultiProgress>,
     /// The fault seam (tests only): `STRATA_FAULT` rules (see
     /// [`crate::faults`]), `STRATA_FAULT_TRACE` (a file that lists every
-    /// fault point reached) and `STRATA_FAULT_UNREADABLE` (`:`-separated
+    /// fault point reached), `STRATA_FAULT_UNREADABLE` (`:`-separated
     /// source paths that fail to read, as an unreadable file would when the
-    /// tests run as root).
+    /// tests run as root) and `STRATA_FAULT_RESUME` (the file a `wait:`
+    /// rule waits for).
     pub faults: Faults,
     /// Where strata remembers each job's destination: `STRATA_STATE_DIR`,
     /// else `/var/lib/strata` as root, else `$XDG_STATE_HOME/strata` or
@@ -574,7 +575,10 @@ fn faults_from_env() -> Result<Faults, String> {
         .filter(|s| !s.is_empty())
         .map(|p| RelPath::parse(p.as_bytes()).map_err(|e| format!("STRATA_FAULT_UNREADABLE: {e}")))
         .collect::<Result<_, _>>()?;
-    Ok(faults.with_unreadable(&unreadable))
+    let resume = std::env::var_os("STRATA_FAULT_RESUME").map(PathBuf::from);
+    Ok(faults
+        .with_unreadable(&unreadable)
+        .with_resume(resume.as_deref()))
 }
 
 /// Parse arguments, run the command, return the exit code.
@@ -785,12 +789,14 @@ fn open_destination(
 ) -> Result<crate::store::dest::Destination, ExitCode> {
     match &job.object {
         None => open_store(job).map(crate::store::dest::Destination::Local),
-        Some(dest) => crate::run_object::open_remote(job, dest, config.known.as_deref())
-            .map(crate::store::dest::Destination::Object)
-            .map_err(|e| {
-                eprintln!("strata: {}: {e}", job.name);
-                ExitCode::Failure
-            }),
+        Some(dest) => {
+            crate::run_object::open_remote(job, dest, config.known.as_deref(), &config.faults)
+                .map(crate::store::dest::Destination::Object)
+                .map_err(|e| {
+                    eprintln!("strata: {}: {e}", job.name);
+                    ExitCode::Failure
+                })
+        }
     }
 }
 

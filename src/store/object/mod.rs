@@ -149,6 +149,9 @@ pub struct Remote {
     pub bucket: Arc<Bucket>,
     /// The local cache.
     pub cache: Store,
+    /// The fault seam: where a reader may be held between reading the
+    /// index's manifest and its segments.
+    faults: Faults,
 }
 
 /// The cache folder of `job`'s destination `url` below `state` (strata's
@@ -172,11 +175,12 @@ pub fn open_cache(path: &Path) -> Result<Store, StoreError> {
 
 impl Remote {
     /// Connect to `dest`, with its cache at `cache`.
-    pub fn open(dest: &ObjectDest, cache: &Path) -> Result<Remote, StoreError> {
+    pub fn open(dest: &ObjectDest, cache: &Path, faults: Faults) -> Result<Remote, StoreError> {
         let bucket = Arc::new(Bucket::open(&dest.url, &dest.options)?);
         Ok(Remote {
             bucket,
             cache: open_cache(cache)?,
+            faults,
         })
     }
 
@@ -216,33 +220,56 @@ impl Remote {
     /// the current one; when it does not, the manifest and the segments
     /// the cache lacks (only the new deltas when it holds an earlier state
     /// of the same base). `None`: no index yet.
+    ///
+    /// A writer that compacts deletes the segments the manifest it replaced
+    /// named: a reader that read that manifest just before finds one of
+    /// them gone. When fetching the segments fails and the manifest is no
+    /// longer the one read, the index is fetched again (a few times), so
+    /// that a reader beside a writer never fails for it; a segment missing
+    /// from the manifest that stands is what it says.
     pub fn fetch_index(&self) -> Result<Option<RemoteIndex>, StoreError> {
-        let cached = self.read_cached();
-        let have = self.cache.state_has(INDEX);
+        const ATTEMPTS: usize = 4;
         let key = self.bucket.key(INDEX_KEY);
-        let etag = cached.etag.as_deref().filter(|_| have);
-        match self.bucket.get(&key, etag)? {
-            Fetched::Missing => Ok(None),
-            Fetched::NotModified => self.open_cached(cached).map(Some),
-            Fetched::Got { bytes, etag, run } => {
-                let manifest = if is_index(&bytes) {
-                    // As strata wrote it before manifests: the whole index.
-                    self.forget_cached()?;
-                    self.write_cache_index(&bytes)?;
-                    None
-                } else {
-                    let manifest = Manifest::parse(&bytes, &self.shown(INDEX_KEY))?;
-                    self.catch_up(&cached, have, &manifest)?;
-                    Some(manifest)
-                };
-                let cached = Cached {
-                    etag,
-                    run,
-                    manifest,
-                };
-                self.write_cached(&cached)?;
-                self.open_cached(cached).map(Some)
-            }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let cached = self.read_cached();
+            let have = self.cache.state_has(INDEX);
+            let etag = cached.etag.as_deref().filter(|_| have);
+            let (bytes, etag, run) = match self.bucket.get(&key, etag)? {
+                Fetched::Missing => return Ok(None),
+                Fetched::NotModified => return self.open_cached(cached).map(Some),
+                Fetched::Got { bytes, etag, run } => (bytes, etag, run),
+            };
+            let manifest = if is_index(&bytes) {
+                // As strata wrote it before manifests: the whole index.
+                self.forget_cached()?;
+                self.write_cache_index(&bytes)?;
+                None
+            } else {
+                let manifest = Manifest::parse(&bytes, &self.shown(INDEX_KEY))?;
+                self.faults.point("object.index.read", &RelPath::root());
+                if let Err(e) = self.catch_up(&cached, have, &manifest) {
+                    let moved = || {
+                        etag.as_deref().is_some_and(|read| {
+                            !matches!(self.bucket.get(&key, Some(read)), Ok(Fetched::NotModified))
+                        })
+                    };
+                    if attempt < ATTEMPTS && moved() {
+                        tracing::debug!("the index changed while it was read ({e}); again");
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Some(manifest)
+            };
+            let cached = Cached {
+                etag,
+                run,
+                manifest,
+            };
+            self.write_cached(&cached)?;
+            return self.open_cached(cached).map(Some);
         }
     }
 
