@@ -501,7 +501,7 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
         "setfattr -n user.shelf -v top {}",
         env.path("src-home/notes").display()
     ));
-    let _ramfs = RamFs::mount(&env.path("dest-fs"));
+    let _ramfs = common::Tmpfs::ramfs(&env.path("dest-fs"));
     env.job(
         "home",
         r#"{"source": "../src-home", "destination": "../dest-fs/home", "track_dirs": ["docs"],
@@ -594,21 +594,4 @@ fn a_destination_without_xattrs_is_reported_once_and_restores_them() {
         said.contains("kept nowhere") && said.contains(name) && said.contains("notes"),
         "{said}"
     );
-}
-
-/// A ramfs (no xattrs at all) mounted for a test's lifetime.
-struct RamFs(std::path::PathBuf);
-
-impl RamFs {
-    fn mount(path: &Path) -> RamFs {
-        fs::create_dir_all(path).unwrap();
-        sh(&format!("mount -t ramfs ramfs {}", path.display()));
-        RamFs(path.to_path_buf())
-    }
-}
-
-impl Drop for RamFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }

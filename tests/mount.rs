@@ -443,24 +443,7 @@ fn latest_shows_the_xattrs_a_ramfs_mirror_cannot_hold() {
         return skip("the source's filesystem refuses user xattrs");
     }
     assert!(set_xattr(&env.path("src-home/music"), "user.shelf", "top"));
-    let dest = env.path("dest-fs");
-    fs::create_dir_all(&dest).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "ramfs", "ramfs"])
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount -t ramfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _ramfs = Unmount(dest.clone());
+    let _ramfs = common::Tmpfs::ramfs(&env.path("dest-fs"));
     env.job(
         "home",
         r#"{"source": "../src-home", "destination": "../dest-fs/home", "include_dirs": ["music"]}"#,

@@ -484,6 +484,11 @@ fn restores_the_source(env: &Env, name: &str) {
     );
 }
 
+/// `n` files `fN.txt` holding `N`, for [`backed_up`].
+fn numbered(n: usize) -> impl Iterator<Item = (String, String)> {
+    (0..n).map(|i| (format!("f{i}.txt"), format!("{i}")))
+}
+
 /// A fresh bucket and environment holding job `name` (its files below
 /// `src-NAME/`) backed up once; `None` where there is no S3 server.
 fn backed_up(
@@ -550,11 +555,7 @@ fn a_cache_behind_the_store_fetches_only_the_deltas_it_lacks() {
 #[test]
 fn deltas_are_compacted_into_a_new_base_and_the_old_segments_go() {
     let name = "m";
-    let Some((bucket, dest, env)) = backed_up(
-        "deltas_are_compacted",
-        name,
-        (0..20).map(|i| (format!("f{i}.txt"), format!("{i}"))),
-    ) else {
+    let Some((bucket, dest, env)) = backed_up("deltas_are_compacted", name, numbered(20)) else {
         return;
     };
     let first = manifest(&bucket, name);
@@ -620,7 +621,7 @@ fn a_reader_that_read_the_manifest_before_a_compaction_reads_the_new_index() {
         let Some((bucket, _dest, env)) = backed_up(
             &format!("a_reader_beside_a_compaction_{command}"),
             name,
-            (0..20).map(|i| (format!("f{i}.txt"), format!("{i}"))),
+            numbered(20),
         ) else {
             return;
         };
@@ -699,11 +700,7 @@ fn segments_of(b: &Bucket, name: &str) -> Vec<String> {
 #[test]
 fn an_index_in_one_object_as_older_strata_wrote_it_is_read_and_upgraded_by_the_next_run() {
     let name = "u";
-    let Some((bucket, dest, env)) = backed_up(
-        "an_index_in_one_object",
-        name,
-        (0..30).map(|i| (format!("f{i}.txt"), format!("{i}"))),
-    ) else {
+    let Some((bucket, dest, env)) = backed_up("an_index_in_one_object", name, numbered(30)) else {
         return;
     };
     let count = manifest(&bucket, name)["count"].as_u64().unwrap();

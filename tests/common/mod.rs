@@ -388,19 +388,32 @@ pub fn libfaketime() -> Option<PathBuf> {
     found
 }
 
-/// A tmpfs mounted for a test's lifetime (lazily unmounted on drop).
+/// A tmpfs (or ramfs) mounted for a test's lifetime (lazily unmounted on
+/// drop).
 pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
     /// Mount a tmpfs with `options` (`size=1m,nr_inodes=200`) at `path`.
     pub fn mount(path: &Path, options: &str) -> Tmpfs {
+        Tmpfs::of_type("tmpfs", &["-o", options], path)
+    }
+
+    /// Mount a ramfs at `path`: a filesystem that refuses every xattr.
+    #[allow(dead_code)] // not every test binary mounts one
+    pub fn ramfs(path: &Path) -> Tmpfs {
+        Tmpfs::of_type("ramfs", &[], path)
+    }
+
+    fn of_type(kind: &str, options: &[&str], path: &Path) -> Tmpfs {
         fs::create_dir_all(path).unwrap();
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .args(["-t", kind])
+            .args(options)
+            .arg(kind)
             .arg(path)
             .status()
             .expect("mount runs");
-        assert!(status.success(), "mounting a tmpfs at {}", path.display());
+        assert!(status.success(), "mounting a {kind} at {}", path.display());
         Tmpfs(path.to_path_buf())
     }
 

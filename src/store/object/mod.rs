@@ -289,13 +289,7 @@ impl Remote {
                 c.deltas.len()
             }
             _ => {
-                let bytes = self.fetch_segment(&manifest.base)?;
-                if !is_index(&bytes) {
-                    return Err(StoreError::Corrupt {
-                        path: self.shown(&manifest.base.key),
-                        message: "not a strata index (the base of the index)".into(),
-                    });
-                }
+                let bytes = self.fetch_base(&manifest.base)?;
                 self.forget_cached()?;
                 self.write_cache_index(&bytes)?;
                 0
@@ -343,6 +337,18 @@ impl Remote {
         Ok(())
     }
 
+    /// The base segment's bytes: [`Remote::fetch_segment`], and an index.
+    fn fetch_base(&self, base: &Segment) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.fetch_segment(base)?;
+        if !is_index(&bytes) {
+            return Err(StoreError::Corrupt {
+                path: self.shown(&base.key),
+                message: "not a strata index (the base of the index)".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// A segment's bytes, checked against the size and checksum the
     /// manifest gives.
     pub fn fetch_segment(&self, segment: &Segment) -> Result<Vec<u8>, StoreError> {
@@ -385,20 +391,13 @@ impl Remote {
             };
             for segment in manifest.segments() {
                 named.insert(segment.key.clone());
-                let checked = self.fetch_segment(segment).and_then(|bytes| {
-                    if segment == &manifest.base {
-                        if is_index(&bytes) {
-                            Ok(())
-                        } else {
-                            Err(StoreError::Corrupt {
-                                path: self.shown(&segment.key),
-                                message: "not a strata index (the base of the index)".into(),
-                            })
-                        }
-                    } else {
-                        decode_delta(&bytes, &self.shown(&segment.key)).map(|_| ())
-                    }
-                });
+                let checked = if segment == &manifest.base {
+                    self.fetch_base(segment).map(|_| ())
+                } else {
+                    self.fetch_segment(segment)
+                        .and_then(|bytes| decode_delta(&bytes, &self.shown(&segment.key)))
+                        .map(|_| ())
+                };
                 if let Err(e) = checked {
                     let message = match e {
                         StoreError::Corrupt { message, .. } => message,
