@@ -482,6 +482,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_ctime_is_always_rechecked() {
+        // Far off (a clock beyond 2262): the same unknown ctime in the
+        // index and the scan is no proof that nothing moved.
+        let far: ChangeTime = Timestamp {
+            sec: i64::MAX / 2,
+            nsec: 0,
+        }
+        .into();
+        let mut index = [e("a", 1, true)];
+        let mut scan = [e("a", 1, true)];
+        index[0].ctime = far;
+        scan[0].ctime = far;
+        let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Metadata);
+        assert_eq!(d.rechecks.len(), 1);
+    }
+
+    #[test]
     fn a_moved_ctime_is_rechecked_and_resolved_by_the_xattrs() {
         let index = [e("a", 1, true), e("b", 1, true), e("c", 2, true)];
         let mut scan = [e("a", 1, true), e("b", 1, true), e("c", 3, true)];
