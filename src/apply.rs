@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::diff::Change;
+use crate::diff::{Change, Changes};
 use crate::entry::Stats;
 use crate::entry::{
     ChangeTime, Digests, Entry, ErrorKind, Hash, Kind, LinkKey, Meta, NO_XATTRS, Op, PathError,
@@ -237,7 +237,7 @@ impl<'a> AppliedRef<'a> {
     }
 
     /// The mirror's new state for `change`'s path (`None`: removed).
-    pub fn entry(&self, change: &Change<'_>) -> Option<Entry> {
+    pub fn entry(&self, change: Change<'_>) -> Option<Entry> {
         let mut entry = change.new_entry()?.clone();
         if let Some((meta, ctime)) = self.meta() {
             entry.meta = meta;
@@ -248,7 +248,7 @@ impl<'a> AppliedRef<'a> {
     }
 
     /// What the increment records for `change`'s path.
-    pub fn record(&self, change: &Change<'_>) -> Option<FileRecord> {
+    pub fn record(&self, change: Change<'_>) -> Option<FileRecord> {
         let op = self.recorded?;
         let none = Xattrs::default();
         match op {
@@ -540,7 +540,7 @@ impl<'t> Folder<'t> {
 }
 
 /// The parent folder of a change's path, as bytes.
-fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
+fn parent_bytes<'a>(change: Change<'a>) -> &'a [u8] {
     let p = change.path().as_bytes();
     match p.iter().rposition(|&b| b == b'/') {
         Some(i) => &p[..i],
@@ -552,12 +552,12 @@ fn parent_bytes<'a>(change: &'a Change<'_>) -> &'a [u8] {
 /// are the batches: at most [`BATCH`] changes of one folder each. Indexes
 /// are `u32`, as a first run has one per file (a plan of 4 billion
 /// changes would need a scan of hundreds of GiB first).
-fn batches(changes: &[Change<'_>], mut indexes: Vec<u32>) -> (Vec<u32>, Vec<Range<usize>>) {
+fn batches(changes: &Changes<'_>, mut indexes: Vec<u32>) -> (Vec<u32>, Vec<Range<usize>>) {
     // Unstable (the index breaks ties, so the order is the same): a stable
     // sort takes a scratch buffer as large as the list.
     indexes.sort_unstable_by(|&a, &b| {
-        parent_bytes(&changes[a as usize])
-            .cmp(parent_bytes(&changes[b as usize]))
+        parent_bytes(changes.get(a as usize))
+            .cmp(parent_bytes(changes.get(b as usize)))
             .then(a.cmp(&b))
     });
     let mut out: Vec<Range<usize>> = Vec::new();
@@ -565,8 +565,8 @@ fn batches(changes: &[Change<'_>], mut indexes: Vec<u32>) -> (Vec<u32>, Vec<Rang
         match out.last_mut() {
             Some(b)
                 if b.len() < BATCH
-                    && parent_bytes(&changes[indexes[b.start] as usize])
-                        == parent_bytes(&changes[i as usize]) =>
+                    && parent_bytes(changes.get(indexes[b.start] as usize))
+                        == parent_bytes(changes.get(i as usize)) =>
             {
                 b.end = k + 1
             }
@@ -580,7 +580,7 @@ fn batches(changes: &[Change<'_>], mut indexes: Vec<u32>) -> (Vec<u32>, Vec<Rang
 /// each outcome in its slot as a batch finishes (so that no second list of
 /// all the outcomes is ever held).
 fn in_batches(
-    changes: &[Change<'_>],
+    changes: &Changes<'_>,
     indexes: Vec<u32>,
     target: &Target<'_>,
     slots: &std::sync::Mutex<&mut Outcomes>,
@@ -589,7 +589,8 @@ fn in_batches(
     let (indexes, ranges) = batches(changes, indexes);
     ranges.par_iter().for_each(|range| {
         let batch = &indexes[range.clone()];
-        let parent = changes[batch[0] as usize]
+        let parent = changes
+            .get(batch[0] as usize)
             .path()
             .parent()
             .unwrap_or_default();
@@ -606,26 +607,26 @@ fn in_batches(
 }
 
 /// Execute a plan's changes. Returns one outcome per change, in order.
-pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
+pub fn apply(changes: &Changes<'_>, target: &Target<'_>) -> Outcomes {
     let mut outcomes = Outcomes::new(changes.len());
 
     // Phase 1: removals, files in parallel, then directories deepest first.
     let removals: Vec<u32> = (0..changes.len() as u32)
-        .filter(|&i| matches!(changes[i as usize], Change::Deleted(_)))
+        .filter(|&i| matches!(changes.get(i as usize), Change::Deleted(_)))
         .collect();
     let (dir_removals, file_removals): (Vec<u32>, Vec<u32>) = removals
         .into_iter()
-        .partition(|&i| changes[i as usize].kind() == Kind::Dir);
+        .partition(|&i| changes.get(i as usize).kind() == Kind::Dir);
     {
         let slots = std::sync::Mutex::new(&mut outcomes);
         in_batches(changes, file_removals, target, &slots, |i, folder| {
-            remove_file(&changes[i], folder)
+            remove_file(changes.get(i), folder)
         });
     }
     let mut dirs = dir_removals;
-    dirs.sort_by_key(|&i| std::cmp::Reverse(changes[i as usize].path().depth()));
+    dirs.sort_by_key(|&i| std::cmp::Reverse(changes.get(i as usize).path().depth()));
     for i in dirs.into_iter().map(|i| i as usize) {
-        outcomes.set(i, remove_dir(&changes[i], target));
+        outcomes.set(i, remove_dir(changes.get(i), target));
     }
 
     // Phase 2: new directories, parents first (plan order is path order).
@@ -644,14 +645,14 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
         .filter(|&i| {
             let i = i as usize;
             !outcomes.is_done(i)
-                && changes[i].kind() != Kind::Dir
-                && !matches!(changes[i], Change::Touch(_))
+                && changes.get(i).kind() != Kind::Dir
+                && !matches!(changes.get(i), Change::Touch(_))
         })
         .partition(|&i| groups.follows(i as usize).is_some());
     {
         let slots = std::sync::Mutex::new(&mut outcomes);
         in_batches(changes, firsts, target, &slots, |i, folder| {
-            update(&changes[i], None, folder)
+            update(changes.get(i), None, folder)
         });
     }
     let leaders: HashMap<usize, Leader<'_>> = groups
@@ -662,7 +663,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
             Some((
                 i,
                 Leader {
-                    path: changes[i].path(),
+                    path: changes.get(i).path(),
                     hash: a.hash,
                     xattrs: a.xattrs(),
                     meta: a.meta(),
@@ -676,7 +677,7 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
             let anchor = groups.follows(i).expect("a follower");
             match anchor {
                 Anchor::Unchanged(entry) => update(
-                    &changes[i],
+                    changes.get(i),
                     Some(Leader {
                         path: &entry.path,
                         hash: entry.hash(),
@@ -686,13 +687,13 @@ pub fn apply(changes: &[Change<'_>], target: &Target<'_>) -> Outcomes {
                     folder,
                 ),
                 Anchor::Change(j) => match leaders.get(&j) {
-                    Some(&leader) => update(&changes[i], Some(leader), folder),
+                    Some(&leader) => update(changes.get(i), Some(leader), folder),
                     None => failed(
-                        changes[i].path(),
+                        changes.get(i).path(),
                         ErrorKind::Read,
                         format!(
                             "not backed up: {}, a hardlink of the same file, could not be",
-                            changes[j].path()
+                            changes.get(j).path()
                         ),
                     ),
                 },
@@ -744,14 +745,14 @@ pub struct Tally {
 
 /// The ranges of `changes` that concern one path (one change, or a
 /// deletion and the new entry that replaces it).
-fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+fn path_groups<'a>(changes: &'a Changes<'_>) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
     let mut i = 0;
     std::iter::from_fn(move || {
         if i >= changes.len() {
             return None;
         }
         let mut j = i + 1;
-        while j < changes.len() && changes[j].path() == changes[i].path() {
+        while j < changes.len() && changes.get(j).path() == changes.get(i).path() {
             j += 1;
         }
         let range = i..j;
@@ -763,16 +764,16 @@ fn path_groups<'a>(changes: &'a [Change<'_>]) -> impl Iterator<Item = std::ops::
 /// The index's new entry for each path the run changed (or `None` where it
 /// left), in path order: the last applied change of the path says.
 pub fn updates<'a>(
-    changes: &'a [Change<'_>],
+    changes: &'a Changes<'_>,
     outcomes: &'a Outcomes,
 ) -> impl Iterator<Item = Update> + 'a {
     path_groups(changes).filter_map(move |range| {
         let last = range
             .clone()
             .rev()
-            .find_map(|k| Some(outcomes.get(k).ok()?.entry(&changes[k])))?;
+            .find_map(|k| Some(outcomes.get(k).ok()?.entry(changes.get(k))))?;
         Some(Update {
-            path: changes[range.start].path().clone(),
+            path: changes.get(range.start).path().clone(),
             entry: last,
         })
     })
@@ -780,7 +781,7 @@ pub fn updates<'a>(
 
 /// This run's records, in path order.
 pub fn fresh_records<'a>(
-    changes: &'a [Change<'_>],
+    changes: &'a Changes<'_>,
     outcomes: &'a Outcomes,
 ) -> impl Iterator<Item = FileRecord> + 'a {
     changes
@@ -794,7 +795,7 @@ impl Tally {
     /// `scanned` (its new, changed, removed and deleted are recounted here),
     /// with the `bytes_copied` the apply counted.
     pub fn of(
-        changes: &[Change<'_>],
+        changes: &Changes<'_>,
         scanned: Stats,
         outcomes: &Outcomes,
         bytes_copied: u64,
@@ -817,7 +818,7 @@ impl Tally {
             let mut last = None;
             let mut had = false;
             for k in range {
-                let (change, outcome) = (&changes[k], outcomes.get(k));
+                let (change, outcome) = (changes.get(k), outcomes.get(k));
                 had |= change.old().is_some();
                 let is_file = change.kind() != Kind::Dir;
                 match outcome {
@@ -881,7 +882,7 @@ struct Groups<'a> {
 }
 
 impl<'a> Groups<'a> {
-    fn of(changes: &[Change<'_>], scan: &'a [Entry]) -> Groups<'a> {
+    fn of(changes: &Changes<'_>, scan: &'a [Entry]) -> Groups<'a> {
         let mut follow = HashMap::new();
         let mut lead = HashSet::new();
         let mut by_key: HashMap<LinkKey, Vec<usize>> = HashMap::new();
@@ -900,7 +901,7 @@ impl<'a> Groups<'a> {
         let changing: HashSet<&RelPath> = by_key
             .values()
             .flatten()
-            .map(|&i| changes[i].path())
+            .map(|&i| changes.get(i).path())
             .collect();
         let mut unchanged: HashMap<LinkKey, &'a Entry> = HashMap::new();
         for e in scan {
@@ -973,7 +974,7 @@ fn part_parent(target: &Target<'_>, part: Part, parent: &RelPath) -> io::Result<
 
 /// Remove a file or symlink from the mirror: a tracked one moves into
 /// `deleted/` (its last version), an included-only one is unlinked.
-fn remove_file(change: &Change<'_>, folder: &Folder<'_>) -> Outcome {
+fn remove_file(change: Change<'_>, folder: &Folder<'_>) -> Outcome {
     let target = folder.target;
     target.progress.inc(1);
     let old = change.old().expect("a deletion has an old state");
@@ -1016,7 +1017,7 @@ fn remove_file(change: &Change<'_>, folder: &Folder<'_>) -> Outcome {
 }
 
 /// Remove a directory from the mirror (what it held left first).
-fn remove_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+fn remove_dir(change: Change<'_>, target: &Target<'_>) -> Outcome {
     let old = change.old().expect("a deletion has an old state");
     let path = &old.path;
     let recorded = old.tracked.then_some(Op::Deleted);
@@ -1051,7 +1052,7 @@ fn remove_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
 }
 
 /// Make a new mirror directory, private until phase 4 gives it its mode.
-fn make_dir(change: &Change<'_>, target: &Target<'_>) -> Outcome {
+fn make_dir(change: Change<'_>, target: &Target<'_>) -> Outcome {
     let path = change.path();
     if path.is_root() {
         return Outcome::Applied(Applied {
@@ -1207,7 +1208,7 @@ fn place(
 }
 
 /// Copy the source's `path` (a file or symlink) into the mirror.
-fn copy_in(change: &Change<'_>, folder: &Folder<'_>) -> Result<Copied, (ErrorKind, String)> {
+fn copy_in(change: Change<'_>, folder: &Folder<'_>) -> Result<Copied, (ErrorKind, String)> {
     let target = folder.target;
     let new = change.new_entry().expect("a copy has a new state");
     let path = &new.path;
@@ -1329,7 +1330,7 @@ fn copy_in(change: &Change<'_>, folder: &Folder<'_>) -> Result<Copied, (ErrorKin
 /// Bring a new or changed file or symlink into the mirror, and into the
 /// increment when it is tracked. With `leader`, the path is another name of
 /// a hardlink group whose inode is already in the mirror: link it.
-fn update(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
+fn update(change: Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
     let target = folder.target;
     let new = change.new_entry().expect("an update has a new state");
     let path = &new.path;
@@ -1342,7 +1343,7 @@ fn update(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) 
     outcome
 }
 
-fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
+fn update_inner(change: Change<'_>, leader: Option<Leader<'_>>, folder: &Folder<'_>) -> Outcome {
     let target = folder.target;
     let new = change.new_entry().expect("an update has a new state");
     let path = &new.path;
@@ -1452,7 +1453,7 @@ fn update_inner(change: &Change<'_>, leader: Option<Leader<'_>>, folder: &Folder
 type DirDone = (Option<usize>, Result<Option<Xattrs>, PathError>);
 
 /// Phase 4: the metadata of the directories, deepest first.
-fn finish_dirs(changes: &[Change<'_>], outcomes: &mut Outcomes, target: &Target<'_>) {
+fn finish_dirs(changes: &Changes<'_>, outcomes: &mut Outcomes, target: &Target<'_>) {
     // The folders are named by paths borrowed from the plan and the scan:
     // a first run has a change per file, and a copy of each one's parent
     // would be an allocation per file.
@@ -1473,7 +1474,7 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut Outcomes, target: &Target<
     }
     // Directories whose content changed: their mtime goes back.
     let mut touched: HashSet<&[u8]> = HashSet::new();
-    for c in changes {
+    for c in changes.iter() {
         if !matches!(c, Change::Touch(_)) && !c.path().is_root() {
             touched.insert(parent_bytes(c));
         }
@@ -1504,7 +1505,7 @@ fn finish_dirs(changes: &[Change<'_>], outcomes: &mut Outcomes, target: &Target<
             .filter_map(|p| {
                 let change = full.get(p).copied();
                 let entry = match change {
-                    Some(i) => changes[i].new_entry(),
+                    Some(i) => changes.get(i).new_entry(),
                     None => scan_dir(p),
                 }?;
                 Some((change, finish_dir(entry, change.is_some(), target)))

@@ -35,33 +35,153 @@ pub enum Compare {
 
 pub use crate::entry::Op;
 
-/// One planned change of the mirror. 16 bytes: a first run holds one per
-/// file, and nearly all of them are [`Change::New`], a reference into the
-/// scan; the variants that also carry an old state (few) hold it in one
-/// box with the reference, so that no variant is wider than a pointer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change<'s> {
+/// One planned change of the mirror, as [`Changes`] hands it out: a view
+/// (references into the scan and into the plan), so it is `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
     /// The path is not in the mirror yet.
-    New(&'s Entry),
+    New(&'a Entry),
     /// The path is in the mirror and stays of the same kind (a file or
     /// symlink, or a directory).
     Changed {
         /// The state in the index and the state in the scan.
-        states: Box<States<'s>>,
+        states: &'a States<'a>,
         /// The mirror needs the source's data or metadata (a copy, or a
         /// directory's metadata set); `false` when only the tracked flag
         /// changed.
         copy: bool,
     },
     /// The path leaves the mirror.
-    Deleted(Box<Entry>),
+    Deleted(&'a Entry),
     /// Nothing changes but the ctime the index keeps (the xattrs were read
     /// and are the same; the index's hash and xattrs stand).
-    Touch(Box<States<'s>>),
+    Touch(&'a States<'a>),
 }
 
-// One per change of a first run: keep it small.
-const _: () = assert!(std::mem::size_of::<Change<'_>>() <= 16);
+/// A change that is not a new entry of the scan (few), as [`Changes`]
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned<'s> {
+    /// See [`Change::New`] (a scan entry beyond what a slot can index).
+    New(&'s Entry),
+    /// See [`Change::Changed`].
+    Changed {
+        /// The state in the index and the state in the scan.
+        states: States<'s>,
+        /// See [`Change::Changed`].
+        copy: bool,
+    },
+    /// See [`Change::Deleted`].
+    Deleted(Entry),
+    /// See [`Change::Touch`].
+    Touch(States<'s>),
+}
+
+impl<'s> Owned<'s> {
+    fn view(&self) -> Change<'_> {
+        match self {
+            Owned::New(e) => Change::New(e),
+            Owned::Changed { states, copy } => Change::Changed {
+                states,
+                copy: *copy,
+            },
+            Owned::Deleted(e) => Change::Deleted(e),
+            Owned::Touch(states) => Change::Touch(states),
+        }
+    }
+}
+
+/// A plan's changes in order, 4 bytes each: a first run has one per file,
+/// and nearly all are new entries of the scan, which a slot names by its
+/// index in the scan; a slot with [`Changes::OWNED`] set names one of the
+/// few [`Owned`] changes instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes<'s> {
+    scan: &'s [Entry],
+    slots: Vec<u32>,
+    owned: Vec<Owned<'s>>,
+}
+
+impl<'s> Changes<'s> {
+    /// The slot bit that says "an index into the owned changes".
+    const OWNED: u32 = 1 << 31;
+
+    /// No changes yet, of new entries taken from `scan`.
+    pub fn new(scan: &'s [Entry]) -> Changes<'s> {
+        Changes {
+            scan,
+            slots: Vec::new(),
+            owned: Vec::new(),
+        }
+    }
+
+    /// Add the new entry `scan[i]`.
+    pub fn push_new(&mut self, i: usize) {
+        match u32::try_from(i) {
+            Ok(slot) if slot < Changes::OWNED => self.slots.push(slot),
+            _ => self.push(Owned::New(&self.scan[i])),
+        }
+    }
+
+    /// Add a change of another kind.
+    pub fn push(&mut self, change: Owned<'s>) {
+        let i = u32::try_from(self.owned.len())
+            .ok()
+            .filter(|&i| i < Changes::OWNED)
+            // A plan of 2^31 changes that are not new files would be an
+            // index of hundreds of GiB read first.
+            .expect("fewer than 2^31 changed or deleted paths");
+        self.owned.push(change);
+        self.slots.push(i | Changes::OWNED);
+    }
+
+    /// How many changes.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Change `i`.
+    pub fn get(&self, i: usize) -> Change<'_> {
+        self.of(self.slots[i])
+    }
+
+    fn of(&self, slot: u32) -> Change<'_> {
+        if slot & Changes::OWNED == 0 {
+            Change::New(&self.scan[slot as usize])
+        } else {
+            self.owned[(slot & !Changes::OWNED) as usize].view()
+        }
+    }
+
+    /// The changes in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Change<'_>> + DoubleEndedIterator + '_ {
+        self.slots.iter().map(|&s| self.of(s))
+    }
+
+    /// Keep the changes `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(Change<'_>) -> bool) {
+        let slots = std::mem::take(&mut self.slots);
+        let kept: Vec<u32> = slots.into_iter().filter(|&s| keep(self.of(s))).collect();
+        self.slots = kept;
+    }
+
+    /// Give back what the lists grew by doubling.
+    pub fn shrink_to_fit(&mut self) {
+        self.slots.shrink_to_fit();
+        self.owned.shrink_to_fit();
+    }
+}
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// A path's state in the index and in the scan, for a change that has
 /// both (or a [`Recheck`]).
@@ -73,18 +193,17 @@ pub struct States<'s> {
     pub new: &'s Entry,
 }
 
-impl<'s> Change<'s> {
+impl<'a> Change<'a> {
     /// The path concerned.
-    pub fn path(&self) -> &RelPath {
+    pub fn path(self) -> &'a RelPath {
         match self {
-            Change::New(e) => &e.path,
+            Change::New(e) | Change::Deleted(e) => &e.path,
             Change::Changed { states, .. } | Change::Touch(states) => &states.new.path,
-            Change::Deleted(e) => &e.path,
         }
     }
 
     /// The state in the index, if the path is there.
-    pub fn old(&self) -> Option<&Entry> {
+    pub fn old(self) -> Option<&'a Entry> {
         match self {
             Change::Changed { states, .. } | Change::Touch(states) => Some(&states.old),
             Change::Deleted(old) => Some(old),
@@ -93,7 +212,7 @@ impl<'s> Change<'s> {
     }
 
     /// The state in the scan, unless the path leaves.
-    pub fn new_entry(&self) -> Option<&'s Entry> {
+    pub fn new_entry(self) -> Option<&'a Entry> {
         match self {
             Change::New(e) => Some(e),
             Change::Changed { states, .. } | Change::Touch(states) => Some(states.new),
@@ -102,7 +221,7 @@ impl<'s> Change<'s> {
     }
 
     /// The kind of entry concerned (the new one, or the one that leaves).
-    pub fn kind(&self) -> Kind {
+    pub fn kind(self) -> Kind {
         match self.new_entry() {
             Some(e) => e.meta.kind,
             None => self.old().expect("a deletion has an old state").meta.kind,
@@ -110,16 +229,16 @@ impl<'s> Change<'s> {
     }
 
     /// Whether the mirror needs the source (a copy, or directory metadata).
-    pub fn needs_source(&self) -> bool {
+    pub fn needs_source(self) -> bool {
         match self {
             Change::New(_) => true,
-            Change::Changed { copy, .. } => *copy,
+            Change::Changed { copy, .. } => copy,
             Change::Deleted(_) | Change::Touch(_) => false,
         }
     }
 
     /// The mirror op's word, as `--dry-run` prints it.
-    pub fn op_word(&self) -> &'static str {
+    pub fn op_word(self) -> &'static str {
         match self {
             Change::New(_) => "new",
             Change::Changed { .. } => "changed",
@@ -131,7 +250,7 @@ impl<'s> Change<'s> {
     /// What the increment records for this path: tracked entries entering,
     /// changing or leaving the tracked set. `None` for included-only
     /// entries and for touches.
-    pub fn history_op(&self) -> Option<Op> {
+    pub fn history_op(self) -> Option<Op> {
         let (was, is) = match self {
             Change::New(e) => (false, e.tracked),
             Change::Changed { states, .. } => (states.old.tracked, states.new.tracked),
@@ -148,7 +267,7 @@ impl<'s> Change<'s> {
 
     /// Whether the entry concerned is tracked (after the change, or before
     /// it for a deletion).
-    pub fn tracked(&self) -> bool {
+    pub fn tracked(self) -> bool {
         match self.new_entry() {
             Some(e) => e.tracked,
             None => self.old().is_some_and(|e| e.tracked),
@@ -182,7 +301,7 @@ impl Serialize for Change<'_> {
 pub struct Plan<'s> {
     /// Every change, sorted by path (for one path, a deletion before the
     /// new entry that replaces it).
-    pub changes: Vec<Change<'s>>,
+    pub changes: Changes<'s>,
     /// Entries whose mirror copy is up to date.
     pub unchanged: u64,
     /// Index entries kept because their directory could not be read (or a
@@ -205,7 +324,7 @@ impl Plan<'_> {
     }
 
     /// Changes other than touches (what a dry run lists).
-    pub fn visible(&self) -> impl Iterator<Item = &Change<'_>> {
+    pub fn visible(&self) -> impl Iterator<Item = Change<'_>> {
         self.changes
             .iter()
             .filter(|c| !matches!(c, Change::Touch(_)))
@@ -214,9 +333,8 @@ impl Plan<'_> {
 
 /// An entry whose metadata matches the index but whose ctime moved (or
 /// whose xattrs the index does not know): its xattrs must be read and
-/// compared before it is known whether it changed. Boxed as the change it
-/// becomes holds it.
-pub type Recheck<'s> = Box<States<'s>>;
+/// compared before it is known whether it changed.
+pub type Recheck<'s> = States<'s>;
 
 /// A diff before its rechecks are resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -265,53 +383,59 @@ pub fn diff<'s>(
     keep: &[RelPath],
     compare: Compare,
 ) -> Diff<'s> {
-    let mut out = Diff::default();
+    let mut out = Diff {
+        plan: Plan {
+            changes: Changes::new(scan),
+            ..Plan::default()
+        },
+        rechecks: Vec::new(),
+    };
     let plan = &mut out.plan;
-    let mut scan = scan.iter().peekable();
+    let mut scan = scan.iter().enumerate().peekable();
     let kept_below = |path: &[u8]| keep.iter().any(|d| is_below(path, d.as_bytes()));
     loop {
         let order = match (scan.peek(), index.current()) {
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(new), Some(old)) => new.path.as_bytes().cmp(old.path),
+            (Some((_, new)), Some(old)) => new.path.as_bytes().cmp(old.path),
         };
         match order {
             Ordering::Less => {
-                plan.changes.push(Change::New(scan.next().expect("peeked")));
+                plan.changes.push_new(scan.next().expect("peeked").0);
             }
             Ordering::Greater => {
                 let old = index.current().expect("an index entry");
                 if kept_below(old.path) {
                     plan.kept += 1;
                 } else {
-                    plan.changes.push(Change::Deleted(Box::new(old.to_entry())));
+                    plan.changes.push(Owned::Deleted(old.to_entry()));
                 }
                 index.advance();
             }
             Ordering::Equal => {
-                let new = scan.next().expect("peeked");
+                let (i, new) = scan.next().expect("peeked");
                 let old = index.current().expect("an index entry");
                 let dir_then = old.meta.kind == Kind::Dir;
                 let dir_now = new.meta.kind == Kind::Dir;
                 if dir_then != dir_now {
                     // A file replaced by a directory, or the reverse: the
                     // old one leaves, the new one is new.
-                    plan.changes.push(Change::Deleted(Box::new(old.to_entry())));
-                    plan.changes.push(Change::New(new));
+                    plan.changes.push(Owned::Deleted(old.to_entry()));
+                    plan.changes.push_new(i);
                 } else {
                     match same(&old, new, compare) {
                         Sameness::Same => plan.unchanged += 1,
-                        Sameness::Recheck => out.rechecks.push(Box::new(States {
+                        Sameness::Recheck => out.rechecks.push(States {
                             old: old.to_entry(),
                             new,
-                        })),
-                        Sameness::Different => plan.changes.push(Change::Changed {
+                        }),
+                        Sameness::Different => plan.changes.push(Owned::Changed {
                             copy: needs_copy(&old, new),
-                            states: Box::new(States {
+                            states: States {
                                 old: old.to_entry(),
                                 new,
-                            }),
+                            },
                         }),
                     }
                 }
@@ -330,36 +454,52 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     if rechecks.is_empty() {
         return plan;
     }
-    let mut resolved = Vec::with_capacity(rechecks.len());
-    for (r, digest) in rechecks.into_iter().zip(digests) {
-        match digest {
-            Some(d) if r.old.xattrs() == Some(*d) => resolved.push(Change::Touch(r)),
-            _ => resolved.push(Change::Changed {
-                states: r,
-                copy: true,
-            }),
+    // Merge two path-sorted lists (a recheck's path is never in the plan);
+    // the rechecks become touches or changes.
+    let Changes { scan, slots, owned } = std::mem::take(&mut plan.changes);
+    let mut owned: Vec<Option<Owned<'s>>> = owned.into_iter().map(Some).collect();
+    let mut changes = Changes::new(scan);
+    changes.slots.reserve(slots.len() + rechecks.len());
+    let path = |slot: u32, owned: &[Option<Owned<'s>>]| -> RelPath {
+        if slot & Changes::OWNED == 0 {
+            scan[slot as usize].path.clone()
+        } else {
+            let o = owned[(slot & !Changes::OWNED) as usize].as_ref();
+            o.expect("not taken yet").view().path().clone()
         }
-    }
-    // Merge two path-sorted lists; a recheck's path is never in the plan.
-    let changes = std::mem::take(&mut plan.changes);
-    let mut merged = Vec::with_capacity(changes.len() + resolved.len());
-    let mut a = changes.into_iter().peekable();
-    let mut b = resolved.into_iter().peekable();
+    };
+    let mut a = slots.into_iter().peekable();
+    let mut b = rechecks.into_iter().zip(digests).peekable();
     loop {
         let take_a = match (a.peek(), b.peek()) {
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(x), Some(y)) => x.path() <= y.path(),
+            (Some(&x), Some((y, _))) => path(x, &owned) <= y.new.path,
         };
-        merged.push(if take_a { a.next() } else { b.next() }.expect("peeked"));
+        if take_a {
+            let slot = a.next().expect("peeked");
+            if slot & Changes::OWNED == 0 {
+                changes.slots.push(slot);
+            } else {
+                let o = owned[(slot & !Changes::OWNED) as usize].take();
+                changes.push(o.expect("taken once"));
+            }
+        } else {
+            let (r, digest) = b.next().expect("peeked");
+            changes.push(match digest {
+                Some(d) if r.old.xattrs() == Some(*d) => {
+                    plan.unchanged += 1;
+                    Owned::Touch(r)
+                }
+                _ => Owned::Changed {
+                    states: r,
+                    copy: true,
+                },
+            });
+        }
     }
-    let touched = merged
-        .iter()
-        .filter(|c| matches!(c, Change::Touch(_)))
-        .count() as u64;
-    plan.unchanged += touched;
-    plan.changes = merged;
+    plan.changes = changes;
     plan
 }
 
@@ -516,7 +656,7 @@ mod tests {
                 ("c".into(), "changed", Some(Op::Changed)),
             ]
         );
-        assert!(p.changes[1].needs_source());
+        assert!(p.changes.get(1).needs_source());
         assert_eq!(p.visible().count(), 2);
     }
 
@@ -532,6 +672,6 @@ mod tests {
         assert!(d.plan.is_empty() && d.rechecks.is_empty());
         let d = diff(&scan, &mut SliceWalk(&index), &[], Compare::Checksum);
         assert_eq!(d.plan.changes.len(), 1);
-        assert!(d.plan.changes[0].needs_source());
+        assert!(d.plan.changes.get(0).needs_source());
     }
 }

@@ -301,8 +301,8 @@ fn execute(
     };
     let outcomes = {
         let slots = std::sync::Mutex::new(Outcomes::new(changes.len()));
-        changes.par_iter().enumerate().for_each(|(i, c)| {
-            let outcome = ctx.apply(c);
+        (0..changes.len()).into_par_iter().for_each(|i| {
+            let outcome = ctx.apply(changes.get(i));
             slots
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -635,7 +635,7 @@ struct Read {
 }
 
 impl Ctx<'_> {
-    fn apply(&self, change: &Change<'_>) -> Outcome {
+    fn apply(&self, change: Change<'_>) -> Outcome {
         let outcome = self.apply_inner(change);
         if change.kind() != Kind::Dir && !matches!(change, Change::Touch(_)) {
             self.progress.inc(1);
@@ -643,7 +643,7 @@ impl Ctx<'_> {
         outcome
     }
 
-    fn apply_inner(&self, change: &Change<'_>) -> Outcome {
+    fn apply_inner(&self, change: Change<'_>) -> Outcome {
         let path = change.path();
         let history = change.history_op();
         let remote = self.remote;

@@ -184,6 +184,9 @@ impl<I: Iterator<Item = FileRecord>> Serialize for RecordStream<I> {
 pub struct Committed {
     /// The increment that now exists, if the run recorded anything.
     pub increment: Option<IncrementName>,
+    /// Seconds the commit waited for the staged data to be durable (the
+    /// bench's `sync_s`).
+    pub sync_s: f64,
 }
 
 /// A commit that did not go through.
@@ -298,7 +301,9 @@ impl<'s> Transaction<'s> {
             source,
         };
         self.faults.point("commit.sync", &root);
+        let synced = std::time::Instant::now();
         store.sync_filesystem().map_err(before)?;
+        let sync_s = synced.elapsed().as_secs_f64();
         let name = self.increment.name.clone();
         let text = name.to_string();
         let mut last = old.last_increment().map(str::to_string);
@@ -359,7 +364,7 @@ impl<'s> Transaction<'s> {
         write_index(store, old, updates, last.as_deref(), count).map_err(after)?;
         self.faults.point("commit.clean", &root);
         clear_dirty(store).map_err(after)?;
-        Ok(Committed { increment })
+        Ok(Committed { increment, sync_s })
     }
 }
 
