@@ -499,6 +499,13 @@ def summarize(all_rows, extras):
                          else f"{s_wall / wall:10.2f}x")
                 out(f"{phase:<9} {peer:<13} {len(g):>4} {wall:8.2f} [{min(x['seconds'] for x in g):6.2f}] "
                     f"{cpu:7.2f} {rss:8.1f} {per_file:7.0f} {ratio:>12}")
+            cp_rows = groups.get(("cp", phase), [])
+            if phase == "full" and cp_rows and s_wall:
+                # strata's run ends with its data durable; cp -a leaves its
+                # data dirty and peers.sh times the sync that follows apart.
+                durable = statistics.median(x["seconds"] + x.get("sync_s", 0) for x in cp_rows)
+                out(f"{'':<9} cp -a with the sync after it: {durable:.2f} s; "
+                    f"strata / that {s_wall / durable:.2f}x (not a SPEC target)")
             stages = [r["stages"] for r in s_rows if r.get("stages")]
             if stages:
                 keys = ["recover_s", "scan_s", "diff_s", "apply_s", "sync_s", "commit_s"]

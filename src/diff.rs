@@ -91,88 +91,150 @@ impl<'s> Owned<'s> {
     }
 }
 
-/// A plan's changes in order, 4 bytes each: a first run has one per file,
-/// and nearly all are new entries of the scan, which a slot names by its
-/// index in the scan; a slot with [`Changes::OWNED`] set names one of the
-/// few [`Owned`] changes instead.
+/// A plan's changes in order, as runs: a run is consecutive changes that
+/// are consecutive new entries of the scan (named by where they start in
+/// it), or consecutive [`Owned`] changes (the few that carry an old state).
+/// A first run's plan (every selected entry new) is one run, whatever the
+/// number of files; a run of changes costs 8 bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes<'s> {
     scan: &'s [Entry],
-    slots: Vec<u32>,
+    runs: Vec<Run>,
+    len: usize,
     owned: Vec<Owned<'s>>,
 }
 
-impl<'s> Changes<'s> {
-    /// The slot bit that says "an index into the owned changes".
+/// Changes `at..` (up to the next run) are `scan[from..]`, or with
+/// [`Run::OWNED`] set in `from`, the owned changes from `from & !OWNED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    at: u32,
+    from: u32,
+}
+
+impl Run {
     const OWNED: u32 = 1 << 31;
 
+    fn owned(self) -> bool {
+        self.from & Run::OWNED != 0
+    }
+
+    fn start(self) -> usize {
+        (self.from & !Run::OWNED) as usize
+    }
+}
+
+impl<'s> Changes<'s> {
     /// No changes yet, of new entries taken from `scan`.
     pub fn new(scan: &'s [Entry]) -> Changes<'s> {
         Changes {
             scan,
-            slots: Vec::new(),
+            runs: Vec::new(),
+            len: 0,
             owned: Vec::new(),
         }
     }
 
     /// Add the new entry `scan[i]`.
     pub fn push_new(&mut self, i: usize) {
-        match u32::try_from(i) {
-            Ok(slot) if slot < Changes::OWNED => self.slots.push(slot),
-            _ => self.push(Owned::New(&self.scan[i])),
+        if i < Run::OWNED as usize {
+            self.push_ref(false, i);
+        } else {
+            self.push(Owned::New(&self.scan[i]));
         }
     }
 
     /// Add a change of another kind.
     pub fn push(&mut self, change: Owned<'s>) {
-        let i = u32::try_from(self.owned.len())
-            .ok()
-            .filter(|&i| i < Changes::OWNED)
-            // A plan of 2^31 changes that are not new files would be an
-            // index of hundreds of GiB read first.
-            .expect("fewer than 2^31 changed or deleted paths");
         self.owned.push(change);
-        self.slots.push(i | Changes::OWNED);
+        self.push_ref(true, self.owned.len() - 1);
+    }
+
+    /// Add change number `len`: `scan[i]`, or (`owned`) `self.owned[i]`.
+    fn push_ref(&mut self, owned: bool, i: usize) {
+        // A plan of 2^31 changes would need a scan or an index of hundreds
+        // of GiB first.
+        let at = u32::try_from(self.len).expect("fewer than 2^31 changes");
+        let from = u32::try_from(i)
+            .ok()
+            .filter(|&i| i < Run::OWNED)
+            .expect("fewer than 2^31 changed or deleted paths");
+        let continues = self
+            .runs
+            .last()
+            .is_some_and(|r| r.owned() == owned && r.start() + (self.len - r.at as usize) == i);
+        if !continues {
+            let flag = if owned { Run::OWNED } else { 0 };
+            self.runs.push(Run {
+                at,
+                from: from | flag,
+            });
+        }
+        self.len += 1;
     }
 
     /// How many changes.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 
     /// Change `i`.
     pub fn get(&self, i: usize) -> Change<'_> {
-        self.of(self.slots[i])
+        assert!(i < self.len, "change {i} of {}", self.len);
+        let k = self.runs.partition_point(|r| r.at as usize <= i) - 1;
+        let (owned, j) = self.locate(k, i - self.runs[k].at as usize);
+        self.view(owned, j)
     }
 
-    fn of(&self, slot: u32) -> Change<'_> {
-        if slot & Changes::OWNED == 0 {
-            Change::New(&self.scan[slot as usize])
+    /// Where change `offset` of run `k` is.
+    fn locate(&self, k: usize, offset: usize) -> (bool, usize) {
+        let r = self.runs[k];
+        (r.owned(), r.start() + offset)
+    }
+
+    fn view(&self, owned: bool, j: usize) -> Change<'_> {
+        if owned {
+            self.owned[j].view()
         } else {
-            self.owned[(slot & !Changes::OWNED) as usize].view()
+            Change::New(&self.scan[j])
         }
     }
 
+    /// Where each change is, in order: (owned, index).
+    fn refs(&self) -> impl Iterator<Item = (bool, usize)> + '_ {
+        (0..self.runs.len()).flat_map(move |k| {
+            let end = self.runs.get(k + 1).map_or(self.len, |n| n.at as usize);
+            let n = end - self.runs[k].at as usize;
+            (0..n).map(move |o| self.locate(k, o))
+        })
+    }
+
     /// The changes in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Change<'_>> + DoubleEndedIterator + '_ {
-        self.slots.iter().map(|&s| self.of(s))
+    pub fn iter(&self) -> impl Iterator<Item = Change<'_>> + '_ {
+        self.refs().map(|(owned, j)| self.view(owned, j))
     }
 
     /// Keep the changes `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(Change<'_>) -> bool) {
-        let slots = std::mem::take(&mut self.slots);
-        let kept: Vec<u32> = slots.into_iter().filter(|&s| keep(self.of(s))).collect();
-        self.slots = kept;
+        let kept: Vec<(bool, usize)> = self
+            .refs()
+            .filter(|&(owned, j)| keep(self.view(owned, j)))
+            .collect();
+        self.runs.clear();
+        self.len = 0;
+        for (owned, j) in kept {
+            self.push_ref(owned, j);
+        }
     }
 
     /// Give back what the lists grew by doubling.
     pub fn shrink_to_fit(&mut self) {
-        self.slots.shrink_to_fit();
+        self.runs.shrink_to_fit();
         self.owned.shrink_to_fit();
     }
 }
@@ -456,19 +518,20 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     }
     // Merge two path-sorted lists (a recheck's path is never in the plan);
     // the rechecks become touches or changes.
-    let Changes { scan, slots, owned } = std::mem::take(&mut plan.changes);
+    let old = std::mem::take(&mut plan.changes);
+    let refs: Vec<(bool, usize)> = old.refs().collect();
+    let Changes { scan, owned, .. } = old;
     let mut owned: Vec<Option<Owned<'s>>> = owned.into_iter().map(Some).collect();
     let mut changes = Changes::new(scan);
-    changes.slots.reserve(slots.len() + rechecks.len());
-    let path = |slot: u32, owned: &[Option<Owned<'s>>]| -> RelPath {
-        if slot & Changes::OWNED == 0 {
-            scan[slot as usize].path.clone()
+    let path = |(is_owned, j): (bool, usize), owned: &[Option<Owned<'s>>]| -> RelPath {
+        if is_owned {
+            let o = owned[j].as_ref().expect("not taken yet");
+            o.view().path().clone()
         } else {
-            let o = owned[(slot & !Changes::OWNED) as usize].as_ref();
-            o.expect("not taken yet").view().path().clone()
+            scan[j].path.clone()
         }
     };
-    let mut a = slots.into_iter().peekable();
+    let mut a = refs.into_iter().peekable();
     let mut b = rechecks.into_iter().zip(digests).peekable();
     loop {
         let take_a = match (a.peek(), b.peek()) {
@@ -478,12 +541,9 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
             (Some(&x), Some((y, _))) => path(x, &owned) <= y.new.path,
         };
         if take_a {
-            let slot = a.next().expect("peeked");
-            if slot & Changes::OWNED == 0 {
-                changes.slots.push(slot);
-            } else {
-                let o = owned[(slot & !Changes::OWNED) as usize].take();
-                changes.push(o.expect("taken once"));
+            match a.next().expect("peeked") {
+                (false, j) => changes.push_new(j),
+                (true, j) => changes.push(owned[j].take().expect("taken once")),
             }
         } else {
             let (r, digest) = b.next().expect("peeked");
@@ -540,6 +600,35 @@ mod tests {
             .iter()
             .map(|c| (c.path().to_string(), c.op_word(), c.history_op()))
             .collect()
+    }
+
+    #[test]
+    fn changes_are_runs_read_the_same_by_index_and_in_order() {
+        let scan: Vec<Entry> = (0..6).map(|i| e(&format!("f{i}"), 1, true)).collect();
+        let mut c = Changes::new(&scan);
+        for i in 0..6 {
+            c.push_new(i);
+        }
+        // A first run: one run, however many entries.
+        assert_eq!(c.runs.len(), 1);
+        let mut c = Changes::new(&scan);
+        c.push_new(0);
+        c.push_new(1);
+        c.push(Owned::Deleted(e("f1x", 1, true)));
+        c.push(Owned::Deleted(e("f1y", 1, true)));
+        c.push_new(3);
+        c.push_new(5);
+        assert_eq!(c.runs.len(), 4);
+        let want = ["f0", "f1", "f1x", "f1y", "f3", "f5"];
+        let in_order: Vec<String> = c.iter().map(|c| c.path().to_string()).collect();
+        let by_index: Vec<String> = (0..c.len()).map(|i| c.get(i).path().to_string()).collect();
+        assert_eq!(in_order, want);
+        assert_eq!(by_index, want);
+        assert!(matches!(c.get(3), Change::Deleted(_)));
+        c.retain(|c| !matches!(c, Change::Deleted(_)) && c.path().as_bytes() != b"f3");
+        let kept: Vec<String> = (0..c.len()).map(|i| c.get(i).path().to_string()).collect();
+        assert_eq!(kept, ["f0", "f1", "f5"]);
+        assert_eq!(c.runs.len(), 2);
     }
 
     #[test]
