@@ -644,9 +644,7 @@ pub fn apply(changes: &Changes<'_>, target: &Target<'_>) -> Outcomes {
     let (followers, firsts): (Vec<u32>, Vec<u32>) = (0..changes.len() as u32)
         .filter(|&i| {
             let i = i as usize;
-            !outcomes.is_done(i)
-                && changes.get(i).kind() != Kind::Dir
-                && !matches!(changes.get(i), Change::Touch(_))
+            !outcomes.is_done(i) && changes.get(i).is_file_work()
         })
         .partition(|&i| groups.follows(i as usize).is_some());
     {

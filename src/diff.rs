@@ -290,6 +290,13 @@ impl<'a> Change<'a> {
         }
     }
 
+    /// A file or symlink that the apply brings in, changes or removes (a
+    /// touch changes only the index; directories are made by the way):
+    /// what progress counts.
+    pub fn is_file_work(self) -> bool {
+        self.kind() != Kind::Dir && !matches!(self, Change::Touch(_))
+    }
+
     /// Whether the mirror needs the source (a copy, or directory metadata).
     pub fn needs_source(self) -> bool {
         match self {
@@ -383,6 +390,16 @@ impl Plan<'_> {
             .iter()
             .filter(|c| matches!(c, Change::Deleted(_)))
             .count() as u64
+    }
+
+    /// The bytes of file content the apply copies from the source.
+    pub fn bytes_to_copy(&self) -> u64 {
+        self.changes
+            .iter()
+            .filter(|c| c.kind() == Kind::File && c.needs_source())
+            .filter_map(|c| c.new_entry())
+            .map(|e| e.meta.size)
+            .sum()
     }
 
     /// Changes other than touches (what a dry run lists).
@@ -523,14 +540,17 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     let Changes { scan, owned, .. } = old;
     let mut owned: Vec<Option<Owned<'s>>> = owned.into_iter().map(Some).collect();
     let mut changes = Changes::new(scan);
-    let path = |(is_owned, j): (bool, usize), owned: &[Option<Owned<'s>>]| -> RelPath {
-        if is_owned {
-            let o = owned[j].as_ref().expect("not taken yet");
-            o.view().path().clone()
-        } else {
-            scan[j].path.clone()
+    fn path<'x>(scan: &'x [Entry], owned: &'x [Option<Owned<'_>>], at: (bool, usize)) -> &'x [u8] {
+        match at {
+            (true, j) => owned[j]
+                .as_ref()
+                .expect("not taken yet")
+                .view()
+                .path()
+                .as_bytes(),
+            (false, j) => scan[j].path.as_bytes(),
         }
-    };
+    }
     let mut a = refs.into_iter().peekable();
     let mut b = rechecks.into_iter().zip(digests).peekable();
     loop {
@@ -538,7 +558,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(&x), Some((y, _))) => path(x, &owned) <= y.new.path,
+            (Some(&x), Some((y, _))) => path(scan, &owned, x) <= y.new.path.as_bytes(),
         };
         if take_a {
             match a.next().expect("peeked") {

@@ -469,7 +469,9 @@ impl Timestamp {
 /// §3: when it moved, the metadata beyond `lstat` is read again): the
 /// nanoseconds since the epoch, 8 bytes where a [`Timestamp`] takes 12
 /// (every entry holds one). Only compared, never shown. A ctime outside
-/// the years 1678-2262 (a clock far off) is [`ChangeTime::UNKNOWN`], which
+/// the years 1678-2262 (a clock far off), and one not known (an entry that
+/// recovery rebuilt from the mirror, or read from an index written before
+/// ctimes were kept), is [`ChangeTime::UNKNOWN`], which
 /// [`ChangeTime::same`] never counts as unmoved, so the walk reads the
 /// xattrs again. (A copy's check that its source held still compares with
 /// `==` beside size and mtime: two unknown ctimes are equal there.)

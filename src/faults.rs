@@ -94,18 +94,15 @@ impl Faults {
 
     /// The file a `wait:` rule waits for (see [`Action::Wait`]).
     pub fn with_resume(self, resume: Option<&Path>) -> Faults {
-        let Some(resume) = resume else {
-            return self;
-        };
-        let Some(arc) = self.0 else {
-            return Faults(None);
-        };
-        let mut inner = Arc::try_unwrap(arc).unwrap_or_else(|arc| Inner {
-            rules: arc.rules.clone(),
-            ..Inner::default()
-        });
-        inner.resume = Some(resume.to_path_buf());
-        Faults(Some(Arc::new(inner)))
+        match resume {
+            // No rule, nothing to wait at: the default stays free.
+            Some(resume) if self.0.is_some() => {
+                let mut inner = self.into_inner();
+                inner.resume = Some(resume.to_path_buf());
+                Faults(Some(Arc::new(inner)))
+            }
+            _ => self,
+        }
     }
 
     /// Add rules making reads of these source paths fail.
@@ -113,13 +110,7 @@ impl Faults {
         if paths.is_empty() {
             return self;
         }
-        let mut inner = match self.0 {
-            Some(arc) => Arc::try_unwrap(arc).unwrap_or_else(|arc| Inner {
-                rules: arc.rules.clone(),
-                ..Inner::default()
-            }),
-            None => Inner::default(),
-        };
+        let mut inner = self.into_inner();
         for p in paths {
             inner.rules.push(Rule {
                 action: Action::Fail,
@@ -129,6 +120,25 @@ impl Faults {
             });
         }
         Faults(Some(Arc::new(inner)))
+    }
+
+    /// The rules and settings to add to: this handle's own, or a copy of
+    /// them when the handle is shared (the counts of points seen start
+    /// again).
+    fn into_inner(self) -> Inner {
+        match self.0 {
+            None => Inner::default(),
+            Some(arc) => Arc::try_unwrap(arc).unwrap_or_else(|arc| Inner {
+                rules: arc.rules.clone(),
+                trace: arc
+                    .trace
+                    .as_ref()
+                    .and_then(|t| t.lock().ok()?.try_clone().ok())
+                    .map(Mutex::new),
+                resume: arc.resume.clone(),
+                seen: Mutex::default(),
+            }),
+        }
     }
 
     /// A point where a crash may be injected.
@@ -267,6 +277,27 @@ mod tests {
             std::fs::read_to_string(&trace).unwrap(),
             "commit.meta@\napply.copy@x/y\n"
         );
+    }
+
+    #[test]
+    fn rules_added_to_a_shared_handle_keep_its_trace_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let resume = dir.path().join("go");
+        let f = Faults::new("", Some(&trace))
+            .unwrap()
+            .with_resume(Some(&resume));
+        let shared = f.clone();
+        let p = RelPath::from_bytes(b"x");
+        let g = f.with_unreadable(std::slice::from_ref(&p));
+        assert!(g.fails("source.read", &p));
+        g.point("apply.copy", &p);
+        drop(shared);
+        assert_eq!(
+            std::fs::read_to_string(&trace).unwrap(),
+            "source.read@x\napply.copy@x\n"
+        );
+        assert_eq!(g.0.as_ref().unwrap().resume.as_deref(), Some(&*resume));
     }
 
     #[test]

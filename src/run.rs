@@ -402,6 +402,20 @@ pub(crate) fn planned_stats(p: &Prepared<'_>) -> Stats {
     stats
 }
 
+/// Start the progress of applying `plan` (`verb`: "applying",
+/// "uploading"): files and symlinks counted, the bytes to copy expected.
+pub(crate) fn begin_apply(progress: &dyn Progress, verb: &str, plan: &Plan<'_>) {
+    let files = plan.changes.iter().filter(|c| c.is_file_work()).count() as u64;
+    progress.begin(
+        &format!(
+            "{verb} {}",
+            crate::report::plural(files, "change", "changes")
+        ),
+        Some(files),
+    );
+    progress.expect_bytes(plan.bytes_to_copy());
+}
+
 /// Scan the source (the walk is the run's one look at the source tree
 /// before the copies).
 pub(crate) fn scan_source(
@@ -620,26 +634,7 @@ fn execute(
     let degraded = Degraded::default();
     let copied = AtomicU64::new(0);
     let changes = &prepared.plan.changes;
-    // Progress counts files (directories are quick, and made by the way).
-    let file_changes = changes
-        .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
-        .count() as u64;
-    progress.begin(
-        &format!(
-            "applying {}",
-            crate::report::plural(file_changes, "change", "changes")
-        ),
-        Some(file_changes),
-    );
-    progress.expect_bytes(
-        changes
-            .iter()
-            .filter(|c| c.kind() == Kind::File && c.needs_source())
-            .filter_map(|c| c.new_entry())
-            .map(|e| e.meta.size)
-            .sum(),
-    );
+    begin_apply(progress, "applying", &prepared.plan);
     let outcomes = apply(
         changes,
         &Target {

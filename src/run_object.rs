@@ -35,8 +35,8 @@ use crate::job::Job;
 use crate::progress::Progress;
 use crate::report::JobReport;
 use crate::run::{
-    Failure, JobRun, RunError, RunOptions, check_deletions, dry_run_report, finish, log,
-    opening_report, planned_stats, prepare, scan_source,
+    Failure, JobRun, RunError, RunOptions, begin_apply, check_deletions, dry_run_report, finish,
+    log, opening_report, planned_stats, prepare, scan_source,
 };
 use crate::store::commit::{StartIndex, merge_records, write_index};
 use crate::store::index::encode_delta;
@@ -262,25 +262,7 @@ fn execute(
     )?;
     let run = name.to_string();
     let changes = &prepared.plan.changes;
-    let file_changes = changes
-        .iter()
-        .filter(|c| c.kind() != Kind::Dir && !matches!(c, Change::Touch(_)))
-        .count() as u64;
-    progress.begin(
-        &format!(
-            "uploading {}",
-            crate::report::plural(file_changes, "change", "changes")
-        ),
-        Some(file_changes),
-    );
-    progress.expect_bytes(
-        changes
-            .iter()
-            .filter(|c| c.kind() == Kind::File && c.needs_source())
-            .filter_map(|c| c.new_entry())
-            .map(|e| e.meta.size)
-            .sum(),
-    );
+    begin_apply(progress, "uploading", &prepared.plan);
     // The run is staged before it writes anything: an empty plan, so that
     // a run killed before its first upload (after server-side copies into
     // its increment) is still one recovery finds and rolls back.
@@ -637,7 +619,7 @@ struct Read {
 impl Ctx<'_> {
     fn apply(&self, change: Change<'_>) -> Outcome {
         let outcome = self.apply_inner(change);
-        if change.kind() != Kind::Dir && !matches!(change, Change::Touch(_)) {
+        if change.is_file_work() {
             self.progress.inc(1);
         }
         outcome

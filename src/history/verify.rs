@@ -642,6 +642,21 @@ fn check_latest_state(
     }
 }
 
+/// What is wrong with the xattr set the runs kept under `want` for a
+/// mirror whose filesystem refuses xattrs (`None`: it is there and is what
+/// its digest names).
+fn kept_set_problem(store: &Store, want: Hash) -> Option<String> {
+    match store.load_xattrs(want) {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!(
+            "its extended attributes are kept nowhere: the mirror's filesystem refuses them \
+             and {} is missing",
+            store.xattrs_path(want).display()
+        )),
+        Err(e) => Some(format!("its extended attributes: {e}")),
+    }
+}
+
 fn check_mirror(
     store: &Store,
     mirror: Option<&Dir>,
@@ -734,23 +749,16 @@ fn check_mirror(
             if let Ok(x) = got
                 && x.digest() != want
             {
-                if x.is_empty() && kept_only {
-                    let verdict =
-                        kept.entry(want)
-                            .or_insert_with(|| match store.load_xattrs(want) {
-                                Ok(Some(_)) => None,
-                                Ok(None) => Some(format!(
-                                    "its extended attributes are kept nowhere: the mirror's \
-                                 filesystem refuses them and {} is missing",
-                                    store.xattrs_path(want).display()
-                                )),
-                                Err(e) => Some(format!("its extended attributes: {e}")),
-                            });
-                    if let Some(problem) = verdict {
-                        out.problem(&shown, problem.clone());
-                    }
+                let problem = if x.is_empty() && kept_only {
+                    let kept = kept
+                        .entry(want)
+                        .or_insert_with(|| kept_set_problem(store, want));
+                    kept.clone()
                 } else {
-                    out.problem(&shown, "its extended attributes differ from the index");
+                    Some("its extended attributes differ from the index".to_string())
+                };
+                if let Some(problem) = problem {
+                    out.problem(&shown, problem);
                 }
             }
         }

@@ -327,7 +327,7 @@ impl<'a> Reader<'a> {
                 gid: UNKNOWN_OWNER,
                 link: 0,
             },
-            ctime: ChangeTime::default(),
+            ctime: ChangeTime::UNKNOWN,
             tracked: flags & 1 != 0,
             hash,
             xattrs: None,
@@ -1048,6 +1048,49 @@ mod tests {
         }
         let empty = encode_delta(std::iter::empty(), None, 0);
         assert_eq!(decode_delta(&empty, path).unwrap().updates, vec![]);
+    }
+
+    /// A delta of `entry` alone.
+    fn delta_of(entry: &Entry) -> Vec<u8> {
+        let update = crate::store::commit::Update {
+            path: entry.path.clone(),
+            entry: Some(entry.clone()),
+        };
+        encode_delta(std::iter::once(update), None, 1)
+    }
+
+    #[test]
+    fn a_mode_beyond_the_permission_bits_is_a_malformed_record() {
+        let mut e = entries().entries[1].clone();
+        e.meta.mode = 0o7777;
+        let mut bytes = delta_of(&e);
+        let path = std::path::Path::new("delta");
+        assert!(decode_delta(&bytes, path).is_ok());
+        // The mode's four bytes, given a bit above the 12 (and the
+        // checksum made right again): no strata wrote it.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == 0o7777u32.to_le_bytes())
+            .expect("the mode's bytes");
+        bytes[at + 2] = 1;
+        let body = bytes.len() - 8;
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+        let err = decode_delta(&bytes, path).unwrap_err().to_string();
+        assert!(
+            err.contains("malformed record") && err.contains("delta"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_ctime_stays_unknown_through_the_index() {
+        let mut e = entries().entries[1].clone();
+        e.ctime = ChangeTime::UNKNOWN;
+        let back = decode_delta(&delta_of(&e), std::path::Path::new("delta")).unwrap();
+        let ctime = back.updates[0].entry.as_ref().unwrap().ctime;
+        assert_eq!(ctime, ChangeTime::UNKNOWN);
+        assert!(!ctime.same(ChangeTime::UNKNOWN));
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Record {
         Entry {
             path: self.path.clone(),
             meta: self.meta,
-            ctime: ChangeTime::default(),
+            ctime: ChangeTime::UNKNOWN,
             tracked: true,
             digests: Digests::new(
                 self.hash,

@@ -429,7 +429,7 @@ fn fake_dir_stat() -> Stat {
         uid: 0,
         gid: 0,
         mtime: Timestamp::default(),
-        ctime: ChangeTime::default(),
+        ctime: ChangeTime::UNKNOWN,
         atime: Timestamp::default(),
         dev: 0,
         ino: 0,
@@ -446,7 +446,7 @@ fn stat_entry(rel: &RelPath, st: &Stat) -> Entry {
     Entry {
         path: rel.clone(),
         meta,
-        ctime: ChangeTime::default(),
+        ctime: ChangeTime::UNKNOWN,
         tracked: false,
         digests: Digests::new(None, None),
     }
@@ -512,7 +512,7 @@ fn rebuild_entry(
         return Entry {
             path: rel.clone(),
             meta: stale(Kind::Dir),
-            ctime: ChangeTime::default(),
+            ctime: ChangeTime::UNKNOWN,
             tracked: tracked_then,
             digests: Digests::new(None, Some(NO_XATTRS)),
         };
@@ -546,7 +546,7 @@ fn rebuild_entry(
             e.meta.uid = st.uid;
             e.meta.gid = st.gid;
             e.set_xattrs(Some(NO_XATTRS));
-            e.ctime = ChangeTime::default();
+            e.ctime = ChangeTime::UNKNOWN;
         }
         return e;
     }
@@ -556,7 +556,7 @@ fn rebuild_entry(
     Entry {
         path: rel.clone(),
         meta: stale(kind),
-        ctime: ChangeTime::default(),
+        ctime: ChangeTime::UNKNOWN,
         tracked: tracked_then,
         digests: Digests::new(None, Some(NO_XATTRS)),
     }
