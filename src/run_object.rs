@@ -331,10 +331,7 @@ fn execute(
     let seq = manifest.as_ref().map_or(1, |m| m.seq + 1);
     let (segment_bytes, compacted) = match (&manifest, delta) {
         (Some(m), Some(delta)) if !m.compacts(delta.len() as u64) => (delta, false),
-        _ => (
-            std::fs::read(next.index_path()).map_err(|e| StoreError::io(&next.index_path(), e))?,
-            true,
-        ),
+        _ => (read_cached_index(&next)?, true),
     };
     let segment = Segment::of(
         object::manifest::segment_key(seq, &run, compacted),
@@ -473,6 +470,16 @@ fn execute(
 /// up as the base of a manifest, written conditionally on the ETag it
 /// replaces and tagged with the run that committed the index, so that
 /// recovery reads the destination as before.
+/// The whole index file of a cache folder, read beneath its state folder's
+/// descriptor (a vanished file is an error naming it).
+fn read_cached_index(cache: &crate::store::Store) -> Result<Vec<u8>, StoreError> {
+    cache
+        .state()
+        .read(crate::store::index::INDEX)
+        .and_then(|b| b.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+        .map_err(|e| StoreError::io(&cache.index_path(), e))
+}
+
 fn upgrade_index(
     remote: &Remote,
     lease: &Lease,
@@ -481,8 +488,7 @@ fn upgrade_index(
     run: Option<&str>,
     file: &crate::store::index::IndexFile,
 ) -> Result<(), RunError> {
-    let path = remote.cache.index_path();
-    let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    let bytes = read_cached_index(&remote.cache)?;
     let seq = 1;
     let segment = Segment::of(
         object::manifest::segment_key(seq, run.unwrap_or("upgrade"), true),
