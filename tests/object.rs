@@ -941,6 +941,28 @@ fn the_lease_keeps_a_second_writer_out_until_it_expires() {
         bucket.get("jobs/l/.strata/lease").is_none(),
         "released at the end"
     );
+    // Held again: prune and verify, which must not run beside a writer,
+    // skip as a run does, naming the holder, and change nothing.
+    let lease = format!(
+        r#"{{"owner":"elsewhere pid 8","host":"elsewhere","boot":"x","pid":8,"expires":{until}}}"#
+    );
+    bucket.put("jobs/l/.strata/lease", lease.as_bytes());
+    for command in [&["prune", "l"][..], &["verify", "l", "--deep"]] {
+        let (code, out, err) = env.run(command);
+        assert_eq!(code, 0, "{command:?}: a skip is not a failure: {out}{err}");
+        assert!(
+            out.contains("l: skipped (locked): elsewhere pid 8 holds the destination's lease"),
+            "{command:?}: {out}{err}"
+        );
+        let (code, v) = env.run_json(command);
+        assert_eq!(code, 0, "{command:?}: {v:#}");
+        assert_eq!(v["status"], "skipped_locked", "{command:?}: {v:#}");
+    }
+    assert_eq!(
+        bucket.get("jobs/l/.strata/lease").as_deref(),
+        Some(lease.as_bytes()),
+        "the holder's lease is left alone"
+    );
 }
 
 fn chrono_now() -> u64 {

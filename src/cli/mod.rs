@@ -806,22 +806,62 @@ fn open_destination(
 fn lock_job(config: &Config, job: &Job, store: &Store) -> Result<JobLock, ExitCode> {
     match store.lock() {
         Ok(lock) => Ok(lock),
-        Err(LockError::Held { .. }) => {
-            if config.json {
-                print_json(&serde_json::json!({"job": job.name, "status": "skipped_locked"}));
-            } else {
-                println!(
-                    "{}: skipped (locked): another strata process is working on this job",
-                    job.name
-                );
-            }
-            Err(ExitCode::Success)
-        }
+        Err(LockError::Held { .. }) => Err(skipped_locked(
+            config,
+            job,
+            "another strata process is working on this job",
+        )),
         Err(e) => {
             eprintln!("strata: {e}");
             Err(ExitCode::Failure)
         }
     }
+}
+
+/// Open an object-store job's destination and take its lease, for a
+/// command that must not run beside a backup (prune, verify): the lock
+/// [`lock_job`] takes on a local destination. `Err` carries the exit code,
+/// as there.
+fn lease_job(
+    config: &Config,
+    job: &Job,
+) -> Result<
+    (
+        crate::store::object::Remote,
+        crate::store::object::lease::Lease,
+    ),
+    ExitCode,
+> {
+    use crate::store::object::lease::{Lease, LeaseError, default_ttl};
+    let remote = match open_destination(config, job)? {
+        crate::store::dest::Destination::Object(remote) => remote,
+        crate::store::dest::Destination::Local(_) => {
+            unreachable!("an object-store job opens an object store")
+        }
+    };
+    match Lease::acquire(&remote.bucket, default_ttl()) {
+        Ok(lease) => Ok((remote, lease)),
+        Err(LeaseError::Held { owner, .. }) => Err(skipped_locked(
+            config,
+            job,
+            &format!("{owner} holds the destination's lease"),
+        )),
+        Err(e) => {
+            eprintln!("strata: {}: {e}", job.name);
+            Err(ExitCode::Failure)
+        }
+    }
+}
+
+/// Say that `job` was skipped because another process holds it (`why`):
+/// not a failure.
+fn skipped_locked(config: &Config, job: &Job, why: &str) -> ExitCode {
+    if config.json {
+        print_json(&serde_json::json!({"job": job.name, "status": "skipped_locked"}));
+    } else {
+        println!("{}: skipped (locked): {why}", job.name);
+    }
+    ExitCode::Success
 }
 
 /// A path argument as a path relative to the job's source: `./a/b/`,

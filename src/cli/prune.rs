@@ -46,29 +46,9 @@ pub fn run(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
 
 /// Prune an object-store destination, with its lease held.
 fn run_object(config: &Config, job: &Job, dry_run: bool) -> ExitCode {
-    use crate::store::object::lease::{Lease, LeaseError, default_ttl};
-    let remote = match super::open_destination(config, job) {
-        Ok(crate::store::dest::Destination::Object(remote)) => remote,
-        Ok(_) => unreachable!("an object-store job opens an object store"),
+    let (remote, lease) = match super::lease_job(config, job) {
+        Ok(held) => held,
         Err(code) => return code,
-    };
-    let lease = match Lease::acquire(&remote.bucket, default_ttl()) {
-        Ok(lease) => lease,
-        Err(LeaseError::Held { owner, .. }) => {
-            if config.json {
-                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
-            } else {
-                println!(
-                    "{}: skipped (locked): {owner} holds the destination's lease",
-                    job.name
-                );
-            }
-            return ExitCode::Success;
-        }
-        Err(e) => {
-            eprintln!("strata: {}: {e}", job.name);
-            return ExitCode::Failure;
-        }
     };
     let zone = super::zone::machine_zone();
     let check = || lease.check().map_err(|e| Box::new(e).into());

@@ -64,31 +64,9 @@ fn run_object(config: &Config, job: &Job, deep: bool, repair: bool) -> ExitCode 
         Ok(source) => source,
         Err(code) => return code,
     };
-    let remote = match super::open_destination(config, job) {
-        Ok(crate::store::dest::Destination::Object(remote)) => remote,
-        Ok(_) => unreachable!("an object-store job opens an object store"),
+    let (remote, lease) = match super::lease_job(config, job) {
+        Ok(held) => held,
         Err(code) => return code,
-    };
-    let lease = match crate::store::object::lease::Lease::acquire(
-        &remote.bucket,
-        crate::store::object::lease::default_ttl(),
-    ) {
-        Ok(lease) => lease,
-        Err(crate::store::object::lease::LeaseError::Held { owner, .. }) => {
-            if config.json {
-                print_json(&json!({"job": job.name, "status": "skipped_locked"}));
-            } else {
-                println!(
-                    "{}: skipped (locked): {owner} holds the destination's lease",
-                    job.name
-                );
-            }
-            return ExitCode::Success;
-        }
-        Err(e) => {
-            eprintln!("strata: {}: {e}", job.name);
-            return ExitCode::Failure;
-        }
     };
     let repair = source
         .as_ref()
