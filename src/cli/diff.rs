@@ -10,6 +10,7 @@ use crate::history::diff::{
     Counts, Difference, Facts, Side, Status, What, diff, side_at, side_latest,
 };
 use crate::history::{History, HistoryError};
+use crate::job::Job;
 use crate::report::{human_bytes, plural};
 use crate::store::Store;
 use crate::store::dest::Destination;
@@ -42,6 +43,14 @@ pub(super) fn load_history_of(dest: &Destination) -> Result<History, ExitCode> {
         eprintln!("strata: {e}");
         ExitCode::Failure
     })
+}
+
+/// A job's destination and its history, for the commands that read a
+/// history (diff, show, mount); prints why either cannot be had.
+pub(super) fn open_history(config: &Config, job: &Job) -> Result<(Destination, History), ExitCode> {
+    let dest = open_destination(config, job)?;
+    let history = load_history_of(&dest)?;
+    Ok((dest, history))
 }
 
 /// The index of a job's store; prints why it cannot be had (exit 1).
@@ -89,12 +98,8 @@ pub fn run(config: &Config, name: &str, a: &str, b: Option<&str>) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let dest = match open_destination(config, &job) {
-        Ok(dest) => dest,
-        Err(code) => return code,
-    };
-    let history = match load_history_of(&dest) {
-        Ok(h) => h,
+    let (dest, history) = match open_history(config, &job) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let mut sides: Vec<(String, Side)> = Vec::new();

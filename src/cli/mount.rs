@@ -10,8 +10,8 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::diff::{load_history_of, load_index_of};
-use super::{Config, ExitCode, find_job, open_destination};
+use super::diff::{load_index_of, open_history};
+use super::{Config, ExitCode, find_job};
 use crate::mount::HistoryFs;
 use crate::store::dest::Destination;
 use crate::store::index;
@@ -40,12 +40,8 @@ pub fn run(config: &Config, name: &str, mountpoint: &Path) -> ExitCode {
             return ExitCode::Usage;
         }
     }
-    let dest = match open_destination(config, &job) {
-        Ok(dest) => dest,
-        Err(code) => return code,
-    };
-    let history = match load_history_of(&dest) {
-        Ok(h) => h,
+    let (dest, history) = match open_history(config, &job) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     // No index yet: no `latest/`.

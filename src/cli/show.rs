@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use super::diff::{Found, find, load_history_of};
-use super::{Config, ExitCode, find_job, open_destination, parse_point, print_json};
+use super::diff::{Found, find, open_history};
+use super::{Config, ExitCode, find_job, parse_point, print_json};
 use crate::history::Increment;
 use crate::report::{human_bytes, plural};
 use crate::tz::Zone;
@@ -18,12 +18,8 @@ pub fn run(config: &Config, name: &str, increment: &str) -> ExitCode {
         Ok(job) => job,
         Err(code) => return code,
     };
-    let dest = match open_destination(config, &job) {
-        Ok(dest) => dest,
-        Err(code) => return code,
-    };
-    let history = match load_history_of(&dest) {
-        Ok(h) => h,
+    let (_, history) = match open_history(config, &job) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     let inc = match find(&history, &point) {
