@@ -549,3 +549,76 @@ fn marker_files_and_cache_tags_exclude_their_directories() {
         ]
     );
 }
+
+/// atime of `path` (not following a symlink), in seconds.
+fn atime(path: &std::path::Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).unwrap().atime()
+}
+
+#[test]
+fn a_run_leaves_the_source_access_times_as_they_were() {
+    let env = setup();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Read two days ago, written three days ago: under relatime (the
+    // default) the next read moves the atime, so a mail reader that
+    // compares them would lose its "new mail".
+    let age = |path: &std::path::Path| {
+        filetime::set_symlink_file_times(
+            path,
+            filetime::FileTime::from_unix_time(now - 2 * 86400, 0),
+            filetime::FileTime::from_unix_time(now - 3 * 86400, 0),
+        )
+        .unwrap()
+    };
+    let control = env.write("control.txt", "read by the test");
+    age(&control);
+    fs::read(&control).unwrap();
+    if atime(&control) == now - 2 * 86400 {
+        eprintln!("skipping: this filesystem does not update atimes on read (noatime)");
+        return;
+    }
+    let source = env.path("src-home");
+    let mut paths = vec![source.clone()];
+    for dir in ["docs", "docs/sub", "music"] {
+        paths.push(source.join(dir));
+    }
+    for file in [
+        "docs/a.txt",
+        "docs/sub/b.txt",
+        "music/song.mp3",
+        "top.txt",
+        ".profile",
+    ] {
+        paths.push(source.join(file));
+    }
+    for path in &paths {
+        age(path);
+    }
+    run_ok(&env, &["run", "home"]);
+    assert_eq!(
+        fs::read(env.path("dest-home/mirror/docs/sub/b.txt")).unwrap(),
+        b"beta"
+    );
+    for path in &paths {
+        assert_eq!(
+            atime(path),
+            now - 2 * 86400,
+            "{} was read with its atime moved",
+            path.display()
+        );
+    }
+    // A change is read again, still without moving its atime.
+    fs::write(source.join("docs/a.txt"), "alpha 2").unwrap();
+    age(&source.join("docs/a.txt"));
+    run_ok(&env, &["run", "home"]);
+    assert_eq!(
+        fs::read(env.path("dest-home/mirror/docs/a.txt")).unwrap(),
+        b"alpha 2"
+    );
+    assert_eq!(atime(&source.join("docs/a.txt")), now - 2 * 86400);
+    assert_eq!(atime(&source.join("docs")), now - 2 * 86400);
+}

@@ -58,6 +58,21 @@ fn errno(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
 
+/// `openat` for reading with `O_NOATIME`, so that what strata reads keeps
+/// its access time (a mail reader that compares a mailbox's atime with its
+/// mtime still sees new mail after a backup, as with rsync's
+/// `--open-noatime`), and no read dirties an inode of the source. The
+/// kernel allows the flag to the file's owner and to root; for a file of
+/// another owner (`EPERM`) the open is made again without it.
+fn open_noatime(dir: BorrowedFd<'_>, name: &std::ffi::CStr, flags: OFlags) -> io::Result<OwnedFd> {
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => {
+            rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(errno)
+        }
+        other => other.map_err(errno),
+    }
+}
+
 fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
@@ -302,13 +317,11 @@ impl Dir {
     /// blocking on a FIFO swapped in; the caller checks with `fstat` that
     /// it is what it expects.
     pub fn open_read(&self, name: &[u8]) -> io::Result<File> {
-        let fd = rustix::fs::openat(
-            &self.fd,
+        let fd = open_noatime(
+            self.fd.as_fd(),
             cstr(name)?.as_c_str(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+        )?;
         Ok(File::from(fd))
     }
 
@@ -338,7 +351,7 @@ impl Dir {
         // getdents reads from the descriptor's offset: a fresh descriptor
         // of the same directory, so that reading twice (or from two
         // threads) is safe.
-        let fd = rustix::fs::openat(&self.fd, c".", DIR_FLAGS, Mode::empty()).map_err(errno)?;
+        let fd = open_noatime(self.fd.as_fd(), c".", DIR_FLAGS)?;
         let mut buf = Vec::with_capacity(32 * 1024);
         let mut iter = rustix::fs::RawDir::new(&fd, buf.spare_capacity_mut());
         let mut out = Vec::new();

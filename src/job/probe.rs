@@ -10,7 +10,13 @@
 //! never follows a symlink, as the scan does not.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FileType;
+
+use crate::fs::{Dir, FileTypeOf};
 
 use crate::select::{DirDecision, Matcher, REC_SUFFIX, RuleRef};
 
@@ -70,12 +76,17 @@ pub fn unmatched_dir_rules(
     let mut used = matcher.dir_rule_use();
     // Every entry seen, for hints: relative path and whether a directory.
     let mut seen: Vec<(PathBuf, &'static str)> = Vec::new();
-    let mut queue = VecDeque::from([(PathBuf::new(), root, 0usize)]);
+    let Ok(source_dir) = Dir::open_root(source) else {
+        return Vec::new();
+    };
+    // Each directory is read from its own descriptor, opened from its
+    // parent's with no symlink followed (as the scan reads them).
+    let mut queue = VecDeque::from([(source_dir, PathBuf::new(), root, 0usize)]);
     let (mut dirs_read, mut entries) = (0usize, 0usize);
     // The depth of the first directory the budget kept the walk from
     // reading: every directory down to that depth was seen.
     let mut cut: Option<usize> = None;
-    while let Some((rel, state, level)) = queue.pop_front() {
+    while let Some((dir, rel, state, level)) = queue.pop_front() {
         if level >= deepest {
             continue;
         }
@@ -84,19 +95,27 @@ pub fn unmatched_dir_rules(
             break;
         }
         dirs_read += 1;
-        let Ok(listing) = std::fs::read_dir(source.join(&rel)) else {
+        let Ok(listing) = dir.entries() else {
             continue;
         };
-        for entry in listing.flatten() {
+        for (name, file_type) in listing {
             entries += 1;
             if entries > MAX_ENTRIES {
                 cut = Some(level);
                 break;
             }
-            let child = rel.join(entry.file_name());
-            let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => "directory",
-                Ok(t) if t.is_symlink() => "a symbolic link, which strata stores and never follows",
+            let child = rel.join(OsStr::from_bytes(&name));
+            let file_type = match file_type {
+                FileType::Directory => FileTypeOf::Dir,
+                FileType::Symlink => FileTypeOf::Symlink,
+                FileType::Unknown => dir
+                    .stat_at(&name)
+                    .map_or(FileTypeOf::Special, |st| st.file_type),
+                _ => FileTypeOf::File,
+            };
+            let kind = match file_type {
+                FileTypeOf::Dir => "directory",
+                FileTypeOf::Symlink => "a symbolic link, which strata stores and never follows",
                 _ => "a file",
             };
             seen.push((child.clone(), kind));
@@ -105,7 +124,9 @@ pub fn unmatched_dir_rules(
             }
             if let DirDecision::Enter(child_state) = matcher.enter_dir(state, &child) {
                 matcher.note_dir(&mut used, &child);
-                queue.push_back((child, child_state, level + 1));
+                if let Ok(child_dir) = dir.child_dir(&name) {
+                    queue.push_back((child_dir, child, child_state, level + 1));
+                }
             }
         }
         if cut.is_some() {
