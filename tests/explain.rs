@@ -150,3 +150,20 @@ fn json_names_the_rule_and_absolute_paths_must_be_under_the_source() {
     let (code, _, err) = env.run(&["explain", "nosuch", "x"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn a_path_through_a_symlink_is_what_a_run_sees_there_not_what_it_points_to() {
+    let env = setup();
+    // Documents/elsewhere -> a folder outside the source: a run stores the
+    // link and never reads below it, so nothing below it is on disk for
+    // strata.
+    env.write("outside/secret/notes.txt", "x");
+    env.symlink("../../outside", "home/Documents/elsewhere");
+    let (code, value) =
+        env.run_json(&["explain", "home", "Documents/elsewhere/secret", "Documents"]);
+    assert_eq!(code, 0, "{value:#}");
+    assert_eq!(value[0]["exists"], false, "followed the symlink: {value:#}");
+    assert_eq!(value[0]["kind"], "file", "taken for a folder: {value:#}");
+    assert_eq!(value[1]["exists"], true, "{value:#}");
+    assert_eq!(value[1]["kind"], "directory", "{value:#}");
+}

@@ -59,9 +59,9 @@ pub fn run(config: &Config, name: &str, paths: &[String]) -> ExitCode {
             code = ExitCode::Usage;
             continue;
         };
-        let on_disk = job.source.join(&rel).symlink_metadata().ok();
+        let on_disk = kind_in_source(&job, &rel);
         let is_dir =
-            arg.ends_with('/') || rel.is_empty() || on_disk.as_ref().is_some_and(|m| m.is_dir());
+            arg.ends_with('/') || rel.is_empty() || on_disk == Some(crate::fs::FileTypeOf::Dir);
         let why = job.matcher.explain_path(&rel, is_dir);
         let rule = |r: RuleRef| rule_json(&job, &text, r);
         let answer = PathJson {
@@ -112,6 +112,18 @@ pub fn run(config: &Config, name: &str, paths: &[String]) -> ExitCode {
 /// `.` components (empty for the source itself); `None` when it lies
 /// outside. A relative argument is relative to the source, an absolute
 /// one must lie under it (as written, or through the source's real path).
+/// What `rel` is in the job's source (`None`: nothing there), looked up
+/// beneath the source's descriptor with no symlink followed on the way, as
+/// a run sees it.
+fn kind_in_source(job: &Job, rel: &str) -> Option<crate::fs::FileTypeOf> {
+    let source = crate::fs::Dir::open_root(&job.source).ok()?;
+    if rel.is_empty() {
+        return Some(crate::fs::FileTypeOf::Dir);
+    }
+    let (dir, name) = source.parent_of(rel.as_bytes()).ok()?;
+    dir.stat_at(name).ok().map(|st| st.file_type)
+}
+
 fn relative(job: &Job, arg: &str) -> Option<String> {
     let path = Path::new(arg);
     let below = if path.is_absolute() {
