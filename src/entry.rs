@@ -69,9 +69,16 @@ impl RelPath {
 
     /// Check and take bytes from outside: see the type's documentation.
     pub fn parse(bytes: &[u8]) -> Result<RelPath, BadPath> {
+        RelPath::check(bytes)?;
+        Ok(RelPath::own(bytes))
+    }
+
+    /// What [`RelPath::parse`] checks, without taking the bytes (the index
+    /// reader checks every record's path it reads, and keeps few).
+    pub fn check(bytes: &[u8]) -> Result<(), BadPath> {
         let text = || String::from_utf8_lossy(bytes).into_owned();
         if bytes.is_empty() {
-            return Ok(RelPath::root());
+            return Ok(());
         }
         if bytes[0] == b'/' {
             return Err(BadPath::Absolute(text()));
@@ -86,14 +93,14 @@ impl RelPath {
                 _ => {}
             }
         }
-        Ok(RelPath::own(bytes))
+        Ok(())
     }
 
     /// From bytes known to be a valid relative path (built by the walk, or
     /// read back from the index strata wrote). Checked in debug builds.
     pub fn from_bytes(bytes: &[u8]) -> RelPath {
         debug_assert!(
-            RelPath::parse(bytes).is_ok(),
+            RelPath::check(bytes).is_ok(),
             "not a relative path: {:?}",
             String::from_utf8_lossy(bytes)
         );
@@ -292,7 +299,7 @@ impl PathBlock {
     /// Add `path`.
     pub fn push(&mut self, path: &[u8]) {
         debug_assert!(
-            !path.is_empty() && RelPath::parse(path).is_ok(),
+            !path.is_empty() && RelPath::check(path).is_ok(),
             "not a relative path: {:?}",
             String::from_utf8_lossy(path)
         );
@@ -874,9 +881,11 @@ mod tests {
     fn parse_keeps_paths_beneath_their_root() {
         for good in ["", "a", "a/b", ".bashrc", "a/..b", "a/b.", "caf\u{e9}"] {
             assert!(RelPath::parse(good.as_bytes()).is_ok(), "{good}");
+            assert!(RelPath::check(good.as_bytes()).is_ok(), "{good}");
         }
         for bad in ["/a", "a//b", "a/", "..", "a/../b", "./a", "a/.", "a\0b"] {
             assert!(RelPath::parse(bad.as_bytes()).is_err(), "{bad:?}");
+            assert!(RelPath::check(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }
 

@@ -268,7 +268,7 @@ impl<'a> Reader<'a> {
             _ => return Some(None),
         };
         if flags & !(TRACKED | HASH | XATTRS | LINK) != 0
-            || crate::entry::RelPath::parse(path).is_err()
+            || crate::entry::RelPath::check(path).is_err()
         {
             return Some(None);
         }
@@ -313,7 +313,7 @@ impl<'a> Reader<'a> {
             1 => Kind::Symlink,
             _ => return Some(None),
         };
-        if flags & !3 != 0 || path.is_empty() || crate::entry::RelPath::parse(path).is_err() {
+        if flags & !3 != 0 || path.is_empty() || crate::entry::RelPath::check(path).is_err() {
             return Some(None);
         }
         Some(Some(EntryRef {
@@ -1081,6 +1081,29 @@ mod tests {
             err.contains("malformed record") && err.contains("delta"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_path_that_leaves_its_root_is_a_malformed_record() {
+        let path = std::path::Path::new("delta");
+        for bad in [&b"../cd"[..], b"/b/cd", b"ab//d", b"ab/\0d"] {
+            let mut e = entries().entries[1].clone();
+            e.path = RelPath::from_bytes(b"ab/cd");
+            let mut bytes = delta_of(&e);
+            assert!(decode_delta(&bytes, path).is_ok());
+            // The path's bytes rewritten (and the checksum made right
+            // again): no strata wrote it.
+            let at = bytes
+                .windows(5)
+                .position(|w| w == b"ab/cd")
+                .expect("the path's bytes");
+            bytes[at..at + 5].copy_from_slice(bad);
+            let body = bytes.len() - 8;
+            let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
+            bytes[body..].copy_from_slice(&sum.to_le_bytes());
+            let err = decode_delta(&bytes, path).unwrap_err().to_string();
+            assert!(err.contains("malformed record"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
