@@ -76,6 +76,11 @@ impl RelPath {
     /// What [`RelPath::parse`] checks, without taking the bytes (the index
     /// reader checks every record's path it reads, and keeps few).
     pub fn check(bytes: &[u8]) -> Result<(), BadPath> {
+        // One pass (it runs for every record of every index read): each
+        // component is looked at when its `/` or the end is reached.
+        fn bad_part(part: &[u8]) -> bool {
+            matches!(part, [] | [b'.'] | [b'.', b'.'])
+        }
         let text = || String::from_utf8_lossy(bytes).into_owned();
         if bytes.is_empty() {
             return Ok(());
@@ -83,15 +88,23 @@ impl RelPath {
         if bytes[0] == b'/' {
             return Err(BadPath::Absolute(text()));
         }
-        if bytes.contains(&0) {
-            return Err(BadPath::Nul(text()));
-        }
-        for part in bytes.split(|&b| b == b'/') {
-            match part {
-                b"" => return Err(BadPath::Empty(text())),
-                b"." | b".." => return Err(BadPath::Dots(text())),
-                _ => {}
+        let mut start = 0;
+        let mut bad = false;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'/' {
+                bad |= bad_part(&bytes[start..i]);
+                start = i + 1;
+            } else if b == 0 {
+                return Err(BadPath::Nul(text()));
             }
+        }
+        if bad || bad_part(&bytes[start..]) {
+            // The first bad component says which kind.
+            let part = bytes.split(|&b| b == b'/').find(|p| bad_part(p));
+            return Err(match part {
+                Some([]) => BadPath::Empty(text()),
+                _ => BadPath::Dots(text()),
+            });
         }
         Ok(())
     }
@@ -886,6 +899,33 @@ mod tests {
         for bad in ["/a", "a//b", "a/", "..", "a/../b", "./a", "a/.", "a\0b"] {
             assert!(RelPath::parse(bad.as_bytes()).is_err(), "{bad:?}");
             assert!(RelPath::check(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_path_says_what_is_wrong_with_it() {
+        let kind = |p: &str| match RelPath::check(p.as_bytes()) {
+            Ok(()) => "ok",
+            Err(BadPath::Absolute(_)) => "absolute",
+            Err(BadPath::Nul(_)) => "nul",
+            Err(BadPath::Empty(_)) => "empty",
+            Err(BadPath::Dots(_)) => "dots",
+        };
+        for (path, want) in [
+            ("/a", "absolute"),
+            ("/a\0", "absolute"),
+            ("a\0b", "nul"),
+            ("a/../b\0", "nul"),
+            ("a//b", "empty"),
+            ("a/", "empty"),
+            ("a//../b", "empty"),
+            ("a/../b", "dots"),
+            ("..", "dots"),
+            ("a/.", "dots"),
+            ("./a//b", "dots"),
+            ("a/.b/..c/...", "ok"),
+        ] {
+            assert_eq!(kind(path), want, "{path:?}");
         }
     }
 
