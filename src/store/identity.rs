@@ -202,8 +202,13 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
         }
         return Ok(());
     }
-    let id = std::fs::read(destination.join(".strata").join("id"))
+    // Beneath the destination's descriptor, no symlink followed (a
+    // `.strata` that is a symlink names no history here).
+    let id = Dir::open_root(destination)
+        .and_then(|root| root.child_dir(STATE))
+        .and_then(|state| state.read(ID))
         .ok()
+        .flatten()
         .map(|b| String::from_utf8_lossy(&b).trim().to_string());
     if let Some(r) = &remembered
         && !r.ids.is_empty()
