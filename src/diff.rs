@@ -187,14 +187,8 @@ impl<'s> Changes<'s> {
     pub fn get(&self, i: usize) -> Change<'_> {
         assert!(i < self.len, "change {i} of {}", self.len);
         let k = self.runs.partition_point(|r| r.at as usize <= i) - 1;
-        let (owned, j) = self.locate(k, i - self.runs[k].at as usize);
-        self.view(owned, j)
-    }
-
-    /// Where change `offset` of run `k` is.
-    fn locate(&self, k: usize, offset: usize) -> (bool, usize) {
         let r = self.runs[k];
-        (r.owned(), r.start() + offset)
+        self.view(r.owned(), r.start() + (i - r.at as usize))
     }
 
     fn view(&self, owned: bool, j: usize) -> Change<'_> {
@@ -205,30 +199,20 @@ impl<'s> Changes<'s> {
         }
     }
 
-    /// Where each change is, in order: (owned, index).
-    fn refs(&self) -> impl Iterator<Item = (bool, usize)> + '_ {
-        (0..self.runs.len()).flat_map(move |k| {
-            let end = self.runs.get(k + 1).map_or(self.len, |n| n.at as usize);
-            let n = end - self.runs[k].at as usize;
-            (0..n).map(move |o| self.locate(k, o))
-        })
-    }
-
     /// The changes in order.
     pub fn iter(&self) -> impl Iterator<Item = Change<'_>> + '_ {
-        self.refs().map(|(owned, j)| self.view(owned, j))
+        refs(&self.runs, self.len).map(|(owned, j)| self.view(owned, j))
     }
 
-    /// Keep the changes `keep` says yes to.
+    /// Keep the changes `keep` says yes to (the runs are rebuilt as the
+    /// kept changes are pushed again: nothing is collected on the way).
     pub fn retain(&mut self, mut keep: impl FnMut(Change<'_>) -> bool) {
-        let kept: Vec<(bool, usize)> = self
-            .refs()
-            .filter(|&(owned, j)| keep(self.view(owned, j)))
-            .collect();
-        self.runs.clear();
-        self.len = 0;
-        for (owned, j) in kept {
-            self.push_ref(owned, j);
+        let runs = std::mem::take(&mut self.runs);
+        let len = std::mem::take(&mut self.len);
+        for (owned, j) in refs(&runs, len) {
+            if keep(self.view(owned, j)) {
+                self.push_ref(owned, j);
+            }
         }
     }
 
@@ -237,6 +221,15 @@ impl<'s> Changes<'s> {
         self.runs.shrink_to_fit();
         self.owned.shrink_to_fit();
     }
+}
+
+/// Where each of the `len` changes that `runs` hold is, in order: (owned,
+/// index in the scan or in the owned changes).
+fn refs(runs: &[Run], len: usize) -> impl Iterator<Item = (bool, usize)> + '_ {
+    runs.iter().enumerate().flat_map(move |(k, r)| {
+        let end = runs.get(k + 1).map_or(len, |n| n.at as usize);
+        (0..end - r.at as usize).map(move |o| (r.owned(), r.start() + o))
+    })
 }
 
 impl Serialize for Changes<'_> {
@@ -535,9 +528,12 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
     }
     // Merge two path-sorted lists (a recheck's path is never in the plan);
     // the rechecks become touches or changes.
-    let old = std::mem::take(&mut plan.changes);
-    let refs: Vec<(bool, usize)> = old.refs().collect();
-    let Changes { scan, owned, .. } = old;
+    let Changes {
+        scan,
+        runs,
+        len,
+        owned,
+    } = std::mem::take(&mut plan.changes);
     let mut owned: Vec<Option<Owned<'s>>> = owned.into_iter().map(Some).collect();
     let mut changes = Changes::new(scan);
     fn path<'x>(scan: &'x [Entry], owned: &'x [Option<Owned<'_>>], at: (bool, usize)) -> &'x [u8] {
@@ -551,7 +547,7 @@ pub fn resolve<'s>(diff: Diff<'s>, digests: &[Option<Hash>]) -> Plan<'s> {
             (false, j) => scan[j].path.as_bytes(),
         }
     }
-    let mut a = refs.into_iter().peekable();
+    let mut a = refs(&runs, len).peekable();
     let mut b = rechecks.into_iter().zip(digests).peekable();
     loop {
         let take_a = match (a.peek(), b.peek()) {

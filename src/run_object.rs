@@ -465,11 +465,6 @@ fn execute(
     Ok(report)
 }
 
-/// A run with nothing to do that met an index in one object (as strata
-/// wrote it before manifests): the cached copy (its bytes as fetched) goes
-/// up as the base of a manifest, written conditionally on the ETag it
-/// replaces and tagged with the run that committed the index, so that
-/// recovery reads the destination as before.
 /// The whole index file of a cache folder, read beneath its state folder's
 /// descriptor (a vanished file is an error naming it).
 fn read_cached_index(cache: &crate::store::Store) -> Result<Vec<u8>, StoreError> {
@@ -480,6 +475,11 @@ fn read_cached_index(cache: &crate::store::Store) -> Result<Vec<u8>, StoreError>
         .map_err(|e| StoreError::io(&cache.index_path(), e))
 }
 
+/// A run with nothing to do that met an index in one object (as strata
+/// wrote it before manifests): the cached copy (its bytes as fetched) goes
+/// up as the base of a manifest, written conditionally on the ETag it
+/// replaces and tagged with the run that committed the index, so that
+/// recovery reads the destination as before.
 fn upgrade_index(
     remote: &Remote,
     lease: &Lease,

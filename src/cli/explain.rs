@@ -49,6 +49,9 @@ pub fn run(config: &Config, name: &str, paths: &[String]) -> ExitCode {
     let text = read_job_file(&job.file).unwrap_or_default();
     let mut code = ExitCode::Success;
     let mut answers = Vec::new();
+    // The source, opened once for all the paths (none is there when it
+    // cannot be opened).
+    let source = crate::fs::Dir::open_root(&job.source).ok();
     for arg in paths {
         let Some(rel) = relative(&job, arg) else {
             eprintln!(
@@ -59,7 +62,7 @@ pub fn run(config: &Config, name: &str, paths: &[String]) -> ExitCode {
             code = ExitCode::Usage;
             continue;
         };
-        let on_disk = kind_in_source(&job, &rel);
+        let on_disk = source.as_ref().and_then(|source| kind_in(source, &rel));
         let is_dir =
             arg.ends_with('/') || rel.is_empty() || on_disk == Some(crate::fs::FileTypeOf::Dir);
         let why = job.matcher.explain_path(&rel, is_dir);
@@ -115,8 +118,7 @@ pub fn run(config: &Config, name: &str, paths: &[String]) -> ExitCode {
 /// What `rel` is in the job's source (`None`: nothing there), looked up
 /// beneath the source's descriptor with no symlink followed on the way, as
 /// a run sees it.
-fn kind_in_source(job: &Job, rel: &str) -> Option<crate::fs::FileTypeOf> {
-    let source = crate::fs::Dir::open_root(&job.source).ok()?;
+fn kind_in(source: &crate::fs::Dir, rel: &str) -> Option<crate::fs::FileTypeOf> {
     if rel.is_empty() {
         return Some(crate::fs::FileTypeOf::Dir);
     }

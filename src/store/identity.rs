@@ -177,7 +177,9 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
             },
         ));
     }
-    let entries = match std::fs::read_dir(destination) {
+    // One look at the destination, through its descriptor: what it holds,
+    // and the history's id beneath it with no symlink followed.
+    let root = match Dir::open_root(destination) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if was_here && !guard.init {
                 return Err(gone(destination, job));
@@ -185,13 +187,12 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
             return Ok(());
         }
         Err(e) => return Err(StoreError::io(destination, e)),
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect::<Vec<_>>(),
+        Ok(root) => root,
     };
-    let has = |name: &str| entries.iter().any(|n| n == name);
-    if !has(".strata") {
-        if has("mirror") {
+    let entries = root.entries().map_err(|e| StoreError::io(destination, e))?;
+    let has = |name: &[u8]| entries.iter().any(|(n, _)| n == name);
+    if !has(STATE) {
+        if has(MIRROR) {
             return Err(foreign_mirror(destination));
         }
         if !entries.is_empty() && !guard.init {
@@ -202,10 +203,9 @@ pub fn check(destination: &Path, job: &str, guard: &Guard) -> Result<(), StoreEr
         }
         return Ok(());
     }
-    // Beneath the destination's descriptor, no symlink followed (a
-    // `.strata` that is a symlink names no history here).
-    let id = Dir::open_root(destination)
-        .and_then(|root| root.child_dir(STATE))
+    // A `.strata` that is a symlink names no history here.
+    let id = root
+        .child_dir(STATE)
         .and_then(|state| state.read(ID))
         .ok()
         .flatten()

@@ -1059,6 +1059,14 @@ mod tests {
         encode_delta(std::iter::once(update), None, 1)
     }
 
+    /// Make a delta's checksum right again after its bytes were changed
+    /// (so that what the reader refuses is the record, not the sum).
+    fn reseal(bytes: &mut [u8]) {
+        let body = bytes.len() - 8;
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    }
+
     #[test]
     fn a_mode_beyond_the_permission_bits_is_a_malformed_record() {
         let mut e = entries().entries[1].clone();
@@ -1073,9 +1081,7 @@ mod tests {
             .position(|w| w == 0o7777u32.to_le_bytes())
             .expect("the mode's bytes");
         bytes[at + 2] = 1;
-        let body = bytes.len() - 8;
-        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
-        bytes[body..].copy_from_slice(&sum.to_le_bytes());
+        reseal(&mut bytes);
         let err = decode_delta(&bytes, path).unwrap_err().to_string();
         assert!(
             err.contains("malformed record") && err.contains("delta"),
@@ -1098,9 +1104,7 @@ mod tests {
                 .position(|w| w == b"ab/cd")
                 .expect("the path's bytes");
             bytes[at..at + 5].copy_from_slice(bad);
-            let body = bytes.len() - 8;
-            let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..body]);
-            bytes[body..].copy_from_slice(&sum.to_le_bytes());
+            reseal(&mut bytes);
             let err = decode_delta(&bytes, path).unwrap_err().to_string();
             assert!(err.contains("malformed record"), "{bad:?}: {err}");
         }
