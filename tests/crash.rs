@@ -335,7 +335,7 @@ fn random_sigkills_are_repaired() {
     copy_tree(&base, &dest);
     let started = std::time::Instant::now();
     report(&env);
-    let took = started.elapsed().as_micros() as u64;
+    let mut took = started.elapsed().as_micros() as u64;
     let want_mirror = snapshot(&dest.join("mirror"));
     let base_count = fs::read_dir(&base)
         .unwrap()
@@ -368,6 +368,11 @@ fn random_sigkills_are_repaired() {
         // Did the kill land while the run was changing the destination?
         let interrupted = status.code().is_none() && dest.join(".strata/dirty").exists();
         mid_run += usize::from(interrupted);
+        // The run finished before the kill: the one timed run was slower
+        // than runs are now (a busy machine), so aim earlier.
+        if status.success() {
+            took = took * 3 / 4;
+        }
         let value = report(&env);
         assert_eq!(value["jobs"][0]["status"], "success", "round {round}");
         assert_same_tree(&want_mirror, &snapshot(&dest.join("mirror")));
